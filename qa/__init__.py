@@ -1,0 +1,38 @@
+"""qa: chat-style question answering over a collection of articles."""
+
+from .articles import Article
+from .config import Settings
+from .errors import (
+    ArticleError,
+    CorruptIndexError,
+    IndexLockedError,
+    IndexMismatchError,
+    ModelError,
+    NoArticlesError,
+    NoIndexError,
+    QAError,
+    QuestionError,
+    StoreError,
+)
+from .indexer import BuildReport
+from .library import IndexInfo, Library
+from .search import Passage
+
+__all__ = [
+    "Article",
+    "ArticleError",
+    "BuildReport",
+    "CorruptIndexError",
+    "IndexInfo",
+    "IndexLockedError",
+    "IndexMismatchError",
+    "Library",
+    "ModelError",
+    "NoArticlesError",
+    "NoIndexError",
+    "Passage",
+    "QAError",
+    "QuestionError",
+    "Settings",
+    "StoreError",
+]

@@ -1,0 +1,259 @@
+"""Files to Articles: read .txt, .md, .html and .jsonl, clean the text, skip what can't be read."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import ArticleError
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown",
+            ".html": "html", ".htm": "html", ".jsonl": "jsonl"}
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+# Whole lines that are page furniture, not content (matched case-insensitively).
+BOILERPLATE = re.compile(
+    r"^\s*(be the first to comment|\d+\s+comments?|comments?|leave a (comment|reply)|"
+    r"share( this( article| story)?)?( on (facebook|twitter|x))?|advertisement|"
+    r"(sign up|subscribe)( (to|for) our newsletter| now)?|click here to subscribe|"
+    r"read more|related( articles| stories)?|follow us on .{1,40}|all rights reserved\.?|"
+    r"copyright ©?.{0,60}|print|email)\s*[.!:]?\s*$",
+    re.IGNORECASE,
+)
+# Inline noise: embedded-tweet picture links.
+INLINE_NOISE = re.compile(r"\s*\bpic\.twitter\.com/\w+")
+
+
+@dataclass(frozen=True)
+class Article:
+    """One article: cleaned text plus what we know about where it came from."""
+
+    id: str
+    title: str
+    text: str
+    source: str = ""
+    date: str = ""
+    url: str = ""
+    path: str = ""
+
+    @property
+    def hash(self) -> str:
+        """Content hash over everything that ends up in the index."""
+        h = hashlib.sha256()
+        for part in (self.title, self.source, self.date, self.url, self.text):
+            h.update(part.encode("utf-8", "surrogatepass"))
+            h.update(b"\x00")
+        return h.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file or record that was not indexed, and why."""
+
+    path: str
+    reason: str
+
+
+def clean(text: str) -> str:
+    """Normalise line ends and spaces, drop boilerplate lines and inline noise.
+
+    >>> clean("Hello  world.\\r\\nBe the first to comment\\n")
+    'Hello world.'
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    lines = []
+    for line in text.split("\n"):
+        line = INLINE_NOISE.sub("", line)
+        line = re.sub(r"[ \t\u00a0]+", " ", line).strip()
+        if BOILERPLATE.match(line):
+            continue
+        lines.append(line)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def read(paths: Iterable[str | os.PathLike], skipped: list[Skipped] | None = None) -> Iterator[Article]:
+    """Yield the articles under ``paths`` (files or folders, read recursively).
+
+    Unreadable files are logged as warnings and appended to ``skipped``;
+    identical texts are yielded once.
+    """
+    skipped = [] if skipped is None else skipped
+    seen: dict[str, str] = {}
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise ArticleError(f"{root} does not exist. Give a folder or file of articles.")
+        for path in _files(root, skipped):
+            for item in _read_file(path, _article_id(root, path)):
+                if isinstance(item, Skipped):
+                    log.warning("skipped %s: %s", item.path, item.reason)
+                    skipped.append(item)
+                    continue
+                key = hashlib.sha256(item.text.encode("utf-8", "surrogatepass")).hexdigest()
+                if key in seen:
+                    skip = Skipped(item.path, f"same text as {seen[key]}, indexed once")
+                    log.warning("skipped %s: %s", skip.path, skip.reason)
+                    skipped.append(skip)
+                    continue
+                seen[key] = item.id
+                yield item
+
+
+def _files(root: Path, skipped: list[Skipped]) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+    visited: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in visited:  # a symlink loop: walk each real folder once
+            dirnames[:] = []
+            skipped.append(Skipped(dirpath, "folder already visited (symlink loop)"))
+            log.warning("skipped %s: folder already visited (symlink loop)", dirpath)
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or Path(name).suffix.lower() not in SUFFIXES:
+                continue
+            yield Path(dirpath) / name
+
+
+def _article_id(root: Path, path: Path) -> str:
+    """Stable id: the path from the given root's own folder name, so cwd doesn't matter."""
+    if root.is_file():
+        return path.name
+    rel = path.relative_to(root).as_posix()
+    return f"{root.resolve().name}/{rel}" if root.resolve().name else rel
+
+
+def _read_file(path: Path, article_id: str) -> Iterator[Article | Skipped]:
+    kind = SUFFIXES.get(path.suffix.lower(), "text")
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            yield Skipped(str(path), f"{size / 2**20:.0f} MB is over the {MAX_FILE_BYTES // 2**20} MB limit; split it")
+            return
+        data = path.read_bytes()
+    except OSError as e:
+        yield Skipped(str(path), f"can't be read ({e.strerror or e})")
+        return
+    if b"\x00" in data[:8192]:
+        yield Skipped(str(path), "looks binary, not text")
+        return
+    try:
+        raw = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        yield Skipped(str(path), f"is not valid UTF-8 (byte {e.start}); convert it to UTF-8")
+        return
+    if kind == "jsonl":
+        yield from _read_jsonl(path, article_id, raw)
+        return
+    reader = {"text": _from_text, "markdown": _from_markdown, "html": _from_html}[kind]
+    try:
+        article = reader(path, article_id, raw)
+    except ArticleError as e:
+        yield Skipped(str(path), str(e))
+        return
+    if not article.text:
+        yield Skipped(str(path), "has no text")
+        return
+    yield article
+
+
+def _from_text(path: Path, article_id: str, raw: str) -> Article:
+    return Article(id=article_id, title=_title_from_name(path), text=clean(raw), path=str(path))
+
+
+FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*(\n|\Z)", re.DOTALL)
+
+
+def _from_markdown(path: Path, article_id: str, raw: str) -> Article:
+    """Markdown with optional YAML front matter (title, source, date, url)."""
+    meta: dict = {}
+    m = FRONT_MATTER.match(raw.lstrip("\ufeff"))
+    if m:
+        try:
+            meta = yaml.safe_load(m.group(1)) or {}
+        except yaml.YAMLError as e:
+            raise ArticleError(f"has invalid front matter: {str(e).splitlines()[0]}") from None
+        if not isinstance(meta, dict):
+            raise ArticleError("has front matter that is not a key: value block")
+        raw = raw[m.end():]
+    text = clean(raw)
+    title = _str(meta.get("title"))
+    if not title:
+        heading = re.match(r"#\s+(.+)", text)
+        title = heading.group(1).strip() if heading else _title_from_name(path)
+    return Article(id=article_id, title=title, text=text, source=_str(meta.get("source")),
+                   date=_str(meta.get("date")), url=_str(meta.get("url")), path=str(path))
+
+
+def _from_html(path: Path, article_id: str, raw: str) -> Article:
+    """Main text and title via trafilatura; scripts, styles and navigation are dropped."""
+    import trafilatura
+
+    doc = trafilatura.bare_extraction(raw, with_metadata=True, favor_recall=True,
+                                      include_comments=False, include_tables=True)
+    text = clean(doc.text or "") if doc else ""
+    if not text:
+        text = clean(_html_text_fallback(raw))
+    title = (doc.title if doc else "") or _title_from_name(path)
+    return Article(id=article_id, title=title, text=text, source=(doc.sitename or "") if doc else "",
+                   date=(doc.date or "") if doc else "", url=(doc.url or "") if doc else "", path=str(path))
+
+
+def _html_text_fallback(raw: str) -> str:
+    """Visible text of short pages that trafilatura declines to extract."""
+    import lxml.html
+
+    try:
+        tree = lxml.html.fromstring(raw)
+    except Exception:  # lxml raises several types on junk input
+        return ""
+    for bad in tree.xpath("//script|//style|//noscript|//nav|//header|//footer|//template"):
+        bad.drop_tree()
+    body = tree.find("body")
+    return (body if body is not None else tree).text_content()
+
+
+def _read_jsonl(path: Path, file_id: str, raw: str) -> Iterator[Article | Skipped]:
+    """One article per line: ``text`` and optional ``title``, ``id``, ``source``, ``date``, ``url``."""
+    for n, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            yield Skipped(where, f"is not valid JSON ({e.msg})")
+            continue
+        if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+            yield Skipped(where, 'has no "text" string field')
+            continue
+        text = clean(rec["text"])
+        if not text:
+            yield Skipped(where, "has no text")
+            continue
+        rid = _str(rec.get("id")) or str(n)
+        yield Article(id=f"{file_id}#{rid}", title=_str(rec.get("title")) or f"{path.stem} {rid}",
+                      text=text, source=_str(rec.get("source")), date=_str(rec.get("date")),
+                      url=_str(rec.get("url")), path=where)
+
+
+def _title_from_name(path: Path) -> str:
+    return re.sub(r"[_-]+", " ", path.stem).strip() or path.name
+
+
+def _str(value: object) -> str:
+    return "" if value is None else str(value).strip()

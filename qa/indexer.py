@@ -1,0 +1,99 @@
+"""Build or update an index: read articles, chunk and embed only what changed, swap it in."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from . import articles as articles_mod
+from .articles import Skipped
+from .chunking import chunk
+from .config import Settings
+from .errors import CorruptIndexError, IndexMismatchError, NoArticlesError, NoIndexError
+from .store import Store, Writer, lock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a build did. ``full_reason`` says why everything was (re-)embedded, if it was."""
+
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    chunks_embedded: int
+    chunks_total: int
+    skipped: list[Skipped] = field(default_factory=list)
+    full_reason: str = ""
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        parts = [f"{self.added} added", f"{self.changed} changed", f"{self.removed} removed",
+                 f"{self.unchanged} unchanged", f"{len(self.skipped)} skipped"]
+        return (f"Articles: {', '.join(parts)}. Embedded {self.chunks_embedded} chunks; "
+                f"the index holds {self.chunks_total} chunks. ({self.seconds:.1f} s)")
+
+
+def build(paths: Sequence[str | os.PathLike], settings: Settings, embedder, full: bool = False,
+          progress: bool | None = None) -> BuildReport:
+    """Bring the index at ``settings.index_dir`` in line with the articles under ``paths``."""
+    began = time.perf_counter()
+    skipped: list[Skipped] = []
+    found = list(articles_mod.read(paths, skipped))
+    if not found:
+        where = ", ".join(str(p) for p in paths)
+        raise NoArticlesError(
+            f"No readable articles in {where} ({len(skipped)} skipped). "
+            "qa reads .txt, .md, .html and .jsonl files."
+        )
+    manifest = {"model": embedder.name, "dim": embedder.dim, "chunk_tokens": settings.chunk_tokens,
+                "overlap_sentences": settings.overlap_sentences}
+    with lock(settings.index_dir):
+        base, full_reason = _base(settings, manifest, full)
+        old = base.manifest["article_hashes"] if base else {}
+        new = {a.id: a for a in found}
+        removed = [i for i in old if i not in new]
+        todo = [a for a in found if old.get(a.id) != a.hash]
+        changed = sum(1 for a in todo if a.id in old)
+        if base is not None and not todo and not removed:
+            return BuildReport(0, 0, 0, len(found), 0, base.manifest["chunks"], skipped, "",
+                               time.perf_counter() - began)
+        writer = Writer(settings.index_dir, manifest, base)
+        try:
+            writer.remove(removed + [a.id for a in todo if a.id in old])
+            pieces = [chunk(a.id, a.text, embedder.token_spans, settings.chunk_tokens,
+                            settings.overlap_sentences) for a in todo]
+            vectors = embedder.encode([c.text for cs in pieces for c in cs], progress=progress)
+            offset = 0
+            for article, cs in zip(todo, pieces):
+                writer.add(article, cs, vectors[offset:offset + len(cs)])
+                offset += len(cs)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        total = writer.manifest["chunks"]
+    return BuildReport(len(todo) - changed, changed, len(removed), len(found) - len(todo), offset, total,
+                       skipped, full_reason, time.perf_counter() - began)
+
+
+def _base(settings: Settings, manifest: dict, full: bool) -> tuple[Store | None, str]:
+    """The live generation to update, or None with the reason everything is rebuilt."""
+    if full:
+        return None, "--full was asked for"
+    try:
+        base = Store.open(settings.index_dir)
+    except NoIndexError:
+        return None, "there was no index yet"
+    except (CorruptIndexError, IndexMismatchError) as e:
+        log.warning("rebuilding everything: %s", e)
+        return None, f"the old index is unusable ({e})"
+    for key, value in manifest.items():
+        if base.manifest.get(key) != value:
+            return None, f"{key} changed from {base.manifest.get(key)!r} to {value!r}"
+    return base, ""

@@ -1,0 +1,135 @@
+"""Library: the entry class that ties reading, chunking, embedding, storing and searching together."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import indexer, search as search_mod
+from .config import Settings
+from .errors import IndexMismatchError, QuestionError
+from .indexer import BuildReport
+from .search import Passage
+from .store import Store, current_generation
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What ``qa info`` shows."""
+
+    index_dir: str
+    model: str
+    dim: int
+    articles: int
+    chunks: int
+    bytes: int
+    built_at: str
+    chunk_tokens: int
+    generation: str
+
+
+class Library:
+    """A searchable collection of articles backed by an index directory.
+
+    >>> lib = Library.build(["seeds/"], index_dir="index/")           # doctest: +SKIP
+    >>> lib.search("Who traveled to Mexico City?", k=1)[0].title       # doctest: +SKIP
+    'Blinken travels to Mexico City for security talks'
+
+    Searches pick up a rebuilt index by themselves (checked before each search).
+    Safe to search from several threads.
+    """
+
+    def __init__(self, store: Store, embedder, settings: Settings) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self._store = store
+        self._swap = threading.Lock()
+        self.last_build: BuildReport | None = None
+
+    @classmethod
+    def open(cls, index_dir: str | os.PathLike | None = None, model: str | None = None,
+             settings: Settings | None = None, embedder=None) -> Library:
+        """Open an existing index. ``model`` defaults to the one it was built with."""
+        settings = (settings or Settings.from_env()).with_(index_dir=index_dir)
+        store = Store.open(settings.index_dir)
+        built_with = store.manifest["model"]
+        wanted = model or (embedder.name if embedder else None) or built_with
+        embedder = embedder or _load_embedder(wanted)
+        if embedder.name != built_with or embedder.dim != store.manifest["dim"]:
+            raise IndexMismatchError(
+                f"{settings.index_dir}/ was built with model {built_with!r}, not {embedder.name!r}. "
+                f"Rebuild it with `qa build --full --model {embedder.name} --index {settings.index_dir}`, "
+                "or open it without choosing a model."
+            )
+        return cls(store, embedder, settings.with_(model=built_with))
+
+    @classmethod
+    def build(cls, paths: str | os.PathLike | Sequence[str | os.PathLike] = ("seeds",),
+              index_dir: str | os.PathLike | None = None, model: str | None = None, full: bool = False,
+              settings: Settings | None = None, embedder=None, progress: bool | None = None) -> Library:
+        """Build (or update incrementally) the index of ``paths`` and open it."""
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        settings = (settings or Settings.from_env()).with_(index_dir=index_dir, model=model)
+        embedder = embedder or _load_embedder(settings.model)
+        report = indexer.build(paths, settings, embedder, full=full, progress=progress)
+        lib = cls(Store.open(settings.index_dir), embedder, settings)
+        lib.last_build = report
+        return lib
+
+    def search(self, question: str, k: int = 5, highlight: bool = False) -> list[Passage]:
+        """The ``k`` passages that best answer ``question``, best first.
+
+        ``k`` is capped at the number of chunks. With ``highlight`` each passage
+        has its answering sentence marked (``Passage.highlight``).
+        """
+        if not isinstance(question, str) or not question.strip():
+            raise QuestionError("The question is empty. Ask something, e.g. `qa search \"Who met in Mexico City?\"`.")
+        if k < 1:
+            raise QuestionError(f"k must be 1 or more, got {k}.")
+        store = self._fresh_store()
+        passages = search_mod.retrieve(store, self.embedder, question.strip(), k, self.settings)
+        return search_mod.highlight(passages, self.embedder, question) if highlight else passages
+
+    def info(self) -> IndexInfo:
+        store = self._fresh_store()
+        m = store.manifest
+        size = sum(f.stat().st_size for f in Path(store.path).iterdir() if f.is_file())
+        return IndexInfo(str(self.settings.index_dir), m["model"], m["dim"], m["articles"], m["chunks"], size,
+                         m["built_at"], m["chunk_tokens"], store.generation)
+
+    def _fresh_store(self) -> Store:
+        """The live generation: reopened when a build has swapped in a new one."""
+        store = self._store
+        if current_generation(self.settings.index_dir) == store.generation:
+            return store
+        with self._swap:
+            if current_generation(self.settings.index_dir) != self._store.generation:
+                self._store = Store.open(self.settings.index_dir)  # old one closes when unreferenced
+            return self._store
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_EMBEDDERS: dict[str, object] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def _load_embedder(model: str):
+    """One loaded model per name and process: loading takes seconds, encoding is thread-safe."""
+    from .embedding import Embedder
+
+    with _EMBEDDERS_LOCK:
+        if model not in _EMBEDDERS:
+            _EMBEDDERS[model] = Embedder(model)
+        return _EMBEDDERS[model]

@@ -1,0 +1,337 @@
+"""The index directory on disk: FAISS vectors, SQLite metadata and full-text index, a manifest.
+
+Layout (every generation is immutable once written; ``CURRENT`` names the live one)::
+
+    index/
+      CURRENT               "gen-000007": switched with an atomic rename
+      .lock                 held by the one build allowed at a time
+      gen-000007/
+        manifest.json       format, model, dimension, settings, counts, per-article hashes
+        vectors.faiss       IndexIDMap2(IndexFlatIP): ids are chunk ids
+        meta.sqlite         articles, chunks, chunks_fts (FTS5, BM25)
+
+A build copies the live generation into ``.tmp-*``, changes it, then renames it
+to the next ``gen-*`` and swaps ``CURRENT``; a crash at any point leaves the
+live generation untouched. This is the only module that touches FAISS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from .errors import CorruptIndexError, IndexLockedError, IndexMismatchError, NoIndexError
+
+FORMAT = 1
+FILES = ("manifest.json", "vectors.faiss", "meta.sqlite")
+KEEP_GENERATIONS = 2  # the live one and its predecessor, which readers may still be opening
+
+SCHEMA = """
+CREATE TABLE articles (id TEXT PRIMARY KEY, title TEXT, source TEXT, date TEXT, url TEXT,
+                       path TEXT, hash TEXT, text TEXT);
+CREATE TABLE chunks (id INTEGER PRIMARY KEY, article_id TEXT NOT NULL, idx INTEGER,
+                     start INTEGER, end INTEGER, text TEXT);
+CREATE INDEX chunks_article ON chunks(article_id);
+CREATE VIRTUAL TABLE chunks_fts USING fts5(text, tokenize='porter unicode61 remove_diacritics 2');
+"""
+
+STOPWORDS = frozenset(
+    "a an the and or but if of at by for with about against between into through during before after "
+    "above below to from up down in out on off over under again then once here there when where why how "
+    "all any both each few more most other some such no nor not only own same so than too very can will "
+    "just should now is are was were be been being have has had having do does did doing i me my we our "
+    "you your he him his she her it its they them their what which who whom this that these those am".split()
+)
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A stored chunk with its article's metadata."""
+
+    id: int
+    article_id: str
+    text: str
+    start: int
+    end: int
+    title: str
+    source: str
+    date: str
+    url: str
+
+
+class Store:
+    """A read-only view of one generation of the index. Safe to share between threads."""
+
+    def __init__(self, path: Path, manifest: dict, index: faiss.Index, db: sqlite3.Connection) -> None:
+        self.path = path
+        self.manifest = manifest
+        self._index = index
+        self._db = db
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, index_dir: str | os.PathLike) -> Store:
+        """Open the live generation of ``index_dir``."""
+        index_dir = Path(index_dir)
+        for attempt in range(3):
+            gen = current_generation(index_dir)
+            if gen is None:
+                raise NoIndexError(f"No index at {index_dir}/. Run `qa build seeds/ --index {index_dir}` first.")
+            path = index_dir / gen
+            if path.is_dir():
+                return cls._open_generation(path)
+            time.sleep(0.05 * (attempt + 1))  # swapped while we looked: read CURRENT again
+        raise CorruptIndexError(f"{index_dir}/CURRENT names {gen}, which is missing. {_REBUILD.format(index_dir)}")
+
+    @classmethod
+    def _open_generation(cls, path: Path) -> Store:
+        index_dir = path.parent
+        try:
+            manifest = json.loads((path / "manifest.json").read_text("utf-8"))
+        except (OSError, ValueError) as e:
+            raise CorruptIndexError(f"{path}/manifest.json is unreadable ({e}). {_REBUILD.format(index_dir)}") from None
+        if manifest.get("format") != FORMAT:
+            raise IndexMismatchError(
+                f"{index_dir}/ was written in index format {manifest.get('format')}; this qa reads format "
+                f"{FORMAT}. {_REBUILD.format(index_dir)}"
+            )
+        for name, size in manifest.get("files", {}).items():
+            actual = (path / name).stat().st_size if (path / name).exists() else -1
+            if actual != size:
+                raise CorruptIndexError(
+                    f"{path / name} is {'missing' if actual < 0 else 'truncated or changed'} "
+                    f"(expected {size} bytes, found {max(actual, 0)}). {_REBUILD.format(index_dir)}"
+                )
+        try:
+            index = faiss.read_index(str(path / "vectors.faiss"))
+            db = sqlite3.connect(f"file:{path / 'meta.sqlite'}?mode=ro&immutable=1", uri=True,
+                                 check_same_thread=False)
+            db.execute("SELECT count(*) FROM chunks").fetchone()
+        except (RuntimeError, sqlite3.DatabaseError) as e:
+            raise CorruptIndexError(f"{path} can't be read ({str(e).splitlines()[0]}). {_REBUILD.format(index_dir)}") from None
+        if index.ntotal != manifest["chunks"] or index.d != manifest["dim"]:
+            raise CorruptIndexError(f"{path}/vectors.faiss does not match its manifest. {_REBUILD.format(index_dir)}")
+        return cls(path, manifest, index, db)
+
+    @property
+    def generation(self) -> str:
+        return self.path.name
+
+    def dense(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(chunk id, cosine similarity) of the ``k`` nearest chunks."""
+        k = min(k, self._index.ntotal)
+        if k <= 0:
+            return []
+        scores, ids = self._index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), k)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def lexical(self, query: str, k: int) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score) of the ``k`` best full-text matches; higher is better."""
+        match = fts_query(query)
+        if not match or k <= 0:
+            return []
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
+                (match, k),
+            ).fetchall()
+        return [(int(i), -float(s)) for i, s in rows]
+
+    def vectors(self, ids: Iterable[int]) -> np.ndarray:
+        """The stored vectors of the given chunk ids, in order."""
+        ids = list(ids)
+        if not ids:
+            return np.zeros((0, self._index.d), dtype=np.float32)
+        return np.vstack([self._index.reconstruct(int(i)) for i in ids])
+
+    def chunks(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
+        """Chunk rows with their article metadata, by chunk id."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT c.id, c.article_id, c.text, c.start, c.end, a.title, a.source, a.date, a.url "
+                f"FROM chunks c JOIN articles a ON a.id = c.article_id WHERE c.id IN ({marks})",
+                ids,
+            ).fetchall()
+        return {r[0]: ChunkRow(*r) for r in rows}
+
+    def article_text(self, article_id: str) -> str:
+        with self._lock:
+            row = self._db.execute("SELECT text FROM articles WHERE id = ?", (article_id,)).fetchone()
+        return row[0] if row else ""
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def fts_query(question: str, max_terms: int = 64) -> str:
+    """An FTS5 OR-query of the question's distinct non-stopword terms.
+
+    >>> fts_query("What is the Merida Initiative?")
+    '"merida" OR "initiative"'
+    """
+    terms = []
+    for word in re.findall(r"\w+", question.lower()):
+        if word not in STOPWORDS and word not in terms:
+            terms.append(word)
+    return " OR ".join(f'"{t}"' for t in terms[:max_terms])
+
+
+def current_generation(index_dir: Path) -> str | None:
+    try:
+        gen = (Path(index_dir) / "CURRENT").read_text("utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return gen if re.fullmatch(r"gen-\d+", gen) else None
+
+
+class Writer:
+    """Writes the next generation: a copy of ``base`` (or an empty index) changed in a temp dir."""
+
+    def __init__(self, index_dir: Path, manifest: dict, base: Store | None = None) -> None:
+        self.index_dir = Path(index_dir)
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.index_dir))
+        self.manifest = dict(manifest)
+        if base is not None:
+            self._index = faiss.read_index(str(base.path / "vectors.faiss"))
+            shutil.copyfile(base.path / "meta.sqlite", self.tmp / "meta.sqlite")
+            self._db = sqlite3.connect(self.tmp / "meta.sqlite")
+            self.hashes = dict(base.manifest["article_hashes"])
+            self.next_id = int(base.manifest["next_chunk_id"])
+        else:
+            self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(manifest["dim"]))
+            self._db = sqlite3.connect(self.tmp / "meta.sqlite")
+            self._db.executescript(SCHEMA)
+            self.hashes, self.next_id = {}, 0
+
+    def remove(self, article_ids: Iterable[str]) -> None:
+        """Drop these articles and their chunks from vectors, metadata and full text."""
+        for aid in article_ids:
+            ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE article_id = ?", (aid,))]
+            if ids:
+                self._index.remove_ids(np.array(ids, dtype=np.int64))
+                self._db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+                self._db.execute("DELETE FROM chunks WHERE article_id = ?", (aid,))
+            self._db.execute("DELETE FROM articles WHERE id = ?", (aid,))
+            self.hashes.pop(aid, None)
+
+    def add(self, article, chunks, vectors: np.ndarray) -> None:
+        """Add one article (an ``articles.Article``), its chunks and their vectors."""
+        ids = np.arange(self.next_id, self.next_id + len(chunks), dtype=np.int64)
+        self.next_id += len(chunks)
+        self._db.execute(
+            "INSERT OR REPLACE INTO articles VALUES (?,?,?,?,?,?,?,?)",
+            (article.id, article.title, article.source, article.date, article.url, article.path,
+             article.hash, article.text),
+        )
+        rows = [(int(i), article.id, c.index, c.start, c.end, c.text) for i, c in zip(ids, chunks)]
+        self._db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?)", rows)
+        self._db.executemany("INSERT INTO chunks_fts(rowid, text) VALUES (?,?)", [(r[0], r[5]) for r in rows])
+        if len(chunks):
+            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+        self.hashes[article.id] = article.hash
+
+    def commit(self) -> Path:
+        """Write the files, then make this generation the live one; returns its path."""
+        self._db.commit()
+        n_articles = self._db.execute("SELECT count(*) FROM articles").fetchone()[0]
+        self._db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+        self._db.commit()
+        self._db.close()
+        faiss.write_index(self._index, str(self.tmp / "vectors.faiss"))
+        self.manifest.update(
+            format=FORMAT, articles=n_articles, chunks=int(self._index.ntotal), next_chunk_id=self.next_id,
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), article_hashes=self.hashes,
+            files={n: (self.tmp / n).stat().st_size for n in FILES[1:]},
+        )
+        _write_durably(self.tmp / "manifest.json", json.dumps(self.manifest, indent=1, sort_keys=True))
+        for name in FILES[1:]:
+            _fsync(self.tmp / name)
+        gen = f"gen-{_next_generation(self.index_dir):06d}"
+        os.rename(self.tmp, self.index_dir / gen)
+        _fsync(self.index_dir)
+        _write_durably(self.index_dir / "CURRENT", gen + "\n")
+        _collect_garbage(self.index_dir, gen)
+        return self.index_dir / gen
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._db.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def lock(index_dir: Path) -> Iterator[None]:
+    """Hold the build lock of ``index_dir``; a second builder gets IndexLockedError at once."""
+    index_dir = Path(index_dir)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise IndexLockedError(
+                f"{index_dir}/ is being built by {holder}. Wait for that build to finish, then try again."
+            ) from None
+        f.truncate(0)
+        f.write(f"process {os.getpid()}")
+        f.flush()
+        try:
+            for stale in index_dir.glob(".tmp-*"):  # left by a build that was killed
+                shutil.rmtree(stale, ignore_errors=True)
+            yield
+        finally:
+            f.truncate(0)
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+_REBUILD = "Rebuild it with `qa build --full --index {0}`."
+
+
+def _next_generation(index_dir: Path) -> int:
+    nums = [int(p.name[4:]) for p in index_dir.glob("gen-*") if p.name[4:].isdigit()]
+    return max(nums, default=0) + 1
+
+
+def _collect_garbage(index_dir: Path, live: str) -> None:
+    gens = sorted((p for p in index_dir.glob("gen-*") if p.name != live), key=lambda p: p.name)
+    for old in gens[: max(0, len(gens) - (KEEP_GENERATIONS - 1))]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_durably(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
