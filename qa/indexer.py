@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from . import articles as articles_mod
-from .articles import Skipped
+from .articles import Article, Skipped
 from .chunking import chunk
 from .config import Settings
 from .errors import CorruptIndexError, IndexMismatchError, NoArticlesError, NoIndexError
@@ -39,10 +39,16 @@ class BuildReport:
                 f"the index holds {self.chunks_total} chunks. ({self.seconds:.1f} s)")
 
 
-def build(paths: Sequence[str | os.PathLike], settings: Settings, embedder, full: bool = False,
-          progress: bool | None = None) -> BuildReport:
-    """Bring the index at ``settings.index_dir`` in line with the articles under ``paths``."""
-    began = time.perf_counter()
+@dataclass(frozen=True)
+class Collection:
+    """The articles read from some paths, and what was skipped."""
+
+    articles: list[Article]
+    skipped: list[Skipped]
+
+
+def collect(paths: Sequence[str | os.PathLike]) -> Collection:
+    """Read every article under ``paths``; NoArticlesError when none is readable."""
     skipped: list[Skipped] = []
     found = list(articles_mod.read(paths, skipped))
     if not found:
@@ -51,6 +57,14 @@ def build(paths: Sequence[str | os.PathLike], settings: Settings, embedder, full
             f"No readable articles in {where} ({len(skipped)} skipped). "
             "qa reads .txt, .md, .html and .jsonl files."
         )
+    return Collection(found, skipped)
+
+
+def build(collection: Collection, settings: Settings, embedder, full: bool = False,
+          progress: bool | None = None) -> BuildReport:
+    """Bring the index at ``settings.index_dir`` in line with ``collection``."""
+    began = time.perf_counter()
+    found, skipped = collection.articles, collection.skipped
     manifest = {"model": embedder.name, "dim": embedder.dim, "chunk_tokens": settings.chunk_tokens,
                 "overlap_sentences": settings.overlap_sentences}
     with lock(settings.index_dir):

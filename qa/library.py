@@ -74,8 +74,9 @@ class Library:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         settings = (settings or Settings.from_env()).with_(index_dir=index_dir, model=model)
+        collection = indexer.collect(paths)  # before spending seconds on loading the model
         embedder = embedder or _load_embedder(settings.model)
-        report = indexer.build(paths, settings, embedder, full=full, progress=progress)
+        report = indexer.build(collection, settings, embedder, full=full, progress=progress)
         lib = cls(Store.open(settings.index_dir), embedder, settings)
         lib.last_build = report
         return lib

@@ -1,0 +1,118 @@
+"""The `qa` command: a thin layer over Library. Errors become one line on stderr and exit 1."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+
+from .config import Settings
+from .errors import QAError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    logging.getLogger("faiss").setLevel(logging.ERROR)
+    try:
+        settings = Settings.from_env(index_dir=args.index, model=getattr(args, "model", None))
+        return args.run(args, settings)
+    except QAError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:  # bad settings from flags or QA_* variables
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qa", description="Question answering over a collection of articles.")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    index_help = "index directory (default: $QA_INDEX_DIR or index/)"
+
+    p = sub.add_parser("build", help="build or update the index of a collection of articles",
+                       description="Build the index, or update it: only new and changed articles are embedded.")
+    p.add_argument("paths", nargs="*", default=["seeds"], metavar="PATH",
+                   help="folders or files of .txt, .md, .html, .jsonl articles (default: seeds/)")
+    p.add_argument("--index", help=index_help)
+    p.add_argument("--model", help="sentence-transformers model name or local path (default: $QA_MODEL or "
+                                   "the packaged all-MiniLM-L6-v2)")
+    p.add_argument("--full", action="store_true", help="re-embed every article, even unchanged ones")
+    p.set_defaults(run=_build)
+
+    p = sub.add_parser("search", help="print the passages that best answer a question",
+                       description="Print the passages that best answer QUESTION, best first.")
+    p.add_argument("question", metavar="QUESTION", help="the question, in quotes")
+    p.add_argument("-k", type=int, default=5, help="how many passages (default: 5)")
+    p.add_argument("--index", help=index_help)
+    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], help="retrieval mode (default: hybrid)")
+    p.add_argument("--json", action="store_true", help="print a JSON list of passages")
+    p.set_defaults(run=_search)
+
+    p = sub.add_parser("info", help="describe the index", description="Show the model, counts, size and build time.")
+    p.add_argument("--index", help=index_help)
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.set_defaults(run=_info)
+    return parser
+
+
+def _build(args, settings: Settings) -> int:
+    from .library import Library
+
+    print(f"Building {settings.index_dir}/ from {', '.join(args.paths)} ...", file=sys.stderr)
+    lib = Library.build(args.paths, settings=settings, full=args.full)
+    report = lib.last_build
+    if report.full_reason:
+        print(f"Full build: {report.full_reason}.", file=sys.stderr)
+    for skip in report.skipped:
+        print(f"  skipped {skip.path}: {skip.reason}", file=sys.stderr)
+    print(report.summary())
+    return 0
+
+
+def _search(args, settings: Settings) -> int:
+    from .library import Library
+
+    if not args.question.strip():
+        print('error: The question is empty. Ask something, e.g. qa search "Who met in Mexico City?"',
+              file=sys.stderr)
+        return 1
+    lib = Library.open(settings=settings.with_(mode=args.mode))
+    passages = lib.search(args.question, k=args.k, highlight=not args.json)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(p) for p in passages], ensure_ascii=False, indent=1))
+        return 0
+    for n, p in enumerate(passages, start=1):
+        meta = " · ".join(x for x in (p.source, p.date) if x)
+        print(f"[{n}] {p.title}" + (f" ({meta})" if meta else "") + f"  score {p.score:.3f}")
+        print(f"    {p.text}")
+        if p.highlight:
+            print(f"    answer: {p.highlight}")
+        print()
+    return 0
+
+
+def _info(args, settings: Settings) -> int:
+    from .library import Library
+
+    info = Library.open(settings=settings).info()
+    if args.json:
+        print(json.dumps(dataclasses.asdict(info), indent=1))
+        return 0
+    for key, value in dataclasses.asdict(info).items():
+        if key == "bytes":
+            key, value = "size", f"{value / 2**20:.1f} MB"
+        print(f"{key:>13}: {value}")
+    return 0
+
+
+if __name__ == "__main__":  # python -m qa.cli
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.exit(main())
