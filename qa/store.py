@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
 import shutil
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -38,7 +40,7 @@ from .errors import CorruptIndexError, IndexLockedError, IndexMismatchError, NoI
 
 FORMAT = 1
 FILES = ("manifest.json", "vectors.faiss", "meta.sqlite")
-KEEP_GENERATIONS = 2  # the live one and its predecessor, which readers may still be opening
+MANIFEST_KEYS = frozenset({"format", "model", "dim", "chunks", "article_hashes", "next_chunk_id", "files"})
 
 SCHEMA = """
 CREATE TABLE articles (id TEXT PRIMARY KEY, title TEXT, source TEXT, date TEXT, url TEXT,
@@ -85,44 +87,53 @@ class Store:
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike) -> Store:
-        """Open the live generation of ``index_dir``."""
+        """Open the live generation of ``index_dir``.
+
+        Raises NoIndexError when nothing was built there, CorruptIndexError (saying
+        to rebuild) when a file is missing, truncated or fails its checksum.
+        """
         index_dir = Path(index_dir)
-        for attempt in range(3):
+        for attempt in range(5):
             gen = current_generation(index_dir)
             if gen is None:
+                if (index_dir / "CURRENT").exists():
+                    raise CorruptIndexError(f"{index_dir}/CURRENT is unreadable. {_REBUILD.format(index_dir)}")
                 raise NoIndexError(f"No index at {index_dir}/. Run `qa build seeds/ --index {index_dir}` first.")
-            path = index_dir / gen
-            if path.is_dir():
-                return cls._open_generation(path)
-            time.sleep(0.05 * (attempt + 1))  # swapped while we looked: read CURRENT again
+            try:
+                return cls._open_generation(index_dir / gen)
+            except CorruptIndexError:
+                # A build swapped CURRENT and collected this generation while we read it: try the new one.
+                if current_generation(index_dir) == gen and (index_dir / gen).is_dir():
+                    raise
+            time.sleep(0.02 * (attempt + 1))
         raise CorruptIndexError(f"{index_dir}/CURRENT names {gen}, which is missing. {_REBUILD.format(index_dir)}")
 
     @classmethod
     def _open_generation(cls, path: Path) -> Store:
         index_dir = path.parent
+        if not path.is_dir():
+            raise CorruptIndexError(f"{path} is missing. {_REBUILD.format(index_dir)}")
         try:
             manifest = json.loads((path / "manifest.json").read_text("utf-8"))
         except (OSError, ValueError) as e:
             raise CorruptIndexError(f"{path}/manifest.json is unreadable ({e}). {_REBUILD.format(index_dir)}") from None
+        if not isinstance(manifest, dict) or not MANIFEST_KEYS <= manifest.keys():
+            raise CorruptIndexError(f"{path}/manifest.json is not a qa manifest. {_REBUILD.format(index_dir)}")
         if manifest.get("format") != FORMAT:
             raise IndexMismatchError(
                 f"{index_dir}/ was written in index format {manifest.get('format')}; this qa reads format "
                 f"{FORMAT}. {_REBUILD.format(index_dir)}"
             )
-        for name, size in manifest.get("files", {}).items():
-            actual = (path / name).stat().st_size if (path / name).exists() else -1
-            if actual != size:
-                raise CorruptIndexError(
-                    f"{path / name} is {'missing' if actual < 0 else 'truncated or changed'} "
-                    f"(expected {size} bytes, found {max(actual, 0)}). {_REBUILD.format(index_dir)}"
-                )
+        _verify_files(path, manifest)
         try:
             index = faiss.read_index(str(path / "vectors.faiss"))
             db = sqlite3.connect(f"file:{path / 'meta.sqlite'}?mode=ro&immutable=1", uri=True,
                                  check_same_thread=False)
             db.execute("SELECT count(*) FROM chunks").fetchone()
         except (RuntimeError, sqlite3.DatabaseError) as e:
-            raise CorruptIndexError(f"{path} can't be read ({str(e).splitlines()[0]}). {_REBUILD.format(index_dir)}") from None
+            raise CorruptIndexError(
+                f"{path} can't be read ({_faiss_message(e)}). {_REBUILD.format(index_dir)}"
+            ) from None
         if index.ntotal != manifest["chunks"] or index.d != manifest["dim"]:
             raise CorruptIndexError(f"{path}/vectors.faiss does not match its manifest. {_REBUILD.format(index_dir)}")
         return cls(path, manifest, index, db)
@@ -137,7 +148,7 @@ class Store:
         if k <= 0:
             return []
         scores, ids = self._index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), k)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     def lexical(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the ``k`` best full-text matches; higher is better."""
@@ -243,7 +254,7 @@ class Writer:
             (article.id, article.title, article.source, article.date, article.url, article.path,
              article.hash, article.text),
         )
-        rows = [(int(i), article.id, c.index, c.start, c.end, c.text) for i, c in zip(ids, chunks)]
+        rows = [(int(i), article.id, c.index, c.start, c.end, c.text) for i, c in zip(ids, chunks, strict=True)]
         self._db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?)", rows)
         self._db.executemany("INSERT INTO chunks_fts(rowid, text) VALUES (?,?)", [(r[0], r[5]) for r in rows])
         if len(chunks):
@@ -258,19 +269,24 @@ class Writer:
         self._db.commit()
         self._db.close()
         faiss.write_index(self._index, str(self.tmp / "vectors.faiss"))
+        checkpoint("writing")
         self.manifest.update(
             format=FORMAT, articles=n_articles, chunks=int(self._index.ntotal), next_chunk_id=self.next_id,
             built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), article_hashes=self.hashes,
             files={n: (self.tmp / n).stat().st_size for n in FILES[1:]},
+            sha256={n: _sha256(self.tmp / n) for n in FILES[1:]},
         )
         _write_durably(self.tmp / "manifest.json", json.dumps(self.manifest, indent=1, sort_keys=True))
         for name in FILES[1:]:
             _fsync(self.tmp / name)
         gen = f"gen-{_next_generation(self.index_dir):06d}"
+        previous = current_generation(self.index_dir)
         os.rename(self.tmp, self.index_dir / gen)
         _fsync(self.index_dir)
+        checkpoint("renamed")
         _write_durably(self.index_dir / "CURRENT", gen + "\n")
-        _collect_garbage(self.index_dir, gen)
+        checkpoint("swapped")
+        _collect_garbage(self.index_dir, keep={gen, previous})
         return self.index_dir / gen
 
     def abort(self) -> None:
@@ -313,10 +329,48 @@ def _next_generation(index_dir: Path) -> int:
     return max(nums, default=0) + 1
 
 
-def _collect_garbage(index_dir: Path, live: str) -> None:
-    gens = sorted((p for p in index_dir.glob("gen-*") if p.name != live), key=lambda p: p.name)
-    for old in gens[: max(0, len(gens) - (KEEP_GENERATIONS - 1))]:
-        shutil.rmtree(old, ignore_errors=True)
+def _collect_garbage(index_dir: Path, keep: set[str | None]) -> None:
+    """Delete every generation but ``keep``: the live one and its predecessor, which readers may
+    still be opening. Orphans of builds killed between rename and swap go too."""
+    for old in index_dir.glob("gen-*"):
+        if old.name not in keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _verify_files(path: Path, manifest: dict) -> None:
+    """CorruptIndexError unless each file has the size and checksum that the manifest records."""
+    for name, size in manifest["files"].items():
+        actual = (path / name).stat().st_size if (path / name).exists() else -1
+        if actual != size:
+            raise CorruptIndexError(
+                f"{path / name} is {'missing' if actual < 0 else 'truncated or changed'} "
+                f"(expected {size} bytes, found {max(actual, 0)}). {_REBUILD.format(path.parent)}"
+            )
+    for name, digest in manifest.get("sha256", {}).items():
+        if _sha256(path / name) != digest:
+            raise CorruptIndexError(f"{path / name} is damaged (checksum mismatch). {_REBUILD.format(path.parent)}")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _faiss_message(e: Exception) -> str:
+    """The useful part of a FAISS/SQLite error, without FAISS's C++ function and source location."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return re.sub(r"^Error in .*? at \S+:\d+: (Error: )?", "", text)
+
+
+def checkpoint(stage: str) -> None:
+    """Test hook: with QA_TEST_PAUSE_AT=<stage> a build says so on stderr and sleeps here, so a test
+    can kill it at a known point. Stages: embedding, writing, renamed, swapped."""
+    if os.environ.get("QA_TEST_PAUSE_AT") == stage:
+        print(f"qa-test-paused-at {stage}", file=sys.stderr, flush=True)
+        time.sleep(300)
 
 
 def _write_durably(path: Path, text: str) -> None:
