@@ -13,7 +13,7 @@ from .articles import Article, Skipped
 from .chunking import chunk
 from .config import Settings
 from .errors import CorruptIndexError, IndexMismatchError, NoArticlesError, NoIndexError
-from .store import Store, Writer, lock
+from .store import Store, Writer, checkpoint, lock
 
 log = logging.getLogger(__name__)
 
@@ -62,52 +62,75 @@ def collect(paths: Sequence[str | os.PathLike]) -> Collection:
 
 def build(collection: Collection, settings: Settings, embedder, full: bool = False,
           progress: bool | None = None) -> BuildReport:
-    """Bring the index at ``settings.index_dir`` in line with ``collection``."""
+    """Bring the index at ``settings.index_dir`` in line with ``collection``.
+
+    Only new and changed articles are chunked and embedded, unless the model or chunk
+    settings changed or ``full`` is set; then everything is, and ``full_reason`` says why.
+    Counts are always against the previous index, so a full build still reports what changed.
+    """
     began = time.perf_counter()
     found, skipped = collection.articles, collection.skipped
     manifest = {"model": embedder.name, "dim": embedder.dim, "chunk_tokens": settings.chunk_tokens,
                 "overlap_sentences": settings.overlap_sentences}
     with lock(settings.index_dir):
-        base, full_reason = _base(settings, manifest, full)
-        old = base.manifest["article_hashes"] if base else {}
-        new = {a.id: a for a in found}
-        removed = [i for i in old if i not in new]
-        todo = [a for a in found if old.get(a.id) != a.hash]
-        changed = sum(1 for a in todo if a.id in old)
-        if base is not None and not todo and not removed:
-            return BuildReport(0, 0, 0, len(found), 0, base.manifest["chunks"], skipped, "",
-                               time.perf_counter() - began)
-        writer = Writer(settings.index_dir, manifest, base)
+        base, old, full_reason = _base(settings, manifest, full)
         try:
-            writer.remove(removed + [a.id for a in todo if a.id in old])
-            pieces = [chunk(a.id, a.text, embedder.token_spans, settings.chunk_tokens,
-                            settings.overlap_sentences) for a in todo]
-            vectors = embedder.encode([c.text for cs in pieces for c in cs], progress=progress)
-            offset = 0
-            for article, cs in zip(todo, pieces):
-                writer.add(article, cs, vectors[offset:offset + len(cs)])
-                offset += len(cs)
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
-        total = writer.manifest["chunks"]
-    return BuildReport(len(todo) - changed, changed, len(removed), len(found) - len(todo), offset, total,
+            new_ids = {a.id for a in found}
+            removed = [i for i in old if i not in new_ids]
+            todo = [a for a in found if base is None or old.get(a.id) != a.hash]
+            added = sum(1 for a in found if a.id not in old)
+            changed = sum(1 for a in found if a.id in old and old[a.id] != a.hash)
+            if base is not None and not todo and not removed:
+                return BuildReport(0, 0, 0, len(found), 0, base.manifest["chunks"], skipped, "",
+                                   time.perf_counter() - began)
+            embedded, total = _write(settings, manifest, base, todo, removed, old, embedder, progress)
+        finally:
+            if base is not None:
+                base.close()
+    return BuildReport(added, changed, len(removed), len(found) - added - changed, embedded, total,
                        skipped, full_reason, time.perf_counter() - began)
 
 
-def _base(settings: Settings, manifest: dict, full: bool) -> tuple[Store | None, str]:
-    """The live generation to update, or None with the reason everything is rebuilt."""
-    if full:
-        return None, "--full was asked for"
+def _write(settings: Settings, manifest: dict, base: Store | None, todo: list[Article], removed: list[str],
+           old: dict[str, str], embedder, progress: bool | None) -> tuple[int, int]:
+    """Write the next generation: ``base`` minus removed and changed articles, plus ``todo``.
+
+    Returns (chunks embedded, chunks in the new generation)."""
+    writer = Writer(settings.index_dir, manifest, base)
+    try:
+        if base is not None:
+            writer.remove(removed + [a.id for a in todo if a.id in old])
+        pieces = [chunk(a.id, a.text, embedder.token_spans, settings.chunk_tokens,
+                        settings.overlap_sentences) for a in todo]
+        checkpoint("embedding")
+        vectors = embedder.encode([c.text for cs in pieces for c in cs], progress=progress)
+        offset = 0
+        for article, cs in zip(todo, pieces, strict=True):
+            writer.add(article, cs, vectors[offset:offset + len(cs)])
+            offset += len(cs)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return offset, writer.manifest["chunks"]
+
+
+def _base(settings: Settings, manifest: dict, full: bool) -> tuple[Store | None, dict[str, str], str]:
+    """The live generation to update (None when everything is rebuilt), the article hashes it
+    holds, and the reason for a full rebuild."""
     try:
         base = Store.open(settings.index_dir)
     except NoIndexError:
-        return None, "there was no index yet"
+        return None, {}, "there was no index yet"
     except (CorruptIndexError, IndexMismatchError) as e:
         log.warning("rebuilding everything: %s", e)
-        return None, f"the old index is unusable ({e})"
+        return None, {}, f"the old index is unusable ({e})"
+    old = dict(base.manifest["article_hashes"])
+    reason = "--full was asked for" if full else ""
     for key, value in manifest.items():
-        if base.manifest.get(key) != value:
-            return None, f"{key} changed from {base.manifest.get(key)!r} to {value!r}"
-    return base, ""
+        if not reason and base.manifest.get(key) != value:
+            reason = f"{key} changed from {base.manifest.get(key)!r} to {value!r}"
+    if reason:
+        base.close()
+        return None, old, reason
+    return base, old, ""
