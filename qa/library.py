@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import indexer, search as search_mod
+from . import indexer
+from . import search as search_mod
 from .config import Settings
-from .errors import IndexMismatchError, QuestionError
+from .errors import IndexMismatchError, QuestionError, StoreError
 from .indexer import BuildReport
 from .search import Passage
 from .store import Store, current_generation
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Library:
         self.embedder = embedder
         self._store = store
         self._swap = threading.Lock()
+        self._unusable: str | None = None  # a generation that failed to open
         self.last_build: BuildReport | None = None
 
     @classmethod
@@ -103,13 +108,22 @@ class Library:
                          m["built_at"], m["chunk_tokens"], store.generation)
 
     def _fresh_store(self) -> Store:
-        """The live generation: reopened when a build has swapped in a new one."""
-        store = self._store
-        if current_generation(self.settings.index_dir) == store.generation:
-            return store
+        """The live generation: reopened when a build has swapped in a new one.
+
+        A new generation that can't be opened (damaged on disk) is logged once and the
+        one already open keeps serving, so a running app never fails a question over it.
+        """
+        live = current_generation(self.settings.index_dir)
+        if live in (self._store.generation, self._unusable):
+            return self._store
         with self._swap:
-            if current_generation(self.settings.index_dir) != self._store.generation:
-                self._store = Store.open(self.settings.index_dir)  # old one closes when unreferenced
+            live = current_generation(self.settings.index_dir)
+            if live not in (self._store.generation, self._unusable):
+                try:
+                    self._store = Store.open(self.settings.index_dir)  # old one closes when unreferenced
+                except StoreError as e:
+                    log.warning("still serving %s: %s", self._store.generation, e)
+                    self._unusable = live
             return self._store
 
     def close(self) -> None:

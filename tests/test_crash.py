@@ -1,0 +1,220 @@
+"""Crash safety and concurrency: killed builds, two builds at once, damaged files, searching during rebuilds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, FakeEmbedder
+
+from qa import CorruptIndexError, IndexLockedError, Library, NoIndexError
+from qa.cli import main as cli_main
+from qa.store import current_generation
+
+BUILD_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from conftest import FakeEmbedder
+from qa import Library
+lib = Library.build([{folder!r}], index_dir={index!r}, embedder=FakeEmbedder() if {fake} else None)
+print(lib.last_build.summary(), flush=True)
+"""
+
+
+def start_build(folder: Path, index: Path, pause_at: str, fake: bool = True) -> subprocess.Popen:
+    """A `Library.build` in another process that stops at ``pause_at``; returns once it is there."""
+    code = BUILD_SCRIPT.format(tests=str(ROOT / "tests"), folder=str(folder), index=str(index), fake=fake)
+    env = {**os.environ, "QA_TEST_PAUSE_AT": pause_at}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if line.strip() == f"qa-test-paused-at {pause_at}":
+            return proc
+    proc.wait()
+    raise AssertionError(f"build ended (exit {proc.returncode}) before reaching {pause_at}")
+
+
+def kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def change_collection(folder: Path) -> None:
+    (folder / "boeing.txt").unlink()
+    (folder / "apple.md").write_text("# Apple in Paris\nApple closed its Paris store for a week of repairs.\n")
+    (folder / "ford.txt").write_text("Ford sold Jaguar and Land Rover to Tata Motors.\n")
+
+
+def answers(lib: Library) -> dict[str, str]:
+    return {q: lib.search(q, k=1)[0].article_id
+            for q in ("When is the Dreamliner delivered?", "Who bought Jaguar?", "What did Apple do in Paris?")}
+
+
+@pytest.mark.parametrize("stage", ["embedding", "writing", "renamed", "swapped"])
+def test_build_killed_at_any_stage_leaves_a_working_index(tiny_corpus, tmp_path, stage):
+    index = tmp_path / "index"
+    before = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    old_answers, old_gen = answers(before), current_generation(index)
+    change_collection(tiny_corpus)
+    kill(start_build(tiny_corpus, index, stage))
+
+    lib = Library.open(index, embedder=FakeEmbedder())
+    if stage == "swapped":  # killed after the new generation went live: that one is whole
+        assert current_generation(index) != old_gen
+        assert answers(lib)["Who bought Jaguar?"] == "articles/ford.txt"
+    else:
+        assert current_generation(index) == old_gen
+        assert answers(lib) == old_answers
+    after = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    assert after.last_build.chunks_total == 3
+    assert answers(after)["Who bought Jaguar?"] == "articles/ford.txt"
+    assert all(p.article_id != "articles/boeing.txt" for p in after.search("Dreamliner", k=5))
+    assert not list(index.glob(".tmp-*"))
+    assert len(list(index.glob("gen-*"))) <= 2
+
+
+def test_build_killed_while_embedding_with_real_model(tiny_corpus, tmp_path, real_embedder):
+    index = tmp_path / "index"
+    before = Library.build([tiny_corpus], index_dir=index, embedder=real_embedder)
+    old_answers = answers(before)
+    change_collection(tiny_corpus)
+    kill(start_build(tiny_corpus, index, "embedding", fake=False))
+    assert answers(Library.open(index, embedder=real_embedder)) == old_answers
+    after = Library.build([tiny_corpus], index_dir=index, embedder=real_embedder)
+    assert (after.last_build.added, after.last_build.changed, after.last_build.removed) == (1, 1, 1)
+    assert answers(after)["Who bought Jaguar?"] == "articles/ford.txt"
+
+
+def test_second_build_at_once_stops_with_a_clear_message(tiny_corpus, tmp_path):
+    index = tmp_path / "index"
+    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    change_collection(tiny_corpus)
+    first = start_build(tiny_corpus, index, "writing")
+    try:
+        with pytest.raises(IndexLockedError) as e:
+            Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+        assert f"is being built by process {first.pid}. Wait for that build to finish" in str(e.value)
+    finally:
+        kill(first)
+    # The lock dies with its holder: the next build runs.
+    assert Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder()).last_build.added == 1
+
+
+def damage(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "missing":
+        path.unlink()
+    elif how == "bytes flipped":  # same size, damage in the middle: only a checksum sees it
+        for i in range(len(data) // 2, len(data) // 2 + 64):
+            data[i] ^= 0xA5
+        path.write_bytes(data)
+    elif how == "garbage":
+        path.write_bytes(os.urandom(len(data)))
+
+
+FILES = ["vectors.faiss", "meta.sqlite", "manifest.json"]
+DAMAGE = ["truncated", "empty", "missing", "bytes flipped", "garbage"]
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+@pytest.mark.parametrize("name", FILES)
+def test_damaged_file_gives_corrupt_index_error_that_says_rebuild(tiny_corpus, tmp_path, name, how):
+    index = tmp_path / "index"
+    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    damage(index / current_generation(index) / name, how)
+    with pytest.raises(CorruptIndexError, match=r"Rebuild it with `qa build --full --index "):
+        Library.open(index, embedder=FakeEmbedder())
+    # An ordinary build notices, says why, and rebuilds everything.
+    lib = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    assert lib.last_build.full_reason.startswith("the old index is unusable")
+    assert lib.search("Who queued in Paris?", k=1)[0].article_id == "articles/apple.md"
+
+
+@pytest.mark.parametrize("content", ["", "gen-\n", "../../etc\n", "gen-999999\n"])
+def test_bad_current_pointer_is_a_clear_error(tiny_corpus, tmp_path, content):
+    index = tmp_path / "index"
+    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    (index / "CURRENT").write_text(content)
+    with pytest.raises(CorruptIndexError, match="Rebuild it with"):
+        Library.open(index, embedder=FakeEmbedder())
+
+
+def test_missing_index_is_not_called_corrupt(tmp_path):
+    with pytest.raises(NoIndexError, match="Run `qa build"):
+        Library.open(tmp_path / "nothing", embedder=FakeEmbedder())
+
+
+def test_damaged_file_through_the_cli_and_real_model_is_one_line_not_a_crash(tiny_corpus, tmp_path, capsys,
+                                                                              real_embedder):
+    index = tmp_path / "index"
+    Library.build([tiny_corpus], index_dir=index, embedder=real_embedder)
+    damage(index / current_generation(index) / "vectors.faiss", "bytes flipped")
+    code = "import sys; from qa.cli import main; sys.exit(main(sys.argv[1:]))"
+    run = subprocess.run([sys.executable, "-c", code, "search", "Who queued?", "--index", str(index)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert run.stderr.startswith("error: ") and "Traceback" not in run.stderr
+    assert "vectors.faiss is damaged" in run.stderr and "qa build --full" in run.stderr
+    assert cli_main(["build", str(tiny_corpus), "--index", str(index)]) == 0
+    assert "Full build: the old index is unusable" in capsys.readouterr().err
+
+
+def test_app_keeps_serving_the_old_generation_when_the_new_one_is_damaged(tiny_corpus, tmp_path):
+    index = tmp_path / "index"
+    lib = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    old_gen = lib.info().generation
+    (tiny_corpus / "ford.txt").write_text("Ford sold Jaguar and Land Rover to Tata Motors.\n")
+    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    damage(index / current_generation(index) / "meta.sqlite", "bytes flipped")
+    assert lib.search("Who queued in Paris?", k=1)[0].article_id == "articles/apple.md"
+    assert lib.info().generation == old_gen
+
+
+def search_until(lib: Library, stop: threading.Event, seen: set, errors: list) -> None:
+    while not stop.is_set():
+        try:
+            hits = lib.search("Who queued in Paris?", k=3)
+            assert hits[0].article_id == "articles/apple.md", hits[0]
+            seen.add(lib.info().generation)
+        except Exception as e:  # noqa: BLE001 - every failure is what this test counts
+            errors.append(repr(e))
+
+
+@pytest.mark.parametrize("real", [False, True], ids=["fake-model", "real-model"])
+def test_searching_thread_sees_no_error_while_another_rebuilds(tiny_corpus, tmp_path, real, request):
+    embedder = request.getfixturevalue("real_embedder") if real else FakeEmbedder()
+    index = tmp_path / "index"
+    lib = Library.build([tiny_corpus], index_dir=index, embedder=embedder)
+    reader = Library.open(index, embedder=embedder)
+    stop, seen, errors = threading.Event(), set(), []
+    threads = [threading.Thread(target=search_until, args=(r, stop, seen, errors)) for r in (lib, reader)]
+    for t in threads:
+        t.start()
+    try:
+        builds = 6 if real else 30
+        for n in range(builds):
+            extra = tiny_corpus / "extra.txt"
+            if n % 2:
+                extra.unlink()
+            else:
+                extra.write_text(f"Extra story {n}: heavy rain closed schools in Leeds.\n")
+            Library.build([tiny_corpus], index_dir=index, embedder=embedder)
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert errors == []
+    assert len(seen) >= 3  # the searchers really moved from generation to generation
+    assert reader.info().generation == current_generation(index)
