@@ -19,7 +19,11 @@ log = logging.getLogger(__name__)
 
 SUFFIXES = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown",
             ".html": "html", ".htm": "html", ".jsonl": "jsonl"}
-MAX_FILE_BYTES = 64 * 1024 * 1024
+# One article bigger than this is not an article but a dump or a log: embedding 50 MB would take
+# a CPU a quarter of an hour and its hits would be useless, so it is skipped with a warning.
+# (War and Peace is 3.2 MB.) A .jsonl file holds many articles, each under the article limit.
+MAX_ARTICLE_BYTES = 10 * 2**20
+MAX_JSONL_BYTES = 512 * 2**20
 
 # Whole lines that are page furniture, not content (matched case-insensitively).
 BOILERPLATE = re.compile(
@@ -88,25 +92,32 @@ def read(paths: Iterable[str | os.PathLike], skipped: list[Skipped] | None = Non
     identical texts are yielded once.
     """
     skipped = [] if skipped is None else skipped
-    seen: dict[str, str] = {}
+    seen: dict[str, str] = {}  # id or text hash -> where it was first seen
     for root in paths:
         root = Path(root)
         if not root.exists():
             raise ArticleError(f"{root} does not exist. Give a folder or file of articles.")
         for path in _files(root, skipped):
             for item in _read_file(path, _article_id(root, path)):
+                if isinstance(item, Article):
+                    item = _first_copy(item, seen)
                 if isinstance(item, Skipped):
                     log.warning("skipped %s: %s", item.path, item.reason)
                     skipped.append(item)
                     continue
-                key = hashlib.sha256(item.text.encode("utf-8", "surrogatepass")).hexdigest()
-                if key in seen:
-                    skip = Skipped(item.path, f"same text as {seen[key]}, indexed once")
-                    log.warning("skipped %s: %s", skip.path, skip.reason)
-                    skipped.append(skip)
-                    continue
-                seen[key] = item.id
                 yield item
+
+
+def _first_copy(article: Article, seen: dict[str, str]) -> Article | Skipped:
+    """The article, or Skipped when its id or its text was seen before (recording both)."""
+    text_key = "sha256:" + hashlib.sha256(article.text.encode("utf-8", "surrogatepass")).hexdigest()
+    if article.id in seen:
+        # Two records with one id would overwrite each other and look "changed" on every build.
+        return Skipped(article.path, f"has the same id as {seen[article.id]}; only the first is indexed")
+    if text_key in seen:
+        return Skipped(article.path, f"same text as {seen[text_key]}, indexed once")
+    seen[article.id], seen[text_key] = article.path, article.id
+    return article
 
 
 def _files(root: Path, skipped: list[Skipped]) -> Iterator[Path]:
@@ -141,8 +152,8 @@ def _read_file(path: Path, article_id: str) -> Iterator[Article | Skipped]:
     kind = SUFFIXES.get(path.suffix.lower(), "text")
     try:
         size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            yield Skipped(str(path), f"{size / 2**20:.0f} MB is over the {MAX_FILE_BYTES // 2**20} MB limit; split it")
+        if size > (MAX_JSONL_BYTES if kind == "jsonl" else MAX_ARTICLE_BYTES):
+            yield Skipped(str(path), too_big(size, kind))
             return
         data = path.read_bytes()
     except OSError as e:
@@ -241,6 +252,9 @@ def _read_jsonl(path: Path, file_id: str, raw: str) -> Iterator[Article | Skippe
         if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
             yield Skipped(where, 'has no "text" string field')
             continue
+        if len(rec["text"]) > MAX_ARTICLE_BYTES:
+            yield Skipped(where, too_big(len(rec["text"].encode("utf-8", "surrogatepass")), "text"))
+            continue
         text = clean(rec["text"])
         if not text:
             yield Skipped(where, "has no text")
@@ -249,6 +263,19 @@ def _read_jsonl(path: Path, file_id: str, raw: str) -> Iterator[Article | Skippe
         yield Article(id=f"{file_id}#{rid}", title=_str(rec.get("title")) or f"{path.stem} {rid}",
                       text=text, source=_str(rec.get("source")), date=_str(rec.get("date")),
                       url=_str(rec.get("url")), path=where)
+
+
+def too_big(size: int, kind: str = "text") -> str:
+    """Why a file or record of ``size`` bytes is refused, and what to do instead.
+
+    >>> too_big(50 * 2**20).split(". ")[0]
+    'is 50 MB; one article can be at most 10 MB'
+    """
+    mb = f"{size / 2**20:.1f}".removesuffix(".0")
+    if kind == "jsonl":
+        return f"is {mb} MB; a .jsonl file can be at most {MAX_JSONL_BYTES // 2**20} MB. Split it into several files"
+    return (f"is {mb} MB; one article can be at most {MAX_ARTICLE_BYTES // 2**20} MB. "
+            "Split it into several files, or one JSON line per article in a .jsonl file")
 
 
 def _title_from_name(path: Path) -> str:
