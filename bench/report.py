@@ -37,8 +37,9 @@ def write_section(name: str, title: str, body: str, command: str | None = None) 
     """Replace (or append) the section ``name`` of docs/benchmarks.md."""
     command = command or "python " + " ".join(shlex.quote(a) for a in sys.argv)
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=DOC.parent).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=DOC.parent
+        ).stdout.strip()
     except OSError:
         commit = "?"
     section = (

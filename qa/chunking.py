@@ -22,12 +22,10 @@ class Chunk:
     tokens: int
 
 
-ABBREVIATIONS = {
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "gen", "col", "lt", "sgt", "capt",
-    "gov", "sen", "rep", "rev", "hon", "pres", "vs", "etc", "e.g", "i.e", "no", "vol", "fig",
-    "inc", "ltd", "co", "corp", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept",
-    "oct", "nov", "dec", "u.s", "u.k", "u.n", "al", "approx", "dept", "est", "ft", "op",
-}
+ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof sr jr st mt gen col lt sgt capt gov sen rep rev hon pres vs etc e.g i.e no vol "
+    "fig inc ltd co corp jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k u.n al approx dept est ft op".split()
+)
 # A candidate end: terminal punctuation, optional closing quotes/brackets, then whitespace.
 _END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)")
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
@@ -53,7 +51,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 
 
 def _is_boundary(text: str, end: int, punct: str) -> bool:
-    nxt = re.match(r"\s+(\S)", text[end:end + 8])
+    nxt = re.match(r"\s+(\S)", text[end : end + 8])
     if not nxt:
         return True
     following = nxt.group(1)
@@ -61,7 +59,7 @@ def _is_boundary(text: str, end: int, punct: str) -> bool:
         return False
     if punct[0] != ".":
         return True
-    word = _WORD_BEFORE.search(text[max(0, end - 20):end - len(punct)])
+    word = _WORD_BEFORE.search(text[max(0, end - 20) : end - len(punct)])
     word = word.group(1).lower() if word else ""
     if word in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
         # "U.S. officials" is one sentence, but "...in the U.S. Then" ends one: guess by case.
@@ -70,7 +68,7 @@ def _is_boundary(text: str, end: int, punct: str) -> bool:
 
 
 def _starts_sentence(text: str, end: int) -> bool:
-    word = re.match(r"\s+(\w+)", text[end:end + 30])
+    word = re.match(r"\s+(\w+)", text[end : end + 30])
     return bool(word) and word.group(1) in {"The", "It", "He", "She", "They", "We", "This", "But", "In", "A"}
 
 
@@ -107,7 +105,7 @@ def chunk(article_id: str, text: str, tokenize: Tokenize, budget: int = 128, ove
 def _next_start(pieces: list[tuple[int, int, int]], i: int, j: int, budget: int, overlap: int) -> int:
     """Back up ``overlap`` sentences from ``j``, but only as far as still leaves room for piece ``j``."""
     nxt = max(i + 1, j - overlap)
-    while nxt < j and sum(p[2] for p in pieces[nxt:j + 1]) > budget:
+    while nxt < j and sum(p[2] for p in pieces[nxt : j + 1]) > budget:
         nxt += 1
     return nxt
 
@@ -123,7 +121,7 @@ def _pieces(text: str, tokenize: Tokenize, budget: int) -> list[tuple[int, int, 
             pieces.append((s, e, len(toks)))
             continue
         for k in range(0, len(toks), budget):
-            window = toks[k:k + budget]
+            window = toks[k : k + budget]
             ps = s + window[0][0]
             pe = s + toks[k + budget][0] if k + budget < len(toks) else e
             ps, pe = _strip(text, ps, pe)

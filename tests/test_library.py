@@ -1,0 +1,137 @@
+"""The Python API through the real model and the real FAISS index on disk."""
+
+import dataclasses
+import json
+
+import pytest
+
+import qa
+from qa import IndexMismatchError, Library, NoIndexError, Passage, QuestionError
+from tests.conftest import SEEDS, SHARED_DATA
+
+WIKINEWS = SHARED_DATA / "wikinews" / "articles.jsonl"
+
+
+@pytest.mark.parametrize(
+    "question, expected, within",
+    [
+        ("Who traveled to Mexico City to discuss the security framework?", "Blinken", 1),
+        ("Which initiative focused on drug trafficking and cartels?", "Merida Initiative", 1),
+        ("What policy did Biden cancel?", "Migrant Protection Protocols", 2),
+    ],
+)
+def test_seed_questions(seed_library, question, expected, within):
+    passages = seed_library.search(question, k=5)
+    assert any(expected in p.text for p in passages[:within]), [p.text[:80] for p in passages]
+
+
+def test_passage_fields_and_offsets(seed_library):
+    [p] = seed_library.search("What initiative is the new framework replacing?", k=1, highlight=True)
+    assert isinstance(p, Passage)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.score = 1.0
+    article = seed_library._store.article_text(p.article_id)
+    assert article[p.start : p.end] == p.text
+    assert p.start <= p.highlight_start < p.highlight_end <= p.end and p.highlight in p.text
+    assert p.title.startswith("Blinken") and p.source == "OAN Newsroom" and p.date == "2021-10-08"
+    assert p.article_id == "seeds/us-mexico-security-dialogue.md"
+    assert 0 < p.similarity <= 1 and p.score > 0
+    json.dumps(dataclasses.asdict(p))  # plain data, JSON-serialisable
+
+
+def test_k_is_capped_at_the_index_size(seed_library):
+    chunks = seed_library.info().chunks
+    assert len(seed_library.search("security", k=1000)) == chunks
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\n\t"])
+def test_empty_question_is_a_clear_error(seed_library, question):
+    with pytest.raises(QuestionError, match="empty"):
+        seed_library.search(question)
+
+
+def test_very_long_question_is_truncated_not_an_error(seed_library):
+    assert seed_library.search("Merida Initiative " * 2000, k=2)
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_every_mode_finds_the_merida_passage(seed_library, mode):
+    lib = Library(seed_library._store, seed_library.embedder, seed_library.settings.with_(mode=mode))
+    assert "Merida" in lib.search("Merida Initiative drug trafficking cartels", k=1)[0].text
+
+
+def test_open_reuses_the_built_index_and_its_model(seed_library, real_embedder):
+    lib = Library.open(seed_library.settings.index_dir, embedder=real_embedder)
+    assert lib.info().model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert [p.chunk_id for p in lib.search("cycle of crime", k=3)] == [
+        p.chunk_id for p in seed_library.search("cycle of crime", k=3)
+    ]
+
+
+def test_open_without_an_index_says_how_to_build(tmp_path):
+    with pytest.raises(NoIndexError, match="qa build"):
+        Library.open(tmp_path / "none")
+
+
+def test_open_with_another_model_says_how_to_rebuild(tmp_path, tiny_corpus, fake_embedder, real_embedder):
+    Library.build(tiny_corpus, index_dir=tmp_path / "idx", embedder=fake_embedder)
+    with pytest.raises(IndexMismatchError, match="--full"):
+        Library.open(tmp_path / "idx", embedder=real_embedder)
+
+
+def test_build_report_and_info(tmp_path, tiny_corpus, fake_embedder):
+    lib = Library.build(tiny_corpus, index_dir=tmp_path / "idx", embedder=fake_embedder)
+    assert (lib.last_build.added, lib.last_build.skipped) == (3, [])
+    info = lib.info()
+    assert (info.articles, info.model, info.dim) == (3, "fake-bow", 64)
+    assert info.chunks >= 3 and info.bytes > 0 and info.built_at.endswith("Z")
+
+
+def test_index_directory_holds_plain_named_files(seed_library):
+    gen = seed_library._store.path
+    assert sorted(f.name for f in gen.iterdir()) == ["manifest.json", "meta.sqlite", "vectors.faiss"]
+    manifest = json.loads((gen / "manifest.json").read_text())
+    assert manifest["format"] == 1 and manifest["dim"] == 384
+    assert set(manifest["article_hashes"]) == {"seeds/us-mexico-security-dialogue.md"}
+    assert not list(gen.parent.glob(".tmp-*"))
+
+
+def test_public_api_is_exactly_all():
+    public = {name for name in dir(qa) if not name.startswith("_")}
+    modules = {"articles", "chunking", "config", "embedding", "errors", "indexer", "library", "search", "store"}
+    assert public - modules == set(qa.__all__)
+    for name in qa.__all__:
+        assert getattr(qa, name).__doc__, f"{name} has no docstring"
+
+
+# A few hand-checked questions, each about one Wikinews article.
+WIKINEWS_QUESTIONS = [
+    ("How many people were killed when a crane fell into the Grand Mosque?", "gum-242"),
+    ("Which office called for a rerun of the bidding for the Air Force tanker contract?", "meantime-33"),
+    ("Which phone's pre-orders overwhelmed Apple and AT&T?", "meantime-6"),
+    ("How many asylum seekers did fishermen rescue off the coast of Aceh?", "gum-240"),
+    ("Which governments gave bridge loans to GM and Chrysler?", "meantime-66"),
+    ("Who did Fatah select as its candidate for Palestinian president?", "wikinewssum-121"),
+]
+
+
+@pytest.fixture(scope="module")
+def wikinews(tmp_path_factory, real_embedder):
+    if not WIKINEWS.exists():
+        pytest.fail(f"{WIKINEWS} is missing: the shared data must be beside the repository")
+    return Library.build([WIKINEWS], index_dir=tmp_path_factory.mktemp("wn") / "index", embedder=real_embedder)
+
+
+@pytest.mark.parametrize("question, article", WIKINEWS_QUESTIONS)
+def test_wikinews_question_finds_its_article_first(wikinews, question, article):
+    top = wikinews.search(question, k=3)
+    assert top[0].article_id == f"articles.jsonl#{article}", [(p.article_id, p.title) for p in top]
+
+
+def test_wikinews_index_counts(wikinews):
+    assert wikinews.info().articles == 260  # three records in the file have empty text
+    assert len(wikinews.last_build.skipped) == 3
+
+
+def test_seed_sanity_about_seed_dir():
+    assert SEEDS.is_dir() and list(SEEDS.glob("*.md"))
