@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up (see setup.sh --test), lint, then run the whole test suite, browser tests included.
+# This is the README's test command, and what .ci/run runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --test
+.venv/bin/ruff check qa tests bench app.py
+HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False HF_HUB_DISABLE_TELEMETRY=1 \
+    .venv/bin/python -m pytest "$@"
