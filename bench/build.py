@@ -1,0 +1,102 @@
+"""Build throughput against raw model.encode on the very same chunks, and search latency.
+
+    .venv/bin/python bench/build.py [--rounds 3] [--articles PATH]
+
+On the Wikinews articles: a full `qa build` (read, clean, chunk, embed, write) is
+timed against `model.encode` of the chunk texts that build produced, alternating
+the two `--rounds` times so that machine noise hits both alike; the pipeline's
+overhead is the ratio of the medians. Then the median latency of one `search`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench.report import write_section  # noqa: E402
+from qa import Library, Settings  # noqa: E402
+from qa.library import _load_embedder  # noqa: E402
+
+WIKINEWS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "wikinews" / "articles.jsonl"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating build/encode rounds")
+    parser.add_argument("--articles", type=Path, default=WIKINEWS, help="articles to build from")
+    args = parser.parse_args()
+    embedder = _load_embedder(Settings().model)
+    builds, encodes = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in range(args.rounds):
+            began = time.perf_counter()
+            lib = Library.build([args.articles], index_dir=Path(tmp) / "index", embedder=embedder, full=True)
+            builds.append(time.perf_counter() - began)
+            texts = _chunk_texts(lib)
+            began = time.perf_counter()
+            embedder.encode(texts, progress=False)
+            encodes.append(time.perf_counter() - began)
+            print(f"round {n + 1}: build {builds[-1]:.1f} s, encode {encodes[-1]:.1f} s", file=sys.stderr)
+        latencies = _search_latencies(lib, [title for title in _titles(lib)][:200])
+        info = lib.info()
+    build_s, encode_s = statistics.median(builds), statistics.median(encodes)
+    chunks = info.chunks
+    body = f"""On {info.articles} Wikinews articles, {chunks} chunks of at most {info.chunk_tokens} tokens,
+{args.rounds} alternating rounds, medians:
+
+| what | seconds | chunks/s |
+|---|---|---|
+| `qa build` (read, clean, chunk, embed, write FAISS + SQLite) | {build_s:.2f} | {chunks / build_s:.1f} |
+| `model.encode` of the same chunk texts | {encode_s:.2f} | {chunks / encode_s:.1f} |
+
+Pipeline overhead over raw encoding: **{(build_s / encode_s - 1) * 100:+.1f}%** (target: under 10%).
+All rounds, build: {", ".join(f"{b:.1f}" for b in builds)} s; encode: {", ".join(f"{e:.1f}" for e in encodes)} s.
+
+Search latency (hybrid, k=5, {len(latencies)} questions: the article titles), one call each:
+median **{statistics.median(latencies) * 1000:.1f} ms**, 95th percentile {_p95(latencies) * 1000:.1f} ms.
+"""
+    print(body)
+    write_section("build", "Build throughput and search latency", body, "python bench/build.py")
+
+
+def _chunk_texts(lib: Library) -> list[str]:
+    db = sqlite3.connect(lib._store.path / "meta.sqlite")
+    try:
+        return [row[0] for row in db.execute("SELECT text FROM chunks ORDER BY id")]
+    finally:
+        db.close()
+
+
+def _titles(lib: Library) -> list[str]:
+    db = sqlite3.connect(lib._store.path / "meta.sqlite")
+    try:
+        return [row[0] for row in db.execute("SELECT title FROM articles ORDER BY id")]
+    finally:
+        db.close()
+
+
+def _search_latencies(lib: Library, questions: list[str]) -> list[float]:
+    lib.search("warm up", k=5)
+    out = []
+    for q in questions:
+        began = time.perf_counter()
+        lib.search(q, k=5)
+        out.append(time.perf_counter() - began)
+    return out
+
+
+def _p95(values: list[float]) -> float:
+    return sorted(values)[max(0, round(0.95 * len(values)) - 1)]
+
+
+if __name__ == "__main__":
+    main()
