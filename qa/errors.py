@@ -2,7 +2,8 @@
 
 QAError
 ├── ArticleError        an article or collection can't be read
-│   └── NoArticlesError no readable articles in the given paths
+│   ├── NoArticlesError no readable articles in the given paths
+│   └── UploadError     an uploaded file or pasted text was refused
 ├── ModelError          the embedding model can't be loaded
 ├── StoreError         problems with the index directory
 │   ├── NoIndexError        nothing built at that directory yet
@@ -23,6 +24,10 @@ class ArticleError(QAError):
 
 class NoArticlesError(ArticleError):
     """The given paths hold no readable article."""
+
+
+class UploadError(ArticleError):
+    """An uploaded file or pasted text was refused (unsupported, too big, unreadable, empty)."""
 
 
 class ModelError(QAError):

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import articles as articles_mod
 from .articles import Article, Skipped
@@ -33,10 +34,17 @@ class BuildReport:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        parts = [f"{self.added} added", f"{self.changed} changed", f"{self.removed} removed",
-                 f"{self.unchanged} unchanged", f"{len(self.skipped)} skipped"]
-        return (f"Articles: {', '.join(parts)}. Embedded {self.chunks_embedded} chunks; "
-                f"the index holds {self.chunks_total} chunks. ({self.seconds:.1f} s)")
+        parts = [
+            f"{self.added} added",
+            f"{self.changed} changed",
+            f"{self.removed} removed",
+            f"{self.unchanged} unchanged",
+            f"{len(self.skipped)} skipped",
+        ]
+        return (
+            f"Articles: {', '.join(parts)}. Embedded {self.chunks_embedded} chunks; "
+            f"the index holds {self.chunks_total} chunks. ({self.seconds:.1f} s)"
+        )
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,7 @@ class Collection:
 
     articles: list[Article]
     skipped: list[Skipped]
+    paths: tuple[str, ...] = ()  # absolute: the manifest records them so the app can rebuild the same set
 
 
 def collect(paths: Sequence[str | os.PathLike]) -> Collection:
@@ -54,14 +63,14 @@ def collect(paths: Sequence[str | os.PathLike]) -> Collection:
     if not found:
         where = ", ".join(str(p) for p in paths)
         raise NoArticlesError(
-            f"No readable articles in {where} ({len(skipped)} skipped). "
-            "qa reads .txt, .md, .html and .jsonl files."
+            f"No readable articles in {where} ({len(skipped)} skipped). qa reads .txt, .md, .html and .jsonl files."
         )
-    return Collection(found, skipped)
+    return Collection(found, skipped, tuple(str(Path(p).resolve()) for p in paths))
 
 
-def build(collection: Collection, settings: Settings, embedder, full: bool = False,
-          progress: bool | None = None) -> BuildReport:
+def build(
+    collection: Collection, settings: Settings, embedder, full: bool = False, progress: bool | None = None
+) -> BuildReport:
     """Bring the index at ``settings.index_dir`` in line with ``collection``.
 
     Only new and changed articles are chunked and embedded, unless the model or chunk
@@ -70,8 +79,12 @@ def build(collection: Collection, settings: Settings, embedder, full: bool = Fal
     """
     began = time.perf_counter()
     found, skipped = collection.articles, collection.skipped
-    manifest = {"model": embedder.name, "dim": embedder.dim, "chunk_tokens": settings.chunk_tokens,
-                "overlap_sentences": settings.overlap_sentences}
+    manifest = {
+        "model": embedder.name,
+        "dim": embedder.dim,
+        "chunk_tokens": settings.chunk_tokens,
+        "overlap_sentences": settings.overlap_sentences,
+    }
     with lock(settings.index_dir):
         base, old, full_reason = _base(settings, manifest, full)
         try:
@@ -81,18 +94,37 @@ def build(collection: Collection, settings: Settings, embedder, full: bool = Fal
             added = sum(1 for a in found if a.id not in old)
             changed = sum(1 for a in found if a.id in old and old[a.id] != a.hash)
             if base is not None and not todo and not removed:
-                return BuildReport(0, 0, 0, len(found), 0, base.manifest["chunks"], skipped, "",
-                                   time.perf_counter() - began)
-            embedded, total = _write(settings, manifest, base, todo, removed, old, embedder, progress)
+                return BuildReport(
+                    0, 0, 0, len(found), 0, base.manifest["chunks"], skipped, "", time.perf_counter() - began
+                )
+            sources = {"sources": list(collection.paths)} if collection.paths else {}
+            embedded, total = _write(settings, {**manifest, **sources}, base, todo, removed, old, embedder, progress)
         finally:
             if base is not None:
                 base.close()
-    return BuildReport(added, changed, len(removed), len(found) - added - changed, embedded, total,
-                       skipped, full_reason, time.perf_counter() - began)
+    return BuildReport(
+        added,
+        changed,
+        len(removed),
+        len(found) - added - changed,
+        embedded,
+        total,
+        skipped,
+        full_reason,
+        time.perf_counter() - began,
+    )
 
 
-def _write(settings: Settings, manifest: dict, base: Store | None, todo: list[Article], removed: list[str],
-           old: dict[str, str], embedder, progress: bool | None) -> tuple[int, int]:
+def _write(
+    settings: Settings,
+    manifest: dict,
+    base: Store | None,
+    todo: list[Article],
+    removed: list[str],
+    old: dict[str, str],
+    embedder,
+    progress: bool | None,
+) -> tuple[int, int]:
     """Write the next generation: ``base`` minus removed and changed articles, plus ``todo``.
 
     Returns (chunks embedded, chunks in the new generation)."""
@@ -100,13 +132,14 @@ def _write(settings: Settings, manifest: dict, base: Store | None, todo: list[Ar
     try:
         if base is not None:
             writer.remove(removed + [a.id for a in todo if a.id in old])
-        pieces = [chunk(a.id, a.text, embedder.token_spans, settings.chunk_tokens,
-                        settings.overlap_sentences) for a in todo]
+        pieces = [
+            chunk(a.id, a.text, embedder.token_spans, settings.chunk_tokens, settings.overlap_sentences) for a in todo
+        ]
         checkpoint("embedding")
         vectors = embedder.encode([c.text for cs in pieces for c in cs], progress=progress)
         offset = 0
         for article, cs in zip(todo, pieces, strict=True):
-            writer.add(article, cs, vectors[offset:offset + len(cs)])
+            writer.add(article, cs, vectors[offset : offset + len(cs)])
             offset += len(cs)
         writer.commit()
     except BaseException:

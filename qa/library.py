@@ -55,8 +55,13 @@ class Library:
         self.last_build: BuildReport | None = None
 
     @classmethod
-    def open(cls, index_dir: str | os.PathLike | None = None, model: str | None = None,
-             settings: Settings | None = None, embedder=None) -> Library:
+    def open(
+        cls,
+        index_dir: str | os.PathLike | None = None,
+        model: str | None = None,
+        settings: Settings | None = None,
+        embedder=None,
+    ) -> Library:
         """Open an existing index. ``model`` defaults to the one it was built with."""
         settings = (settings or Settings.from_env()).with_(index_dir=index_dir)
         store = Store.open(settings.index_dir)
@@ -72,9 +77,16 @@ class Library:
         return cls(store, embedder, settings.with_(model=built_with))
 
     @classmethod
-    def build(cls, paths: str | os.PathLike | Sequence[str | os.PathLike] = ("seeds",),
-              index_dir: str | os.PathLike | None = None, model: str | None = None, full: bool = False,
-              settings: Settings | None = None, embedder=None, progress: bool | None = None) -> Library:
+    def build(
+        cls,
+        paths: str | os.PathLike | Sequence[str | os.PathLike] = ("seeds",),
+        index_dir: str | os.PathLike | None = None,
+        model: str | None = None,
+        full: bool = False,
+        settings: Settings | None = None,
+        embedder=None,
+        progress: bool | None = None,
+    ) -> Library:
         """Build (or update incrementally) the index of ``paths`` and open it."""
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
@@ -93,19 +105,33 @@ class Library:
         has its answering sentence marked (``Passage.highlight``).
         """
         if not isinstance(question, str) or not question.strip():
-            raise QuestionError("The question is empty. Ask something, e.g. `qa search \"Who met in Mexico City?\"`.")
+            raise QuestionError('The question is empty. Ask something, e.g. `qa search "Who met in Mexico City?"`.')
         if k < 1:
             raise QuestionError(f"k must be 1 or more, got {k}.")
         store = self._fresh_store()
         passages = search_mod.retrieve(store, self.embedder, question.strip(), k, self.settings)
         return search_mod.highlight(passages, self.embedder, question) if highlight else passages
 
+    @property
+    def sources(self) -> list[str]:
+        """The folders and files the index was last built from (absolute paths)."""
+        return list(self._fresh_store().manifest.get("sources", []))
+
     def info(self) -> IndexInfo:
         store = self._fresh_store()
         m = store.manifest
         size = sum(f.stat().st_size for f in Path(store.path).iterdir() if f.is_file())
-        return IndexInfo(str(self.settings.index_dir), m["model"], m["dim"], m["articles"], m["chunks"], size,
-                         m["built_at"], m["chunk_tokens"], store.generation)
+        return IndexInfo(
+            str(self.settings.index_dir),
+            m["model"],
+            m["dim"],
+            m["articles"],
+            m["chunks"],
+            size,
+            m["built_at"],
+            m["chunk_tokens"],
+            store.generation,
+        )
 
     def _fresh_store(self) -> Store:
         """The live generation: reopened when a build has swapped in a new one.
