@@ -79,26 +79,33 @@ def build(
     """
     began = time.perf_counter()
     found, skipped = collection.articles, collection.skipped
-    manifest = {
+    # Compared with the live index; "dim" joins them only once there is something to embed,
+    # because asking a lazily loaded embedder for it loads the model (seconds).
+    key = {
         "model": embedder.name,
-        "dim": embedder.dim,
         "chunk_tokens": settings.chunk_tokens,
         "overlap_sentences": settings.overlap_sentences,
     }
     with lock(settings.index_dir):
-        base, old, full_reason = _base(settings, manifest, full)
+        base, old, full_reason = _base(settings, key, full)
         try:
             new_ids = {a.id for a in found}
             removed = [i for i in old if i not in new_ids]
-            todo = [a for a in found if base is None or old.get(a.id) != a.hash]
-            added = sum(1 for a in found if a.id not in old)
-            changed = sum(1 for a in found if a.id in old and old[a.id] != a.hash)
-            if base is not None and not todo and not removed:
+            if base is not None and not removed and all(old.get(a.id) == a.hash for a in found):
                 return BuildReport(
                     0, 0, 0, len(found), 0, base.manifest["chunks"], skipped, "", time.perf_counter() - began
                 )
-            sources = {"sources": list(collection.paths)} if collection.paths else {}
-            embedded, total = _write(settings, {**manifest, **sources}, base, todo, removed, old, embedder, progress)
+            manifest = {**key, "dim": embedder.dim}
+            if base is not None and base.manifest.get("dim") != manifest["dim"]:
+                full_reason = f"dim changed from {base.manifest.get('dim')!r} to {manifest['dim']!r}"
+                base.close()
+                base = None
+            todo = [a for a in found if base is None or old.get(a.id) != a.hash]
+            added = sum(1 for a in found if a.id not in old)
+            changed = sum(1 for a in found if a.id in old and old[a.id] != a.hash)
+            if collection.paths:
+                manifest["sources"] = list(collection.paths)
+            embedded, total = _write(settings, manifest, base, todo, removed, old, embedder, progress)
         finally:
             if base is not None:
                 base.close()

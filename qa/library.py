@@ -92,7 +92,7 @@ class Library:
             paths = [paths]
         settings = (settings or Settings.from_env()).with_(index_dir=index_dir, model=model)
         collection = indexer.collect(paths)  # before spending seconds on loading the model
-        embedder = embedder or _load_embedder(settings.model)
+        embedder = embedder or _LazyEmbedder(settings.model)  # not loaded when nothing needs embedding
         report = indexer.build(collection, settings, embedder, full=full, progress=progress)
         lib = cls(Store.open(settings.index_dir), embedder, settings)
         lib.last_build = report
@@ -164,6 +164,22 @@ class Library:
 
 _EMBEDDERS: dict[str, object] = {}
 _EMBEDDERS_LOCK = threading.Lock()
+
+
+class _LazyEmbedder:
+    """The embedder of ``model``, loaded on first use: a rebuild with nothing to embed skips the
+    seconds of loading it, and ``qa build`` with nothing changed returns at once."""
+
+    def __init__(self, model: str) -> None:
+        from .embedding import _PACKAGED, DEFAULT_MODEL  # the names Embedder itself reports
+
+        self.name = DEFAULT_MODEL if model in _PACKAGED else model
+        self._model = model
+
+    def __getattr__(self, attr: str):  # dim, encode, token_spans, ...: only what isn't set above
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return getattr(_load_embedder(self._model), attr)
 
 
 def _load_embedder(model: str):

@@ -207,3 +207,18 @@ def test_wikinews_records_hash_separately(tmp_path):
     (folder / "articles.jsonl").write_text("\n".join(lines) + "\n")
     lib = build(folder, tmp_path / "index")
     assert counts(lib) == (0, 1, 0, 29)
+
+
+def test_nothing_changed_never_loads_the_model(tiny_corpus, tmp_path, monkeypatch, real_embedder):
+    import qa.library
+
+    index = tmp_path / "index"
+    Library.build([tiny_corpus], index_dir=index, embedder=real_embedder)
+    loads = []
+    monkeypatch.setattr(qa.library, "_load_embedder", lambda model: loads.append(model) or real_embedder)
+    lib = Library.build([tiny_corpus], index_dir=index, model="all-MiniLM-L6-v2")  # an alias of the default
+    assert lib.last_build.unchanged == 3 and loads == []
+    (tiny_corpus / "gm.md").write_text("# GM\nGeneral Motors hired 300 workers in Ohio.\n")
+    lib = Library.build([tiny_corpus], index_dir=index)
+    assert lib.last_build.changed == 1 and lib.last_build.full_reason == ""
+    assert set(loads) == {"sentence-transformers/all-MiniLM-L6-v2"}  # loaded (cached) once there was work
