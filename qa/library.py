@@ -115,7 +115,12 @@ class Library:
     @property
     def sources(self) -> list[str]:
         """The folders and files the index was last built from (absolute paths)."""
-        return list(self._fresh_store().manifest.get("sources", []))
+        return list(self.manifest.get("sources", []))
+
+    @property
+    def manifest(self) -> dict:
+        """A copy of the live generation's manifest: model, chunk settings, counts, hashes, sources."""
+        return dict(self._fresh_store().manifest)
 
     def info(self) -> IndexInfo:
         store = self._fresh_store()

@@ -71,10 +71,11 @@ def save_text(folder: str | os.PathLike, title: str, text: str) -> Path:
 def update(library, folder: str | os.PathLike | None = None, wait: float = 60.0) -> BuildReport:
     """Index what changed in ``library``'s collection (plus ``folder``) and make ``library`` serve it.
 
-    The collection is the folders the index was built from (recorded in its manifest).
-    If another build holds the index, waits up to ``wait`` seconds for it.
+    The collection is the folders the index was built from (recorded in its manifest), chunked
+    as the index was. If another build holds the index, waits up to ``wait`` seconds for it.
     """
-    paths = list(library.sources)
+    manifest = library.manifest
+    paths = list(manifest.get("sources", []))
     if folder is not None and not any(_inside(Path(folder), Path(p)) for p in paths):
         paths.append(str(Path(folder).resolve()))
     if not paths:
@@ -83,10 +84,14 @@ def update(library, folder: str | os.PathLike | None = None, wait: float = 60.0)
             "Rebuild it once with `qa build FOLDER...`, then add articles."
         )
     collection = indexer.collect(paths)
+    # The index's own chunking, not this process's defaults: adding one article must never
+    # turn into re-embedding the collection because the app was started with other settings.
+    settings = library.settings.with_(chunk_tokens=manifest["chunk_tokens"],
+                                      overlap_sentences=manifest.get("overlap_sentences"))
     deadline = time.monotonic() + wait
     while True:
         try:
-            report = indexer.build(collection, library.settings, library.embedder)
+            report = indexer.build(collection, settings, library.embedder)
             break
         except IndexLockedError:
             if time.monotonic() > deadline:

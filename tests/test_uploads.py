@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import FakeEmbedder
 
-from qa import Library, QAError, articles
+from qa import Library, QAError, Settings, articles
 from qa.errors import UploadError
 from qa.store import lock
 from qa.uploads import MAX_UPLOAD_BYTES, safe_name, save_text, save_upload, update
@@ -141,5 +141,16 @@ def test_update_needs_to_know_the_collection(tiny_corpus, tmp_path):
     manifest = json.loads((gen / "manifest.json").read_text())
     assert manifest["sources"] == [str(tiny_corpus.resolve())]
     lib._fresh_store().manifest.pop("sources")  # as an index built before sources were recorded
+    assert "sources" not in lib.manifest
     with pytest.raises(UploadError, match="does not record which folders it was built from"):
         update(lib)
+
+
+def test_update_keeps_the_index_chunking_whatever_the_app_was_started_with(tiny_corpus, tmp_path):
+    index = tmp_path / "index"
+    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=Settings(chunk_tokens=16))
+    app = Library.open(index, embedder=FakeEmbedder())  # default chunk_tokens=128
+    save_upload(tiny_corpus, "oil.txt", b"Oil rose above 100 dollars a barrel.\n")
+    report = update(app)
+    assert (report.added, report.unchanged, report.full_reason, report.chunks_embedded) == (1, 3, "", 1)
+    assert app.manifest["chunk_tokens"] == 16
