@@ -37,18 +37,31 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     index_help = "index directory (default: $QA_INDEX_DIR or index/)"
 
-    p = sub.add_parser("build", help="build or update the index of a collection of articles",
-                       description="Build the index, or update it: only new and changed articles are embedded.")
-    p.add_argument("paths", nargs="*", default=["seeds"], metavar="PATH",
-                   help="folders or files of .txt, .md, .html, .jsonl articles (default: seeds/)")
+    p = sub.add_parser(
+        "build",
+        help="build or update the index of a collection of articles",
+        description="Build the index, or update it: only new and changed articles are embedded.",
+    )
+    p.add_argument(
+        "paths",
+        nargs="*",
+        default=["seeds"],
+        metavar="PATH",
+        help="folders or files of .txt, .md, .html, .jsonl articles (default: seeds/)",
+    )
     p.add_argument("--index", help=index_help)
-    p.add_argument("--model", help="sentence-transformers model name or local path (default: $QA_MODEL or "
-                                   "the packaged all-MiniLM-L6-v2)")
+    p.add_argument(
+        "--model",
+        help="sentence-transformers model name or local path (default: $QA_MODEL or the packaged all-MiniLM-L6-v2)",
+    )
     p.add_argument("--full", action="store_true", help="re-embed every article, even unchanged ones")
     p.set_defaults(run=_build)
 
-    p = sub.add_parser("search", help="print the passages that best answer a question",
-                       description="Print the passages that best answer QUESTION, best first.")
+    p = sub.add_parser(
+        "search",
+        help="print the passages that best answer a question",
+        description="Print the passages that best answer QUESTION, best first.",
+    )
     p.add_argument("question", metavar="QUESTION", help="the question, in quotes")
     p.add_argument("-k", type=int, default=5, help="how many passages (default: 5)")
     p.add_argument("--index", help=index_help)
@@ -60,6 +73,42 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--index", help=index_help)
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(run=_info)
+
+    p = sub.add_parser(
+        "eval",
+        help="measure retrieval quality on a SQuAD or BEIR data set",
+        description="Index a data set in a temporary folder with the current settings, ask every "
+        "question and print the metrics.",
+    )
+    kinds = p.add_subparsers(required=True, metavar="FORMAT")
+    e = kinds.add_parser(
+        "squad",
+        help="a SQuAD v1.1 or v2.0 JSON file",
+        description="hit@1/5/20, MRR@10, answer-sentence accuracy, latency; on v2.0 also "
+        "'not in the articles' precision and recall.",
+    )
+    e.add_argument("file", metavar="FILE", help="SQuAD JSON, e.g. ../shared/data/squad-v1.1-dev/dev-v1.1.json")
+    e.add_argument(
+        "--unit",
+        choices=["article", "paragraph"],
+        default="paragraph",
+        help="index each paragraph, or each Wikipedia article, as one article (default: paragraph)",
+    )
+    e.set_defaults(run=_eval_squad)
+    e = kinds.add_parser(
+        "beir",
+        help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)",
+        description="Document-level nDCG@10 and Recall@100, as BEIR computes them.",
+    )
+    e.add_argument("folder", metavar="DIR", help="BEIR folder, e.g. ../shared/data/scifact")
+    e.add_argument("--split", default="test", help="qrels split to evaluate (default: test)")
+    e.set_defaults(run=_eval_beir)
+    for e in kinds.choices.values():
+        e.add_argument("--limit", type=int, help="only the first N questions (a quick check)")
+        e.add_argument("--mode", choices=["hybrid", "dense", "lexical"], help="retrieval mode (default: hybrid)")
+        e.add_argument("--json", action="store_true", help="print one JSON object")
+        e.add_argument("--model", help="sentence-transformers model name or local path")
+        e.set_defaults(index=None)
     return parser
 
 
@@ -81,8 +130,7 @@ def _search(args, settings: Settings) -> int:
     from .library import Library
 
     if not args.question.strip():
-        print('error: The question is empty. Ask something, e.g. qa search "Who met in Mexico City?"',
-              file=sys.stderr)
+        print('error: The question is empty. Ask something, e.g. qa search "Who met in Mexico City?"', file=sys.stderr)
         return 1
     lib = Library.open(settings=settings.with_(mode=args.mode))
     passages = lib.search(args.question, k=args.k, highlight=not args.json)
@@ -110,6 +158,22 @@ def _info(args, settings: Settings) -> int:
         if key == "bytes":
             key, value = "size", f"{value / 2**20:.1f} MB"
         print(f"{key:>13}: {value}")
+    return 0
+
+
+def _eval_squad(args, settings: Settings) -> int:
+    from .evaluate import evaluate_squad
+
+    report = evaluate_squad(args.file, unit=args.unit, settings=settings.with_(mode=args.mode), limit=args.limit)
+    print(json.dumps(report.as_dict(), indent=1) if args.json else report.summary())
+    return 0
+
+
+def _eval_beir(args, settings: Settings) -> int:
+    from .evaluate import evaluate_beir
+
+    report = evaluate_beir(args.folder, split=args.split, settings=settings.with_(mode=args.mode), limit=args.limit)
+    print(json.dumps(report.as_dict(), indent=1) if args.json else report.summary())
     return 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SEARCH_MODES = ("hybrid", "dense", "lexical")
+FUSIONS = ("convex", "rrf")
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,19 @@ class Settings:
     overlap_sentences: int = 1
     mode: str = "hybrid"
     batch_size: int = 64
-    # Fusion weight of the dense ranking in reciprocal-rank fusion (lexical gets 1 - this).
+    # Hybrid fusion: "convex" (weighted z-scores) or "rrf" (reciprocal rank); convex won on
+    # SQuAD v1.1 dev and SciFact (docs/benchmarks.md, section "quality").
+    fusion: str = "convex"
+    # Weight of the dense side in the fusion (lexical gets 1 - this).
     dense_weight: float = 0.5
     rrf_k: int = 60
+    # The best this many fused passages are re-ordered by their answering sentence (0: off).
+    answer_candidates: int = 10
+    answer_weight: float = 0.5
+    # "Not in the articles" below this answering-sentence score (cosine + 0.1 * term overlap).
+    no_answer_threshold: float = 0.45
+    # Optional sentence-transformers CrossEncoder (name or local path) re-scoring the top passages.
+    reranker: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_dir", Path(self.index_dir))
@@ -40,6 +51,10 @@ class Settings:
             raise ValueError("overlap_sentences must be 0 or more")
         if self.mode not in SEARCH_MODES:
             raise ValueError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {self.mode!r}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        if not 0.0 <= self.dense_weight <= 1.0 or self.answer_candidates < 0:
+            raise ValueError("dense_weight must be between 0 and 1, answer_candidates 0 or more")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:

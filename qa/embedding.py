@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -91,3 +92,43 @@ def _resolve(model: str) -> str:
 def _first_line(e: Exception) -> str:
     text = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else ""
     return text or type(e).__name__
+
+
+class Reranker:
+    """A sentence-transformers ``CrossEncoder`` scoring (question, passage) pairs; higher is better.
+
+    >>> Reranker("cross-encoder/ms-marco-MiniLM-L6-v2").score("Who?", ["Ann did."])  # doctest: +SKIP
+    array([5.1], dtype=float32)
+    """
+
+    def __init__(self, model: str, device: str = "cpu") -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import CrossEncoder
+
+        self.name = model
+        try:
+            self._model = CrossEncoder(_resolve(model), device=device)
+        except Exception as e:  # as for Embedder: every failure means "can't load"
+            raise ModelError(
+                f"Can't load reranker {model!r}: {_first_line(e)}. Give a local CrossEncoder folder or a "
+                "model name in the Hugging Face cache, or unset QA_RERANKER to search without one."
+            ) from None
+
+    def score(self, question: str, texts: Sequence[str]) -> np.ndarray:
+        """One score per text, float32."""
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        scores = self._model.predict([(question, t) for t in texts], show_progress_bar=False, convert_to_numpy=True)
+        return np.asarray(scores, dtype=np.float32).reshape(len(texts), -1)[:, -1]
+
+
+_RERANKERS: dict[str, Reranker] = {}
+_RERANKERS_LOCK = threading.Lock()
+
+
+def load_reranker(model: str) -> Reranker:
+    """One loaded cross-encoder per name and process."""
+    with _RERANKERS_LOCK:
+        if model not in _RERANKERS:
+            _RERANKERS[model] = Reranker(model)
+        return _RERANKERS[model]

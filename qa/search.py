@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -12,13 +14,19 @@ from .config import Settings
 from .store import STOPWORDS, Store
 
 # How many candidates each retriever contributes before fusion, at least.
-CANDIDATES = 50
+CANDIDATES = 100
 MAX_QUESTION_CHARS = 2000
+# Sentence vectors kept between questions (passages recur): about 1.5 kB each.
+SENTENCE_CACHE = 50_000
 
 
 @dataclass(frozen=True)
 class Passage:
-    """A retrieved chunk. ``start``/``end`` and ``highlight_*`` are offsets into the article text."""
+    """A retrieved chunk. ``start``/``end`` and ``highlight_*`` are offsets into the article text.
+
+    ``answer_score`` is the cosine of the question and the answering sentence plus a
+    little term overlap (see ``highlight``): the "not in the articles" decision uses it.
+    """
 
     text: str
     score: float
@@ -33,6 +41,7 @@ class Passage:
     similarity: float = 0.0
     highlight_start: int | None = None
     highlight_end: int | None = None
+    answer_score: float | None = None
 
     @property
     def highlight(self) -> str:
@@ -43,21 +52,35 @@ class Passage:
 
 
 def retrieve(store: Store, embedder, question: str, k: int, settings: Settings) -> list[Passage]:
-    """The top ``k`` passages for ``question`` under ``settings.mode``."""
+    """The top ``k`` passages for ``question`` under ``settings.mode``.
+
+    Hybrid mode fuses dense and lexical candidates (``settings.fusion``); then an optional
+    cross-encoder (``settings.reranker``) and the answer-sentence stage
+    (``settings.answer_candidates``) re-order the best few. Passages that went through
+    the answer stage come with their answering sentence marked.
+    """
     question = question[:MAX_QUESTION_CHARS]
     n = max(CANDIDATES, 2 * k)
     qvec = embedder.encode([question], progress=False)[0]
     dense = store.dense(qvec, n) if settings.mode != "lexical" else []
     lexical = store.lexical(question, n) if settings.mode != "dense" else []
     if settings.mode == "dense":
-        ranked = dense[:k]
+        ranked = dense
     elif settings.mode == "lexical":
-        ranked = lexical[:k]
+        ranked = lexical
+    elif settings.fusion == "rrf":
+        ranked = fuse(dense, lexical, settings.dense_weight, settings.rrf_k)
     else:
-        ranked = fuse(dense, lexical, settings.dense_weight, settings.rrf_k)[:k]
-    rows = store.chunks(i for i, _ in ranked)
-    sims = store.vectors(i for i, _ in ranked) @ qvec if ranked else []
-    return [_passage(rows[i], score, float(sim)) for (i, score), sim in zip(ranked, sims) if i in rows]
+        ranked = fuse_scores(_exact_dense(store, qvec, dense, lexical), lexical, settings.dense_weight)
+    top = ranked[:max(k, settings.answer_candidates)]
+    rows = store.chunks(i for i, _ in top)
+    sims = store.vectors(i for i, _ in top) @ qvec if top else []
+    passages = [_passage(rows[i], score, float(sim)) for (i, score), sim in zip(top, sims) if i in rows]
+    if settings.reranker:
+        passages = _rerank(passages, question, settings)
+    if settings.answer_candidates:
+        passages = answer_rerank(passages, embedder, question, qvec, settings)
+    return passages[:k]
 
 
 def fuse(dense: list[tuple[int, float]], lexical: list[tuple[int, float]], dense_weight: float = 0.5,
@@ -74,21 +97,144 @@ def fuse(dense: list[tuple[int, float]], lexical: list[tuple[int, float]], dense
     return sorted(scores.items(), key=lambda item: -item[1])
 
 
-def highlight(passages: list[Passage], embedder, question: str) -> list[Passage]:
-    """Each passage with its best answering sentence marked (cosine plus a little term overlap)."""
-    spans = [[(p.start + s, p.start + e) for s, e in split_sentences(p.text)] or [(p.start, p.end)]
-             for p in passages]
-    texts = [p.text[s - p.start:e - p.start] for p, ss in zip(passages, spans) for s, e in ss]
-    if not texts:
+def fuse_scores(dense: list[tuple[int, float]], lexical: list[tuple[int, float]],
+                dense_weight: float = 0.5) -> list[tuple[int, float]]:
+    """Convex fusion of standardised scores: ``w * z(cosine) + (1 - w) * z(bm25)``.
+
+    Each list's scores are turned into z-scores over the union of candidates (a
+    candidate missing from the lexical list has BM25 0; ``dense`` should cover every
+    candidate, see ``_exact_dense``). Unlike rank fusion this keeps how far ahead a
+    clear winner is, which is what SQuAD and SciFact reward (docs/benchmarks.md).
+
+    >>> [i for i, _ in fuse_scores([(1, .9), (2, .5), (3, .4)], [(2, 9.0), (3, 1.0)])]
+    [2, 1, 3]
+    """
+    ids = list(dict.fromkeys([i for i, _ in dense] + [i for i, _ in lexical]))
+    if not ids:
+        return []
+    d, lx = dict(dense), dict(lexical)
+    score = dense_weight * _z([d.get(i, 0.0) for i in ids]) + (1 - dense_weight) * _z([lx.get(i, 0.0) for i in ids])
+    order = np.argsort(-score, kind="stable")
+    return [(ids[j], float(score[j])) for j in order]
+
+
+def _exact_dense(store: Store, qvec: np.ndarray, dense: list[tuple[int, float]],
+                 lexical: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """``dense`` plus the true cosine of each lexical-only candidate (its stored vector is at hand)."""
+    known = {i for i, _ in dense}
+    extra = [i for i, _ in lexical if i not in known]
+    sims = store.vectors(extra) @ qvec if extra else []
+    return dense + [(i, float(s)) for i, s in zip(extra, sims)]
+
+
+def _z(values: list[float]) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    return (x - x.mean()) / (x.std() + 1e-9)
+
+
+def answer_rerank(passages: list[Passage], embedder, question: str, qvec: np.ndarray | None = None,
+                  settings: Settings | None = None) -> list[Passage]:
+    """Mark each passage's answering sentence and re-order the first ``answer_candidates``.
+
+    A passage's new score is ``z(score) + w * (z(best sentence cosine) + z(best term overlap))``
+    over those candidates, ``w = settings.answer_weight``: SQuAD questions paraphrase one
+    sentence, so the best sentence says more than the whole chunk's vector.
+    """
+    settings = settings or Settings()
+    n = settings.answer_candidates or len(passages)
+    head, tail = passages[:n], passages[n:]
+    if not head:
         return passages
-    vecs = embedder.encode([question[:MAX_QUESTION_CHARS]] + texts, progress=False)
-    scores = vecs[1:] @ vecs[0] + 0.1 * np.array([_overlap(question, t) for t in texts])
-    out, offset = [], 0
-    for p, ss in zip(passages, spans):
-        best = int(np.argmax(scores[offset:offset + len(ss)]))
-        offset += len(ss)
-        out.append(replace(p, highlight_start=ss[best][0], highlight_end=ss[best][1]))
+    qvec = embedder.encode([question[:MAX_QUESTION_CHARS]], progress=False)[0] if qvec is None else qvec
+    marked, cosines, overlaps = [], [], []
+    for p in head:
+        spans, sentences = _sentences(p)
+        cos = _sentence_vectors(embedder, sentences) @ qvec
+        lap = np.array([_overlap(question, s) for s in sentences])
+        best = int(np.argmax(cos + OVERLAP_WEIGHT * lap))
+        marked.append(replace(p, highlight_start=spans[best][0], highlight_end=spans[best][1],
+                              answer_score=round(float(cos[best] + OVERLAP_WEIGHT * lap[best]), 6)))
+        cosines.append(float(cos.max()))
+        overlaps.append(float(lap.max()))
+    if len(head) > 1 and settings.answer_weight:
+        score = _z([p.score for p in head]) + settings.answer_weight * (_z(cosines) + _z(overlaps))
+        order = np.argsort(-score, kind="stable")
+        marked = [replace(marked[j], score=round(float(score[j]), 6)) for j in order]
+    return marked + tail
+
+
+# Term overlap's share in choosing the answering sentence (cosine + this * overlap).
+OVERLAP_WEIGHT = 0.1
+
+
+def highlight(passages: list[Passage], embedder, question: str) -> list[Passage]:
+    """Each passage with its best answering sentence marked (cosine plus a little term overlap).
+
+    Passages already marked by the answer stage of ``retrieve`` are kept as they are.
+    """
+    todo = [n for n, p in enumerate(passages) if p.highlight_start is None]
+    if not todo:
+        return passages
+    marked = answer_rerank([passages[n] for n in todo], embedder, question,
+                           settings=Settings(answer_candidates=len(todo), answer_weight=0.0))
+    out = list(passages)
+    for n, p in zip(todo, marked):
+        out[n] = p
     return out
+
+
+def not_in_articles(passages: list[Passage], settings: Settings) -> bool:
+    """Whether to say that nothing in the articles answers the question.
+
+    True when nothing was found, or the best answering sentence scores below
+    ``settings.no_answer_threshold`` (calibrated on SQuAD v2.0 dev, docs/benchmarks.md).
+    """
+    scores = [p.answer_score if p.answer_score is not None else p.similarity for p in passages]
+    return not scores or max(scores) < settings.no_answer_threshold
+
+
+def _sentences(p: Passage) -> tuple[list[tuple[int, int]], list[str]]:
+    spans = [(p.start + s, p.start + e) for s, e in split_sentences(p.text)] or [(p.start, p.end)]
+    return spans, [p.text[s - p.start:e - p.start] for s, e in spans]
+
+
+_CACHE: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def _sentence_vectors(embedder, sentences: list[str]) -> np.ndarray:
+    """Vectors of ``sentences``, from a small LRU cache where possible: top passages recur."""
+    keys = [(embedder.name, s) for s in sentences]
+    with _CACHE_LOCK:
+        found = {key: _CACHE[key] for key in keys if key in _CACHE}
+        for key in found:
+            _CACHE.move_to_end(key)
+    missing = [key for key in dict.fromkeys(keys) if key not in found]
+    if missing:
+        vectors = embedder.encode([s for _, s in missing], progress=False)
+        found.update(zip(missing, vectors))
+        with _CACHE_LOCK:
+            _CACHE.update(zip(missing, vectors))
+            while len(_CACHE) > SENTENCE_CACHE:
+                _CACHE.popitem(last=False)
+    return np.stack([found[key] for key in keys])
+
+
+def forget_sentences() -> None:
+    """Empty the sentence-vector cache (to time cold questions)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _rerank(passages: list[Passage], question: str, settings: Settings) -> list[Passage]:
+    """Re-score the first ``answer_candidates`` (at least 10) passages with the cross-encoder."""
+    from .embedding import load_reranker
+
+    n = max(10, settings.answer_candidates)
+    head = passages[:n]
+    scores = load_reranker(settings.reranker).score(question, [p.text for p in head])
+    order = np.argsort(-scores, kind="stable")
+    return [replace(head[j], score=round(float(scores[j]), 6)) for j in order] + passages[n:]
 
 
 def _overlap(question: str, sentence: str) -> float:

@@ -1,0 +1,146 @@
+"""Retrieval quality of qa's configurations on SQuAD v1.1/v2.0 dev and SciFact, into docs/benchmarks.md.
+
+    python bench/quality.py               # the comparison table (section "quality")
+    python bench/quality.py --chunking    # the chunk-size sweep on SQuAD v1.1 dev articles ("chunking")
+    python bench/quality.py --quick       # 300 questions per data set, nothing written
+
+Each data set is indexed once with qa's own pipeline; every configuration then searches
+that same index. Vectors are cached under $QA_BENCH_CACHE (default /tmp/qa-bench/) so a
+rerun embeds only what changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.report import write_section  # noqa: E402
+from qa.config import Settings  # noqa: E402
+from qa.evaluate import (  # noqa: E402
+    CachedEmbedder,
+    beir_metrics,
+    load_beir,
+    load_squad,
+    squad_metrics,
+    temporary_index,
+)
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+SQUAD1 = DATA / "squad-v1.1-dev" / "dev-v1.1.json"
+SQUAD2 = DATA / "squad-v2.0-dev" / "dev-v2.0.json"
+SCIFACT = DATA / "scifact"
+CACHE = Path(os.environ.get("QA_BENCH_CACHE", "/tmp/qa-bench")) / "vectors"
+
+# (row name, settings changed from the defaults)
+CONFIGS = [
+    ("dense only", {"mode": "dense", "answer_candidates": 0}),
+    ("lexical only (FTS5 BM25)", {"mode": "lexical", "answer_candidates": 0}),
+    ("hybrid, reciprocal rank (k=60)", {"fusion": "rrf", "answer_candidates": 0}),
+    ("hybrid, convex fusion", {"answer_candidates": 0}),
+    ("hybrid + answer selection (default)", {}),
+]
+SETS = [
+    ("SQuAD v1.1 dev, paragraphs", lambda n: load_squad(SQUAD1, "paragraph", n)),
+    ("SQuAD v1.1 dev, articles", lambda n: load_squad(SQUAD1, "article", n)),
+    ("SQuAD v2.0 dev, paragraphs", lambda n: load_squad(SQUAD2, "paragraph", n)),
+    ("SciFact test (BEIR)", lambda n: load_beir(SCIFACT, "test", n)),
+]
+CHUNK_SIZES = (64, 96, 128, 192, 254)
+
+
+def embedder() -> CachedEmbedder:
+    from qa.library import _load_embedder
+
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    return CachedEmbedder(_load_embedder(Settings().model)).load(CACHE)
+
+
+def measure(dataset, settings: Settings, emb: CachedEmbedder, configs) -> list[tuple[str, dict, int]]:
+    """Index ``dataset`` once, then the metrics of each configuration: [(name, metrics, chunks)]."""
+    began = time.perf_counter()
+    rows = []
+    with temporary_index(dataset, settings, emb) as lib:
+        emb.save(CACHE)
+        print(f"  indexed in {time.perf_counter() - began:.0f} s", file=sys.stderr)
+        for name, changes in configs:
+            lib.settings = settings.with_(**changes)
+            metrics = beir_metrics(lib, dataset) if dataset.qrels else squad_metrics(lib, dataset)
+            rows.append((name, metrics, lib._store.manifest["chunks"]))
+            print(f"  {name}: {_fmt(metrics)}", file=sys.stderr)
+        emb.save(CACHE)
+    return rows
+
+
+def quality(limit: int | None) -> str:
+    emb, out = embedder(), []
+    for title, load in SETS:
+        dataset = load(limit)
+        print(f"{title}: {len(dataset.questions)} questions", file=sys.stderr)
+        rows = measure(dataset, Settings(), emb, CONFIGS)
+        out.append(_table(title, dataset, rows))
+    return "\n\n".join(out)
+
+
+def chunking(limit: int | None) -> str:
+    emb, rows = embedder(), []
+    dataset = load_squad(SQUAD1, "article", limit)
+    for size in CHUNK_SIZES:
+        print(f"chunk_tokens={size}", file=sys.stderr)
+        [(_, metrics, chunks)] = measure(dataset, Settings(chunk_tokens=size), emb, [("default", {})])
+        rows.append(f"| {size} | {chunks} | {metrics['words_per_passage']:.0f} | {metrics['hit@1']:.3f} | "
+                    f"{metrics['hit@5']:.3f} | {metrics['hit@20']:.3f} | {metrics['mrr@10']:.3f} | "
+                    f"{metrics['answer_sentence']:.3f} | {metrics['latency_ms']:.0f} |")
+    head = ("SQuAD v1.1 dev, article unit (48 articles, 10,570 questions), default search settings.\n\n"
+            "| chunk_tokens | chunks | words/passage | hit@1 | hit@5 | hit@20 | MRR@10 | answer sentence | "
+            "median ms |\n|---|---|---|---|---|---|---|---|---|")
+    return head + "\n" + "\n".join(rows)
+
+
+def _table(title: str, dataset, rows) -> str:
+    if dataset.qrels:
+        head = "| configuration | nDCG@10 | Recall@100 | median ms |\n|---|---|---|---|"
+        body = [f"| {n} | {m['ndcg@10']:.3f} | {m['recall@100']:.3f} | {m['latency_ms']:.1f} |" for n, m, _ in rows]
+    else:
+        extra = "no_answer_precision" in rows[0][1]
+        head = ("| configuration | hit@1 | hit@5 | hit@20 | MRR@10 | answer sentence | words/passage | median ms |"
+                + (" no-answer P | no-answer R | answerable refused |" if extra else "")
+                + "\n|---|---|---|---|---|---|---|---|" + ("---|---|---|" if extra else ""))
+        body = [f"| {n} | {m['hit@1']:.3f} | {m['hit@5']:.3f} | {m['hit@20']:.3f} | {m['mrr@10']:.3f} | "
+                f"{m['answer_sentence']:.3f} | {m['words_per_passage']:.0f} | {m['latency_ms']:.1f} |"
+                + (f" {m['no_answer_precision']:.3f} | {m['no_answer_recall']:.3f} | "
+                   f"{m['answerable_refused']:.3f} |" if extra else "")
+                for n, m, _ in rows]
+    chunks = rows[0][2]
+    return (f"### {title}\n\n{len(dataset.questions)} questions, {len(dataset.articles)} articles, "
+            f"{chunks} chunks.\n\n{head}\n" + "\n".join(body))
+
+
+def _fmt(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunking", action="store_true", help="run the chunk-size sweep instead")
+    parser.add_argument("--quick", action="store_true", help="300 questions per data set; write nothing")
+    args = parser.parse_args()
+    limit = 300 if args.quick else None
+    if args.chunking:
+        body = chunking(limit)
+        title = "Chunk size (SQuAD v1.1 dev, article unit)"
+    else:
+        body = quality(limit)
+        title = "Retrieval quality (SQuAD v1.1 / v2.0 dev, SciFact)"
+    print(body)
+    if not args.quick:
+        write_section("chunking" if args.chunking else "quality", title, body)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()
