@@ -107,10 +107,12 @@ def table(median: dict[str, float], reports: dict, load: float, rounds: int) -> 
     one = reports["one changed"]
     return "\n".join(rows) + (
         f"\n\nMedians of {rounds} rounds. The full build embedded {full.chunks_embedded} chunks of "
-        f"{full.added + full.unchanged} articles; the one-article rebuild embedded {one.chunks_embedded} "
+        f"{full.added + full.unchanged} articles ({len(full.skipped)} records skipped, e.g. "
+        f"{full.skipped[0].reason if full.skipped else '-'}); the one-article rebuild embedded {one.chunks_embedded} "
         f"({one.changed} changed, {one.unchanged} unchanged). Loading the model took {load:.1f} s "
         "in this process; the new-process column pays Python's start and, when something must be "
-        "embedded, that load too.\n"
+        "embedded, that load too. Load average at the end (other work shares these cores): "
+        f"{os.getloadavg()[0]:.1f}.\n"
     )
 
 
