@@ -38,10 +38,12 @@ class Settings:
     # The best this many fused passages are re-ordered by their answering sentence (0: off).
     answer_candidates: int = 10
     answer_weight: float = 0.5
-    # "Not in the articles" below this answering-sentence score (cosine + 0.1 * term overlap).
+    # "Not in the articles" below this answering-sentence score (cosine + term overlap, 0..2).
     no_answer_threshold: float = 0.45
     # Optional sentence-transformers CrossEncoder (name or local path) re-scoring the top passages.
     reranker: str = ""
+    # Below this cosine between question and best passage, the chat says nothing relevant was found.
+    min_similarity: float = 0.3
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_dir", Path(self.index_dir))
@@ -55,6 +57,8 @@ class Settings:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         if not 0.0 <= self.dense_weight <= 1.0 or self.answer_candidates < 0:
             raise ValueError("dense_weight must be between 0 and 1, answer_candidates 0 or more")
+        if not -1.0 <= self.min_similarity <= 1.0:
+            raise ValueError(f"min_similarity is a cosine between -1 and 1, got {self.min_similarity}")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:

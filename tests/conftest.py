@@ -81,3 +81,74 @@ def seed_library(tmp_path_factory, real_embedder):
     from qa import Library
 
     return Library.build([SEEDS], index_dir=tmp_path_factory.mktemp("seed") / "index", embedder=real_embedder)
+
+
+# --- The app as a real server (tests/test_app.py, tests/test_browser.py) ---
+
+RESULTS: list[str] = []  # lines that tests want in the terminal summary, e.g. the multi-turn share
+
+
+def pytest_terminal_summary(terminalreporter):
+    if RESULTS:
+        terminalreporter.section("qa results")
+        for line in RESULTS:
+            terminalreporter.write_line(line)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def start_app(tmp_path_factory):
+    """A factory: ``with start_app(index_dir) as url:`` runs `python app.py` on a free port until the block ends."""
+    import contextlib
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    @contextlib.contextmanager
+    def start(index_dir: Path, timeout: float = 180.0):
+        port = free_port()
+        log = tmp_path_factory.mktemp("app") / "app.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+        env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_DISABLE_TELEMETRY="1")
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--index", str(index_dir)],
+                                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+                try:
+                    with urllib.request.urlopen(url + "/", timeout=5) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"app.py did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def qa_results() -> list[str]:
+    """Append a line here to have it printed in the "qa results" section at the end of the run."""
+    return RESULTS

@@ -1,0 +1,112 @@
+"""Answers to Markdown for the chat and HTML for the passages panel; article text is always escaped.
+
+Article text is data, never markup: an article containing ``<script>`` or
+``![x](http://...)`` must show those characters, not run or load them.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from .chat import Answer
+from .search import Passage
+
+EMPTY_QUESTION = "Please type a question first, for example: “Who traveled to Mexico City?”"
+# Characters that Markdown (and Gradio's LaTeX handling) would read as syntax anywhere in a line...
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~$])")
+# ...and those that only matter at the start of one (lists, quotes, headings).
+_LINE_START = re.compile(r"^(\d+)([.)])|^([-+=])")
+
+
+def escape_markdown(text: str) -> str:
+    """Text that Markdown shows literally: HTML-escaped, syntax backslash-escaped, one line.
+
+    >>> escape_markdown("<b>![x](y.png)</b>")
+    '&lt;b&gt;\\\\!\\\\[x\\\\]\\\\(y.png\\\\)&lt;/b&gt;'
+    """
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+    text = _LINE_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"\\{m[3]}", text)
+    return html.escape(text, quote=False)
+
+
+def reply_markdown(answer: Answer) -> str:
+    """The assistant's reply: the quoted sentences with [n] citations, then the cited articles.
+
+    Each quote is a ``> `` line; ``qa.chat.context`` reads them back for follow-ups.
+    """
+    if not answer.passages:
+        return "The collection is empty: there is nothing to search yet."
+    if not answer.relevant:
+        best = answer.passages[0]
+        return (
+            "I couldn't find anything in the articles that answers this. "
+            f"The closest passage, \\[1\\] *{escape_markdown(best.title)}*, is only "
+            f"{best.similarity:.0%} similar to the question (the bar is {answer.min_similarity:.0%}). "
+            "Try naming the people, places or events you mean."
+        )
+    lines = [f"> {escape_markdown(q.text)} \\[{q.citation}\\]" for q in answer.quotes]
+    cited = sorted({q.citation for q in answer.quotes})
+    sources = [
+        f"\\[{n}\\] *{escape_markdown(answer.passages[n - 1].title)}*{_meta(answer.passages[n - 1])}" for n in cited
+    ]
+    return "\n\n".join(lines) + "\n\n" + "  \n".join(sources)
+
+
+def _meta(p: Passage) -> str:
+    parts = [escape_markdown(x) for x in (p.source, p.date) if x]
+    return " — " + ", ".join(parts) if parts else ""
+
+
+def passages_html(answer: Answer | None) -> str:
+    """The passages panel: numbered cards with title, source, date, score and the text, answer highlighted."""
+    if answer is None or not answer.passages:
+        return '<div class="qa-passages qa-empty">Passages that answer your question appear here.</div>'
+    note = (
+        ""
+        if answer.relevant
+        else (
+            '<p class="qa-note">None of these is relevant enough to answer the question; they are only the closest.</p>'
+        )
+    )
+    cards = "".join(_card(n, p) for n, p in enumerate(answer.passages, start=1))
+    return f'<div class="qa-passages">{note}{cards}</div>'
+
+
+def _card(n: int, p: Passage) -> str:
+    e = html.escape
+    meta = " · ".join(e(x) for x in (p.source, p.date) if x)
+    title = e(p.title)
+    if p.url and re.match(r"https?://", p.url):
+        title = f'<a href="{e(p.url)}" target="_blank" rel="noopener noreferrer nofollow">{title}</a>'
+    return (
+        f'<div class="qa-passage" data-n="{n}"><div class="qa-head"><span class="qa-n">[{n}]</span> '
+        f'<span class="qa-title">{title}</span></div>'
+        f'<div class="qa-meta">{meta}{" · " if meta else ""}score {p.score:.3f} · similarity {p.similarity:.2f}'
+        f'</div><div class="qa-text">{_highlighted(p)}</div></div>'
+    )
+
+
+def _highlighted(p: Passage) -> str:
+    """The passage text with the answering sentence in <mark>, every piece escaped."""
+    if p.highlight_start is None:
+        return html.escape(p.text)
+    a, b = p.highlight_start - p.start, p.highlight_end - p.start
+    return (
+        html.escape(p.text[:a])
+        + '<mark class="qa-answer">'
+        + html.escape(p.text[a:b])
+        + "</mark>"
+        + html.escape(p.text[b:])
+    )
+
+
+CSS = """
+.qa-passages { display: flex; flex-direction: column; gap: 10px; max-height: 70vh; overflow-y: auto; }
+.qa-passage { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 12px; }
+.qa-head { font-weight: 600; }
+.qa-meta { font-size: 0.85em; opacity: 0.75; margin: 2px 0 6px; }
+.qa-text { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 16em; overflow-y: auto; }
+.qa-answer { background: #fde68a; color: #111; padding: 0 2px; border-radius: 3px; }
+.qa-note, .qa-empty { font-style: italic; opacity: 0.8; }
+"""

@@ -1,0 +1,63 @@
+"""The plain JSON route beside the chat UI: ``POST /api/search`` with ``{"question", "k"}``.
+
+    curl -s localhost:7860/api/search -H 'Content-Type: application/json' \\
+         -d '{"question": "Who traveled to Mexico City?", "k": 3}'
+
+answers ``{"question": ..., "k": ..., "passages": [...]}``, each passage with the
+fields of ``qa.Passage`` plus ``highlight`` (the answering sentence).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from .errors import QAError
+from .search import Passage
+
+MAX_K = 50
+
+
+def passage_dict(p: Passage) -> dict:
+    """A Passage as JSON: its fields and its ``highlight`` sentence."""
+    return {**dataclasses.asdict(p), "highlight": p.highlight}
+
+
+def router(library, concurrency: int = 4) -> APIRouter:
+    """Routes that search ``library``; at most ``concurrency`` searches run at once, the rest wait."""
+    gate = threading.BoundedSemaphore(concurrency)
+    api = APIRouter()
+
+    @api.post("/api/search")
+    async def search(request: Request):  # async only to read the body; the search runs in a thread
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, 'The body must be JSON, e.g. {"question": "Who traveled to Mexico City?", "k": 5}.')
+        if not isinstance(body, dict):
+            return _error(400, 'The body must be a JSON object with a "question" and an optional "k".')
+        question, k = body.get("question"), body.get("k", 5)
+        if not isinstance(question, str) or not question.strip():
+            return _error(400, 'Give a non-empty "question", e.g. {"question": "Who traveled to Mexico City?"}.')
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            return _error(400, f'"k" must be a whole number from 1 to {MAX_K}, got {k!r}.')
+        try:
+            passages = await run_in_threadpool(_search, library, gate, question, k)
+        except QAError as e:
+            return _error(400, str(e))
+        return {"question": question, "k": k, "passages": [passage_dict(p) for p in passages]}
+
+    return api
+
+
+def _search(library, gate: threading.BoundedSemaphore, question: str, k: int) -> list[Passage]:
+    with gate:
+        return library.search(question, k=k, highlight=True)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
