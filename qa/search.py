@@ -24,8 +24,9 @@ SENTENCE_CACHE = 50_000
 class Passage:
     """A retrieved chunk. ``start``/``end`` and ``highlight_*`` are offsets into the article text.
 
-    ``answer_score`` is the cosine of the question and the answering sentence plus a
-    little term overlap (see ``highlight``): the "not in the articles" decision uses it.
+    ``answer_score`` is the cosine of the question and the answering sentence plus the
+    share of the question's terms it holds (see ``answer_rerank``): the "not in the
+    articles" decision uses it.
     """
 
     text: str
@@ -163,12 +164,13 @@ def answer_rerank(passages: list[Passage], embedder, question: str, qvec: np.nda
     return marked + tail
 
 
-# Term overlap's share in choosing the answering sentence (cosine + this * overlap).
-OVERLAP_WEIGHT = 0.1
+# Term overlap's share in choosing the answering sentence (cosine + this * overlap): 1.0 measured best
+# on SQuAD v1.1 dev (0.1: 68.1%, 1.0: 69.9% of top sentences hold the answer).
+OVERLAP_WEIGHT = 1.0
 
 
 def highlight(passages: list[Passage], embedder, question: str) -> list[Passage]:
-    """Each passage with its best answering sentence marked (cosine plus a little term overlap).
+    """Each passage with its best answering sentence marked (cosine plus term overlap).
 
     Passages already marked by the answer stage of ``retrieve`` are kept as they are.
     """
