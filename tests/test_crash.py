@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, FakeEmbedder
 
-from qa import CorruptIndexError, IndexLockedError, Library, NoIndexError
+from qa import CorruptIndexError, IndexLockedError, Library, NoIndexError, Settings
 from qa.cli import main as cli_main
 from qa.store import current_generation
+
+# Searches with the fake model stay literal (no fusion or answer-stage re-ordering, which others tune).
+FAKE = Settings(mode="lexical", answer_candidates=0)
 
 BUILD_SCRIPT = """
 import sys
@@ -52,27 +55,27 @@ def change_collection(folder: Path) -> None:
     (folder / "ford.txt").write_text("Ford sold Jaguar and Land Rover to Tata Motors.\n")
 
 
-def answers(lib: Library) -> dict[str, str]:
-    return {q: lib.search(q, k=1)[0].article_id
-            for q in ("When is the Dreamliner delivered?", "Who bought Jaguar?", "What did Apple do in Paris?")}
+def answers(lib: Library) -> dict[str, str | None]:
+    questions = ("When is the Dreamliner delivered?", "Who bought Jaguar?", "What did Apple do in Paris?")
+    return {q: next((p.article_id for p in lib.search(q, k=1)), None) for q in questions}
 
 
 @pytest.mark.parametrize("stage", ["embedding", "writing", "renamed", "swapped"])
 def test_build_killed_at_any_stage_leaves_a_working_index(tiny_corpus, tmp_path, stage):
     index = tmp_path / "index"
-    before = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    before = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
     old_answers, old_gen = answers(before), current_generation(index)
     change_collection(tiny_corpus)
     kill(start_build(tiny_corpus, index, stage))
 
-    lib = Library.open(index, embedder=FakeEmbedder())
+    lib = Library.open(index, embedder=FakeEmbedder(), settings=FAKE)
     if stage == "swapped":  # killed after the new generation went live: that one is whole
         assert current_generation(index) != old_gen
         assert answers(lib)["Who bought Jaguar?"] == "articles/ford.txt"
     else:
         assert current_generation(index) == old_gen
         assert answers(lib) == old_answers
-    after = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    after = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
     assert after.last_build.chunks_total == 3
     assert answers(after)["Who bought Jaguar?"] == "articles/ford.txt"
     assert all(p.article_id != "articles/boeing.txt" for p in after.search("Dreamliner", k=5))
@@ -94,17 +97,17 @@ def test_build_killed_while_embedding_with_real_model(tiny_corpus, tmp_path, rea
 
 def test_second_build_at_once_stops_with_a_clear_message(tiny_corpus, tmp_path):
     index = tmp_path / "index"
-    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
     change_collection(tiny_corpus)
     first = start_build(tiny_corpus, index, "writing")
     try:
         with pytest.raises(IndexLockedError) as e:
-            Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+            Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
         assert f"is being built by process {first.pid}. Wait for that build to finish" in str(e.value)
     finally:
         kill(first)
     # The lock dies with its holder: the next build runs.
-    assert Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder()).last_build.added == 1
+    assert Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE).last_build.added == 1
 
 
 def damage(path: Path, how: str) -> None:
@@ -131,12 +134,12 @@ DAMAGE = ["truncated", "empty", "missing", "bytes flipped", "garbage"]
 @pytest.mark.parametrize("name", FILES)
 def test_damaged_file_gives_corrupt_index_error_that_says_rebuild(tiny_corpus, tmp_path, name, how):
     index = tmp_path / "index"
-    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
     damage(index / current_generation(index) / name, how)
     with pytest.raises(CorruptIndexError, match=r"Rebuild it with `qa build --full --index "):
-        Library.open(index, embedder=FakeEmbedder())
+        Library.open(index, embedder=FakeEmbedder(), settings=FAKE)
     # An ordinary build notices, says why, and rebuilds everything.
-    lib = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    lib = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
     assert lib.last_build.full_reason.startswith("the old index is unusable")
     assert lib.search("Who queued in Paris?", k=1)[0].article_id == "articles/apple.md"
 
@@ -144,15 +147,15 @@ def test_damaged_file_gives_corrupt_index_error_that_says_rebuild(tiny_corpus, t
 @pytest.mark.parametrize("content", ["", "gen-\n", "../../etc\n", "gen-999999\n"])
 def test_bad_current_pointer_is_a_clear_error(tiny_corpus, tmp_path, content):
     index = tmp_path / "index"
-    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
     (index / "CURRENT").write_text(content)
     with pytest.raises(CorruptIndexError, match="Rebuild it with"):
-        Library.open(index, embedder=FakeEmbedder())
+        Library.open(index, embedder=FakeEmbedder(), settings=FAKE)
 
 
 def test_missing_index_is_not_called_corrupt(tmp_path):
     with pytest.raises(NoIndexError, match="Run `qa build"):
-        Library.open(tmp_path / "nothing", embedder=FakeEmbedder())
+        Library.open(tmp_path / "nothing", embedder=FakeEmbedder(), settings=FAKE)
 
 
 def test_damaged_file_through_the_cli_and_real_model_is_one_line_not_a_crash(tiny_corpus, tmp_path, capsys,
@@ -172,10 +175,10 @@ def test_damaged_file_through_the_cli_and_real_model_is_one_line_not_a_crash(tin
 
 def test_app_keeps_serving_the_old_generation_when_the_new_one_is_damaged(tiny_corpus, tmp_path):
     index = tmp_path / "index"
-    lib = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    lib = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
     old_gen = lib.info().generation
     (tiny_corpus / "ford.txt").write_text("Ford sold Jaguar and Land Rover to Tata Motors.\n")
-    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
     damage(index / current_generation(index) / "meta.sqlite", "bytes flipped")
     assert lib.search("Who queued in Paris?", k=1)[0].article_id == "articles/apple.md"
     assert lib.info().generation == old_gen
@@ -195,8 +198,9 @@ def search_until(lib: Library, stop: threading.Event, seen: set, errors: list) -
 def test_searching_thread_sees_no_error_while_another_rebuilds(tiny_corpus, tmp_path, real, request):
     embedder = request.getfixturevalue("real_embedder") if real else FakeEmbedder()
     index = tmp_path / "index"
-    lib = Library.build([tiny_corpus], index_dir=index, embedder=embedder)
-    reader = Library.open(index, embedder=embedder)
+    settings = None if real else FAKE
+    lib = Library.build([tiny_corpus], index_dir=index, embedder=embedder, settings=settings)
+    reader = Library.open(index, embedder=embedder, settings=settings)
     stop, seen, errors = threading.Event(), set(), []
     threads = [threading.Thread(target=search_until, args=(r, stop, seen, errors)) for r in (lib, reader)]
     for t in threads:
@@ -209,7 +213,7 @@ def test_searching_thread_sees_no_error_while_another_rebuilds(tiny_corpus, tmp_
                 extra.unlink()
             else:
                 extra.write_text(f"Extra story {n}: heavy rain closed schools in Leeds.\n")
-            Library.build([tiny_corpus], index_dir=index, embedder=embedder)
+            Library.build([tiny_corpus], index_dir=index, embedder=embedder, settings=settings)
             time.sleep(0.01)
     finally:
         stop.set()

@@ -28,7 +28,13 @@ class OtherModel(FakeEmbedder):
     name = "fake-other"
 
 
+# The fake model's retrieval, without fusion or answer-stage re-ordering that others tune: what these
+# tests assert is which articles the index holds, so they search in the most literal way.
+FAKE = Settings(mode="lexical", answer_candidates=0)
+
+
 def build(folder, index, embedder=None, **kw) -> Library:
+    kw.setdefault("settings", FAKE)
     return Library.build([folder], index_dir=index, embedder=embedder or FakeEmbedder(), **kw)
 
 
@@ -86,10 +92,10 @@ def test_add_change_remove_are_counted_and_only_those_are_embedded(tiny_corpus, 
 @pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
 def test_removed_article_is_gone_from_search_and_metadata(tiny_corpus, tmp_path, mode):
     index, question = tmp_path / "index", "Boeing 787 Dreamliner delivery delayed"
-    lib = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=Settings(mode=mode))
+    lib = build(tiny_corpus, index, settings=FAKE.with_(mode=mode))
     assert lib.search(question, k=1)[0].article_id == "articles/boeing.txt"
     (tiny_corpus / "boeing.txt").unlink()
-    lib = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=Settings(mode=mode))
+    lib = build(tiny_corpus, index, settings=FAKE.with_(mode=mode))
     assert lib.last_build.removed == 1
     hits = lib.search(question, k=10)
     assert all(p.article_id != "articles/boeing.txt" for p in hits)
@@ -105,7 +111,7 @@ def test_changed_article_leaves_no_stale_chunks(tiny_corpus, tmp_path):
     (tiny_corpus / "boeing.txt").write_text("Airbus delivered the first A380 to Singapore Airlines.\n")
     lib = build(tiny_corpus, index)
     assert counts(lib) == (0, 1, 0, 2)
-    lexical = Library.open(index, embedder=FakeEmbedder(), settings=Settings(mode="lexical"))
+    lexical = Library.open(index, embedder=FakeEmbedder(), settings=FAKE)
     assert lexical.search("Dreamliner", k=5) == []
     assert lexical.search("A380", k=5)[0].article_id == "articles/boeing.txt"
     assert lib.info().chunks == 3

@@ -19,7 +19,7 @@ from qa.store import Store
 WORDS = ["apple", "boeing", "strike", "union", "paris", "jobs", "oil", "gold", "rain", "market", "court", "bank"]
 QUERIES = ["apple paris", "boeing strike union", "oil gold market", "rain", "court bank jobs"]
 FILES = ["a.txt", "b.txt", "c.md", "sub/d.txt", "e.jsonl"]
-SETTINGS = Settings(chunk_tokens=12, overlap_sentences=1)
+SETTINGS = Settings(chunk_tokens=12, overlap_sentences=1, answer_candidates=0)  # retrieval as stored
 
 sentences = st.lists(st.sampled_from(WORDS), min_size=2, max_size=7).map(lambda ws: " ".join(ws).capitalize() + ".")
 texts = st.lists(sentences, min_size=1, max_size=5).map(" ".join)

@@ -107,7 +107,8 @@ def test_upload_is_searchable_at_once_and_survives_a_restart(tiny_corpus, tmp_pa
 
 
 def test_a_folder_outside_the_collection_joins_it(tiny_corpus, tmp_path):
-    lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=FakeEmbedder())
+    lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=FakeEmbedder(),
+                        settings=Settings(mode="lexical", answer_candidates=0))
     save_upload(tmp_path / "inbox", "oil.txt", b"Oil rose above 100 dollars a barrel.\n")
     assert update(lib, tmp_path / "inbox").added == 1
     assert update(lib).unchanged == 4  # the next update keeps the new folder
