@@ -114,7 +114,7 @@ def build_ui(library: Library, concurrency: int):
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
                     label="Chat",
-                    height=520,
+                    height=560,
                     elem_id="qa-chat",
                     latex_delimiters=[],
                     feedback_options=None,

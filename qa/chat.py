@@ -25,7 +25,7 @@ CONTEXT_SIMILARITY = 0.9
 # Passages each query contributes before fusion: a follow-up's passage may rank low on the question alone.
 CANDIDATES = 10
 # A second quote only when its sentence is nearly as close to the question as the first.
-SECOND_QUOTE_MARGIN = 0.08
+SECOND_QUOTE_MARGIN = 0.05
 # The question read for retrieval is cut here; the embedding model reads ~256 tokens anyway.
 MAX_QUESTION_CHARS = 1000
 
@@ -79,7 +79,7 @@ def ask(library, question: str, history: Iterable = (), k: int = 5, min_similari
     rankings = [library.search(q, k=max(k, CANDIDATES), highlight=True) for q, _ in queries]
     passages = fuse(rankings, [w for _, w in queries])[:k]
     relevant = bool(passages) and passages[0].similarity >= min_similarity
-    quotes = pick_quotes(library.embedder, queries[-1][0], passages) if relevant else ()
+    quotes = pick_quotes(library.embedder, question, passages) if relevant else ()
     return Answer(question, tuple(passages), quotes, relevant, tuple(q for q, _ in queries), min_similarity)
 
 

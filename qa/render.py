@@ -46,10 +46,14 @@ def reply_markdown(answer: Answer) -> str:
             "Try naming the people, places or events you mean."
         )
     lines = [f"> {escape_markdown(q.text)} \\[{q.citation}\\]" for q in answer.quotes]
-    cited = sorted({q.citation for q in answer.quotes})
-    sources = [
-        f"\\[{n}\\] *{escape_markdown(answer.passages[n - 1].title)}*{_meta(answer.passages[n - 1])}" for n in cited
-    ]
+    cited: dict[str, list[int]] = {}  # article -> its cited passage numbers, so each article is listed once
+    for n in sorted({q.citation for q in answer.quotes}):
+        cited.setdefault(answer.passages[n - 1].article_id, []).append(n)
+    sources = []
+    for numbers in cited.values():
+        p = answer.passages[numbers[0] - 1]
+        marks = "".join(f"\\[{n}\\]" for n in numbers)
+        sources.append(f"{marks} *{escape_markdown(p.title)}*{_meta(p)}")
     return "\n\n".join(lines) + "\n\n" + "  \n".join(sources)
 
 

@@ -1,0 +1,185 @@
+"""The conversation layer: follow-ups in context, quoted replies with citations, the relevance bar, escaping."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from qa import Library, QuestionError, Settings
+from qa.chat import Answer, Quote, ask, context, contextual_queries, message_text, plain
+from qa.render import escape_markdown, passages_html, reply_markdown
+from qa.search import Passage
+from tests.conftest import ROOT, SEEDS, SHARED_DATA
+
+CASES = json.loads((ROOT / "tests" / "multiturn.json").read_text())
+WIKINEWS = SHARED_DATA / "wikinews" / "articles.jsonl"
+HOSTILE = '<script>alert(1)</script> ![x](http://example.com/x.png) <img src=x onerror="alert(2)"> *a* [l](u) `c`'
+
+
+@pytest.mark.parametrize(
+    "content, text",
+    [
+        ("Who went?", "Who went?"),
+        ([{"type": "text", "text": "Who"}, {"type": "text", "text": "went?"}], "Who went?"),
+        ({"type": "text", "text": "Who went?"}, "Who went?"),
+        ([{"type": "file", "file": {"path": "x.png"}}, "Who went?"], "Who went?"),
+        (None, ""),
+        ([], ""),
+    ],
+)
+def test_message_text_reads_strings_and_blocks(content, text):
+    assert message_text(content) == text
+
+
+def test_context_is_newest_first_and_carries_the_quotes():
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "Who traveled to Mexico City?"}]},
+        {"role": "assistant", "content": "> Blinken traveled\\. \\[1\\]\n\n\\[1\\] *Title*"},
+        {"role": "assistant", "content": "Please type a question first"},
+        {"role": "user", "content": "What about U\\.S\\. &lt;policy&gt;?"},
+    ]
+    assert context(history) == ["What about U.S. <policy>?", "Who traveled to Mexico City? Blinken traveled."]
+    assert context([]) == []
+
+
+def test_contextual_queries_weigh_the_newest_turn_most():
+    queries = contextual_queries("And then?", ["third", "second", "first"])
+    assert [w for _, w in queries] == [1.0, 0.5, 0.25]  # two earlier turns at most
+    assert queries[1][0] == "And then? third"
+
+
+@pytest.mark.parametrize("text", [HOSTILE, "1. listed", "- item", "# heading", "> quoted", "$x$ and \\ back"])
+def test_escaped_markdown_reads_back_as_the_same_text(text):
+    escaped = escape_markdown(text)
+    assert "<" not in escaped and "![" not in escaped and "](" not in escaped
+    assert plain(escaped) == " ".join(text.split())
+
+
+def _answer(text: str, relevant: bool = True) -> Answer:
+    p = Passage(
+        text=text,
+        score=1.0,
+        article_id="a",
+        title="<b>T</b>",
+        source="<i>S</i>",
+        date="2024",
+        url="",
+        start=0,
+        end=len(text),
+        chunk_id=0,
+        similarity=0.5,
+        highlight_start=0,
+        highlight_end=len(text),
+    )
+    return Answer("q", (p,), (Quote(text, 1),) if relevant else (), relevant, ("q",), 0.3)
+
+
+def test_reply_and_panel_escape_article_text():
+    reply, panel = reply_markdown(_answer(HOSTILE)), passages_html(_answer(HOSTILE))
+    for rendered in (reply, panel):
+        assert "<script" not in rendered and "<img" not in rendered and "<b>" not in rendered
+    assert "&lt;script&gt;" in panel and "&lt;b&gt;T&lt;/b&gt;" in panel
+    assert '<mark class="qa-answer">' in panel
+    assert reply.startswith("> ") and "\\[1\\]" in reply
+
+
+def test_reply_says_plainly_when_nothing_is_relevant():
+    reply = reply_markdown(_answer("Something unrelated.", relevant=False))
+    assert "couldn't find anything" in reply and ">" not in reply.split("\n")[0][:1]
+    assert "only the closest" in passages_html(_answer("Something unrelated.", relevant=False))
+
+
+def test_ask_quotes_the_answering_sentence_with_a_citation(seed_library):
+    answer = ask(seed_library, "Who traveled to Mexico City?")
+    assert answer.relevant and len(answer.passages) == 5
+    assert "traveled to Mexico City" in answer.quotes[0].text
+    assert answer.quotes[0].citation == 1
+    assert "\\[1\\]" in reply_markdown(answer)
+
+
+def test_the_issue_follow_up_finds_blinkens_quote(seed_library):
+    first = ask(seed_library, "Who traveled to Mexico City?")
+    history = [
+        {"role": "user", "content": "Who traveled to Mexico City?"},
+        {"role": "assistant", "content": reply_markdown(first)},
+    ]
+    answer = ask(seed_library, "What did he say about the cycle of crime?", history)
+    assert "This is a cycle that continues" in answer.passages[0].text
+    assert any("This is a cycle that continues" in q.text for q in answer.quotes)
+    assert len(answer.queries) == 2
+
+
+def test_unrelated_question_is_not_answered(seed_library):
+    answer = ask(seed_library, "What is the recipe for chocolate cake?")
+    assert not answer.relevant and answer.quotes == ()
+    assert answer.passages[0].similarity < answer.min_similarity
+
+
+def test_min_similarity_is_a_setting(seed_library, monkeypatch):
+    assert not ask(seed_library, "Who traveled to Mexico City?", min_similarity=0.99).relevant
+    monkeypatch.setenv("QA_MIN_SIMILARITY", "0.95")
+    assert Settings.from_env().min_similarity == 0.95
+    with pytest.raises(ValueError, match="min_similarity"):
+        Settings(min_similarity=2.0)
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\n\t", [{"type": "text", "text": " "}]])
+def test_empty_question_is_refused_with_a_message(seed_library, question):
+    with pytest.raises(QuestionError, match="empty"):
+        ask(seed_library, question)
+
+
+def test_a_question_of_10000_characters_is_answered(seed_library):
+    answer = ask(seed_library, ("What did Blinken say about the cycle? " * 300)[:10_000], k=2)
+    assert len(answer.passages) == 2 and len(answer.question) <= 1000
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory, real_embedder):
+    """The seed article and the 260 Wikinews articles, indexed with the real model."""
+    if not WIKINEWS.exists():
+        pytest.fail(f"{WIKINEWS} is missing: the shared data must be beside the repository")
+    index = tmp_path_factory.mktemp("chat-wn") / "index"
+    return Library.build([SEEDS, WIKINEWS], index_dir=index, embedder=real_embedder)
+
+
+def converse(library: Library, turns: list[str]) -> Answer:
+    """Ask each turn in order, the way the app does, and return the last answer."""
+    history: list[dict] = []
+    for question in turns:
+        answer = ask(library, question, history)
+        history += [
+            {"role": "user", "content": escape_markdown(question)},
+            {"role": "assistant", "content": reply_markdown(answer)},
+        ]
+    return answer
+
+
+def right(answer: Answer, case: dict) -> bool:
+    """The first passage is from the expected article and holds the expected answer."""
+    top = answer.passages[0]
+    return top.article_id.endswith(case["article"]) and case["answer"] in top.text
+
+
+@pytest.mark.slow
+def test_multi_turn_cases_share_right(collection, qa_results):
+    assert len(CASES) >= 10 and all(len(c["turns"]) >= 2 for c in CASES)
+    with_context = [right(converse(collection, c["turns"]), c) for c in CASES]
+    alone = [right(ask(collection, c["turns"][-1]), c) for c in CASES]
+    share, baseline = sum(with_context) / len(CASES), sum(alone) / len(CASES)
+    missed = [c["turns"][-1] for c, ok in zip(CASES, with_context, strict=True) if not ok]
+    qa_results.append(
+        f"multi-turn cases right (first passage, seed + Wikinews): {sum(with_context)}/{len(CASES)} "
+        f"= {share:.0%} with the conversation, {sum(alone)}/{len(CASES)} = {baseline:.0%} "
+        f"with the last question alone; missed: {missed}"
+    )
+    print(qa_results[-1])
+    assert share >= 0.8 and share > baseline
+
+
+def test_quotes_cite_passages_that_hold_them(collection):
+    answer = converse(collection, CASES[0]["turns"])
+    for q in answer.quotes:
+        assert re.sub(r"\s+", " ", q.text) in re.sub(r"\s+", " ", answer.passages[q.citation - 1].text)
