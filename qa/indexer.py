@@ -91,7 +91,10 @@ def build(
         try:
             new_ids = {a.id for a in found}
             removed = [i for i in old if i not in new_ids]
-            if base is not None and not removed and all(old.get(a.id) == a.hash for a in found):
+            same_sources = (
+                not collection.paths or base is None or base.manifest.get("sources") == list(collection.paths)
+            )
+            if base is not None and not removed and same_sources and all(old.get(a.id) == a.hash for a in found):
                 return BuildReport(
                     0, 0, 0, len(found), 0, base.manifest["chunks"], skipped, "", time.perf_counter() - began
                 )

@@ -135,16 +135,19 @@ def test_update_waits_for_a_running_build(tiny_corpus, tmp_path):
     t.join()
 
 
-def test_update_needs_to_know_the_collection(tiny_corpus, tmp_path):
+def test_update_needs_to_know_the_collection_and_a_plain_build_records_it(tiny_corpus, tmp_path):
     index = tmp_path / "index"
-    lib = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
-    gen = index / (index / "CURRENT").read_text().strip()
-    manifest = json.loads((gen / "manifest.json").read_text())
-    assert manifest["sources"] == [str(tiny_corpus.resolve())]
-    lib._fresh_store().manifest.pop("sources")  # as an index built before sources were recorded
-    assert "sources" not in lib.manifest
+    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    manifest_path = index / (index / "CURRENT").read_text().strip() / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest.pop("sources") == [str(tiny_corpus.resolve())]
+    manifest_path.write_text(json.dumps(manifest))  # as an index built before sources were recorded
+    lib = Library.open(index, embedder=FakeEmbedder())
     with pytest.raises(UploadError, match="does not record which folders it was built from"):
         update(lib)
+    rebuilt = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
+    assert rebuilt.last_build.chunks_embedded == 0 and lib.sources == [str(tiny_corpus.resolve())]
+    assert update(lib).unchanged == 3
 
 
 def test_update_keeps_the_index_chunking_whatever_the_app_was_started_with(tiny_corpus, tmp_path):
