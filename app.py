@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--port",
         type=int,
-        default=int(env.get("QA_PORT") or 7860),
+        default=env.get("QA_PORT") or "7860",  # a string: argparse converts it and names a bad value
         help="port to listen on (default: $QA_PORT or 7860)",
     )
     parser.add_argument(
@@ -55,10 +55,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--concurrency",
         type=int,
-        default=int(env.get("QA_CONCURRENCY") or DEFAULT_CONCURRENCY),
+        default=env.get("QA_CONCURRENCY") or str(DEFAULT_CONCURRENCY),
         help=f"searches that run at once; others queue (default: {DEFAULT_CONCURRENCY})",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.concurrency < 1:
+        parser.error(f"--concurrency must be 1 or more, got {args.concurrency}")
+    return args
 
 
 def open_library(settings: Settings) -> Library:

@@ -31,6 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench.report import write_section  # noqa: E402
 
 WIKINEWS = ROOT.parent / "shared" / "data" / "wikinews" / "articles.jsonl"
+# Distinct questions, so that the load is not one question's cache hits: these and every turn of the multi-turn cases.
 QUESTIONS = [
     "Who traveled to Mexico City?",
     "How many people were killed when a crane fell into the Grand Mosque?",
@@ -41,6 +42,8 @@ QUESTIONS = [
     "Which company announced it will buy Sears?",
     "Who won the 2004 Nobel Peace Prize?",
 ]
+QUESTIONS += [q for case in json.loads((ROOT / "tests" / "multiturn.json").read_text()) for q in case["turns"]]
+QUESTIONS = list(dict.fromkeys(QUESTIONS))
 
 
 def main() -> int:
@@ -60,6 +63,7 @@ def main() -> int:
         starts = [time_to_first_answer(seed_index) for _ in range(args.starts)]
         print(f"start-up to first answer: {starts}", flush=True)
         with App(wn_index) as app:
+            load_before = os.getloadavg()[0]
             latencies, errors = load(app.url, args.clients, args.seconds)
             peak_mb, rss_mb = app.memory_mb()
     lat = sorted(latencies)
@@ -77,7 +81,8 @@ def main() -> int:
         'Each client posts `{"question": ..., "k": 5}` in a loop, cycling through '
         f"{len(QUESTIONS)} questions; latency is the client's wall time per request, so under load it "
         "includes waiting for one of the app's search slots (`--concurrency`, default 4). "
-        "Peak memory is the server process's VmHWM from /proc, read after the load."
+        "Peak memory is the server process's VmHWM from /proc, read after the load. "
+        f"The machine is shared: its 1-minute load average was {load_before:.1f} when the load began."
     )
     print(body)
     if not args.no_write:
