@@ -102,8 +102,9 @@ def table(median: dict[str, float], reports: dict, load: float, rounds: int) -> 
     ]
     for case, target in [("full", ""), ("unchanged", " (target < 2%)"), ("one changed", " (target < 5%)")]:
         a, b = median[case], median["cli " + case]
-        rows.append(f"| {case}{target} | {a:.3f} s | {a / median['full']:.2%} | {b:.2f} s | "
-                    f"{b / median['cli full']:.2%} |")
+        rows.append(
+            f"| {case}{target} | {a:.3f} s | {a / median['full']:.2%} | {b:.2f} s | {b / median['cli full']:.2%} |"
+        )
     one = reports["one changed"]
     return "\n".join(rows) + (
         f"\n\nMedians of {rounds} rounds. The full build embedded {full.chunks_embedded} chunks of "

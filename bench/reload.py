@@ -33,10 +33,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench.report import write_section  # noqa: E402
 
 WIKINEWS = ROOT.parent / "shared" / "data" / "wikinews" / "articles.jsonl"
-QUESTIONS = ["Who traveled to Mexico City?", "What did Apple release for the iPhone?",
-             "Why did Boeing delay the Dreamliner?", "How many jobs did General Motors cut?"]
-CANARY = ("Harbour crane.txt", "A giant harbour crane named Bertha was unloaded in Rotterdam on Tuesday.\n",
-          "What was the harbour crane in Rotterdam called?")
+QUESTIONS = [
+    "Who traveled to Mexico City?",
+    "What did Apple release for the iPhone?",
+    "Why did Boeing delay the Dreamliner?",
+    "How many jobs did General Motors cut?",
+]
+CANARY = (
+    "Harbour crane.txt",
+    "A giant harbour crane named Bertha was unloaded in Rotterdam on Tuesday.\n",
+    "What was the harbour crane in Rotterdam called?",
+)
 
 
 def main() -> None:
@@ -54,8 +61,12 @@ def main() -> None:
         qa_build(folder, index)
         port = free_port()
         url = f"http://127.0.0.1:{port}/api/search"
-        app = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--index", str(index)], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        app = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(port), "--index", str(index)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             wait_until_up(url, app)
             result = run_load(url, folder, index, args)
@@ -98,22 +109,31 @@ def run_load(url: str, folder: Path, index: Path, args) -> dict:
         t.start()
     time.sleep(5)
     (folder / CANARY[0]).write_text(CANARY[1], "utf-8")
-    rebuilds = [("incremental (one article added)", qa_build(folder, index)),
-                ("full (`--full`)", qa_build(folder, index, "--full"))]
+    rebuilds = [
+        ("incremental (one article added)", qa_build(folder, index)),
+        ("full (`--full`)", qa_build(folder, index, "--full")),
+    ]
     done = time.perf_counter() - began
     time.sleep(max(0.0, args.seconds - done))
     stop.set()
     for t in threads:
         t.join()
-    return {"latencies": latencies, "failures": failures, "rebuilds": rebuilds, "seconds": time.perf_counter() - began,
-            "rebuilds_done": done, "canary": min(canary_seen) if canary_seen else None}
+    return {
+        "latencies": latencies,
+        "failures": failures,
+        "rebuilds": rebuilds,
+        "seconds": time.perf_counter() - began,
+        "rebuilds_done": done,
+        "canary": min(canary_seen) if canary_seen else None,
+    }
 
 
 def report(r: dict, args) -> str:
     lat = sorted(r["latencies"])
     p50, p95 = statistics.median(lat), lat[int(0.95 * (len(lat) - 1))]
     rows = [
-        "| measure | value |", "|---|---|",
+        "| measure | value |",
+        "|---|---|",
         f"| requests answered / failed | {len(lat) - len(r['failures'])} / {len(r['failures'])} |",
         f"| latency median / 95th percentile / max | {p50 * 1000:.0f} / {p95 * 1000:.0f} / {lat[-1] * 1000:.0f} ms |",
         f"| throughput | {len(lat) / r['seconds']:.1f} requests/s over {r['seconds']:.0f} s |",
@@ -123,7 +143,7 @@ def report(r: dict, args) -> str:
     rows.append(f"| added article first answered at | {canary} after the load began (added at 5 s) |")
     failures = "".join(f"\n- {f}" for f in r["failures"][:5])
     return "\n".join(rows) + (
-        f"\n\n{args.clients} clients post `{{\"question\", \"k\": 5}}` in a loop (every fifth question asks about "
+        f'\n\n{args.clients} clients post `{{"question", "k": 5}}` in a loop (every fifth question asks about '
         "the article the first rebuild adds) to `python app.py` serving the seed article and "
         f"{args.articles} Wikinews records; both rebuilds run as `qa build` in another process on the same cores, "
         "so each also pays loading the model. Latency is the client's wall time and includes "
@@ -133,8 +153,12 @@ def report(r: dict, args) -> str:
 
 def qa_build(folder: Path, index: Path, *flags: str) -> float:
     began = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "qa.cli", "build", str(folder), "--index", str(index), *flags],
-                   cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "qa.cli", "build", str(folder), "--index", str(index), *flags],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - began
 
 

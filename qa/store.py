@@ -127,8 +127,7 @@ class Store:
         _verify_files(path, manifest)
         try:
             index = faiss.read_index(str(path / "vectors.faiss"))
-            db = sqlite3.connect(f"file:{path / 'meta.sqlite'}?mode=ro&immutable=1", uri=True,
-                                 check_same_thread=False)
+            db = sqlite3.connect(f"file:{path / 'meta.sqlite'}?mode=ro&immutable=1", uri=True, check_same_thread=False)
             db.execute("SELECT count(*) FROM chunks").fetchone()
         except (RuntimeError, sqlite3.DatabaseError) as e:
             raise CorruptIndexError(
@@ -251,8 +250,16 @@ class Writer:
         self.next_id += len(chunks)
         self._db.execute(
             "INSERT OR REPLACE INTO articles VALUES (?,?,?,?,?,?,?,?)",
-            (article.id, article.title, article.source, article.date, article.url, article.path,
-             article.hash, article.text),
+            (
+                article.id,
+                article.title,
+                article.source,
+                article.date,
+                article.url,
+                article.path,
+                article.hash,
+                article.text,
+            ),
         )
         rows = [(int(i), article.id, c.index, c.start, c.end, c.text) for i, c in zip(ids, chunks, strict=True)]
         self._db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?)", rows)
@@ -271,8 +278,12 @@ class Writer:
         faiss.write_index(self._index, str(self.tmp / "vectors.faiss"))
         checkpoint("writing")
         self.manifest.update(
-            format=FORMAT, articles=n_articles, chunks=int(self._index.ntotal), next_chunk_id=self.next_id,
-            built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), article_hashes=self.hashes,
+            format=FORMAT,
+            articles=n_articles,
+            chunks=int(self._index.ntotal),
+            next_chunk_id=self.next_id,
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            article_hashes=self.hashes,
             files={n: (self.tmp / n).stat().st_size for n in FILES[1:]},
             sha256={n: _sha256(self.tmp / n) for n in FILES[1:]},
         )

@@ -86,8 +86,9 @@ def update(library, folder: str | os.PathLike | None = None, wait: float = 60.0)
     collection = indexer.collect(paths)
     # The index's own chunking, not this process's defaults: adding one article must never
     # turn into re-embedding the collection because the app was started with other settings.
-    settings = library.settings.with_(chunk_tokens=manifest["chunk_tokens"],
-                                      overlap_sentences=manifest.get("overlap_sentences"))
+    settings = library.settings.with_(
+        chunk_tokens=manifest["chunk_tokens"], overlap_sentences=manifest.get("overlap_sentences")
+    )
     deadline = time.monotonic() + wait
     while True:
         try:

@@ -30,8 +30,16 @@ SCRIPT_HTML = """<!doctype html><html><head><title>Lufthansa strike grounds flig
 <script src="https://example.com/tracker.js"></script>
 </body></html>"""
 
-JUNK = ["SECRETTRACKER", "BUYNOWBUYNOW", "STYLESHEETJUNK", "JSONLDJUNK", "LOOPJUNK", "ADSLOTJUNK", "NOSCRIPTJUNK",
-        "evilOnload"]
+JUNK = [
+    "SECRETTRACKER",
+    "BUYNOWBUYNOW",
+    "STYLESHEETJUNK",
+    "JSONLDJUNK",
+    "LOOPJUNK",
+    "ADSLOTJUNK",
+    "NOSCRIPTJUNK",
+    "evilOnload",
+]
 
 
 def make_bad_folder(folder: Path) -> None:
@@ -56,9 +64,13 @@ def make_bad_folder(folder: Path) -> None:
     (folder / "dangling.txt").symlink_to("does-not-exist.txt")
     (folder / "zz-vanishes.txt").write_text("This file is deleted while the build reads the folder.\n")
     (folder / "dupes.jsonl").write_text(
-        json.dumps({"id": "a", "title": "First", "text": "Oil rose to 100 dollars a barrel."}) + "\n"
-        + json.dumps({"id": "a", "title": "Second", "text": "Gold fell for a third day."}) + "\n"
-        + "{not json\n" + json.dumps({"id": "b", "title": "No text"}) + "\n"
+        json.dumps({"id": "a", "title": "First", "text": "Oil rose to 100 dollars a barrel."})
+        + "\n"
+        + json.dumps({"id": "a", "title": "Second", "text": "Gold fell for a third day."})
+        + "\n"
+        + "{not json\n"
+        + json.dumps({"id": "b", "title": "No text"})
+        + "\n"
     )
 
 
@@ -120,8 +132,13 @@ def test_the_rest_is_indexed(bad_build):
     db = sqlite3.connect(gen / "meta.sqlite")
     ids = {r[0] for r in db.execute("SELECT id FROM articles")}
     db.close()
-    assert ids == {"articles/apple.md", "articles/boeing.txt", "articles/gm.md", "articles/strike.html",
-                   "articles/dupes.jsonl#a"}
+    assert ids == {
+        "articles/apple.md",
+        "articles/boeing.txt",
+        "articles/gm.md",
+        "articles/strike.html",
+        "articles/dupes.jsonl#a",
+    }
     assert lib.search("When is the first Dreamliner delivery?", k=1)[0].article_id == "articles/boeing.txt"
     assert lib.last_build.summary().startswith("Articles: 5 added, 0 changed, 0 removed, 0 unchanged, 14 skipped")
 

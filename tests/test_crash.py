@@ -158,14 +158,20 @@ def test_missing_index_is_not_called_corrupt(tmp_path):
         Library.open(tmp_path / "nothing", embedder=FakeEmbedder(), settings=FAKE)
 
 
-def test_damaged_file_through_the_cli_and_real_model_is_one_line_not_a_crash(tiny_corpus, tmp_path, capsys,
-                                                                              real_embedder):
+def test_damaged_file_through_the_cli_and_real_model_is_one_line_not_a_crash(
+    tiny_corpus, tmp_path, capsys, real_embedder
+):
     index = tmp_path / "index"
     Library.build([tiny_corpus], index_dir=index, embedder=real_embedder)
     damage(index / current_generation(index) / "vectors.faiss", "bytes flipped")
     code = "import sys; from qa.cli import main; sys.exit(main(sys.argv[1:]))"
-    run = subprocess.run([sys.executable, "-c", code, "search", "Who queued?", "--index", str(index)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", code, "search", "Who queued?", "--index", str(index)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 1
     assert run.stderr.startswith("error: ") and "Traceback" not in run.stderr
     assert "vectors.faiss is damaged" in run.stderr and "qa build --full" in run.stderr

@@ -149,8 +149,9 @@ def test_full_flag_reembeds_everything(tiny_corpus, tmp_path):
 def test_one_changed_record_in_a_jsonl_file_is_the_only_one_embedded(tmp_path):
     folder = tmp_path / "news"
     folder.mkdir()
-    records = [{"id": f"n{i}", "title": f"Story {i}", "text": f"Story number {i} is about topic {i}."}
-               for i in range(20)]
+    records = [
+        {"id": f"n{i}", "title": f"Story {i}", "text": f"Story number {i} is about topic {i}."} for i in range(20)
+    ]
     write_jsonl(folder / "all.jsonl", records)
     build(folder, tmp_path / "index")
     records[7]["text"] = "Story seven now reports that the mayor resigned."
@@ -175,8 +176,9 @@ def test_old_generations_are_collected(tiny_corpus, tmp_path):
     assert not list(index.glob(".tmp-*"))
 
 
-def test_cli_build_reports_counts_and_full_reason_with_real_model(tiny_corpus, tmp_path, capsys, monkeypatch,
-                                                                  real_embedder):
+def test_cli_build_reports_counts_and_full_reason_with_real_model(
+    tiny_corpus, tmp_path, capsys, monkeypatch, real_embedder
+):
     index = str(tmp_path / "index")
     assert cli_main(["build", str(tiny_corpus), "--index", index]) == 0
     assert "3 added, 0 changed, 0 removed, 0 unchanged" in capsys.readouterr().out

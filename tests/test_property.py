@@ -30,7 +30,8 @@ writes = st.one_of(
 )
 operations = st.lists(
     st.one_of(writes, st.tuples(st.just("remove"), st.sampled_from(FILES)), st.just(("build",))),
-    min_size=1, max_size=12,
+    min_size=1,
+    max_size=12,
 )
 
 
@@ -94,8 +95,9 @@ def check_sequence(ops: list[tuple], embedder, queries: list[str] = QUERIES) -> 
             ours = Library.open(root / "incremental", embedder=embedder, settings=SETTINGS.with_(mode=mode))
             theirs = Library.open(root / "full", embedder=embedder, settings=SETTINGS.with_(mode=mode))
             for q in queries:
-                assert [round(p.score, 4) for p in ours.search(q, k=4)] == \
-                    [round(p.score, 4) for p in theirs.search(q, k=4)]
+                assert [round(p.score, 4) for p in ours.search(q, k=4)] == [
+                    round(p.score, 4) for p in theirs.search(q, k=4)
+                ]
     finally:
         shutil.rmtree(root)
 
@@ -106,12 +108,20 @@ def test_incremental_build_equals_full_rebuild(ops):
     check_sequence(ops, FakeEmbedder())
 
 
-@pytest.mark.parametrize("ops", [
-    [("write", "b.txt", "Boeing delayed the Dreamliner. The union called a strike."), ("build",),
-     ("write", "a.txt", "Apple closed its Paris store. Gold rose."), ("remove", "b.txt"),
-     ("write", "e.jsonl", {"r1": "Oil hit 100 dollars.", "r2": "Rain flooded the market."}), ("build",),
-     ("write", "e.jsonl", {"r2": "Rain flooded the market square."}),
-     ("write", "sub/d.txt", "A court fined the bank.")],
-])
+@pytest.mark.parametrize(
+    "ops",
+    [
+        [
+            ("write", "b.txt", "Boeing delayed the Dreamliner. The union called a strike."),
+            ("build",),
+            ("write", "a.txt", "Apple closed its Paris store. Gold rose."),
+            ("remove", "b.txt"),
+            ("write", "e.jsonl", {"r1": "Oil hit 100 dollars.", "r2": "Rain flooded the market."}),
+            ("build",),
+            ("write", "e.jsonl", {"r2": "Rain flooded the market square."}),
+            ("write", "sub/d.txt", "A court fined the bank."),
+        ],
+    ],
+)
 def test_incremental_build_equals_full_rebuild_with_real_model(ops, real_embedder):
     check_sequence(ops, real_embedder, queries=["Who went on strike?", "What happened to the market?"])

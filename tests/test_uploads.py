@@ -17,19 +17,22 @@ from qa.uploads import MAX_UPLOAD_BYTES, safe_name, save_text, save_upload, upda
 ARTICLE = b"Lufthansa pilots walked out on Monday, grounding 800 flights across Germany.\n"
 
 
-@pytest.mark.parametrize(("name", "saved"), [
-    ("../../etc/passwd", "etc-passwd.txt"),
-    ("/etc/cron.d/evil.md", "etc-cron.d-evil.md"),
-    ("..\\..\\Windows\\system.ini.txt", "Windows-system.ini.txt"),
-    ("C:\\Users\\me\\Café report.MD", "Users-me-Café-report.MD"),
-    (".bashrc", "bashrc.txt"),
-    ("notes", "notes.txt"),
-    ("my story .html", "my-story.html"),
-    ("a\x00b\nc.txt", "a-b-c.txt"),
-    ("...", "upload.txt"),
-    ("", "upload.txt"),
-    ("x" * 300 + ".jsonl", "x" * 94 + ".jsonl"),
-])
+@pytest.mark.parametrize(
+    ("name", "saved"),
+    [
+        ("../../etc/passwd", "etc-passwd.txt"),
+        ("/etc/cron.d/evil.md", "etc-cron.d-evil.md"),
+        ("..\\..\\Windows\\system.ini.txt", "Windows-system.ini.txt"),
+        ("C:\\Users\\me\\Café report.MD", "Users-me-Café-report.MD"),
+        (".bashrc", "bashrc.txt"),
+        ("notes", "notes.txt"),
+        ("my story .html", "my-story.html"),
+        ("a\x00b\nc.txt", "a-b-c.txt"),
+        ("...", "upload.txt"),
+        ("", "upload.txt"),
+        ("x" * 300 + ".jsonl", "x" * 94 + ".jsonl"),
+    ],
+)
 def test_uploaded_names_become_harmless_file_names_in_the_folder(tmp_path, name, saved):
     folder = tmp_path / "collection" / "uploads"
     assert safe_name(name) == saved
@@ -43,17 +46,32 @@ def big(n: int) -> bytes:
     return (b"Words for a very long article. " * (n // 31 + 1))[:n]
 
 
-@pytest.mark.parametrize(("name", "data", "message"), [
-    ("report.pdf", b"%PDF-1.7", "'report.pdf' was not added: qa reads .txt, .md, .html and .jsonl files, not .pdf."),
-    ("huge.txt", big(MAX_UPLOAD_BYTES + 1), "'huge.txt' was not added: it is 10 MB; one article can be at most 10 MB."),
-    ("photo.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "'photo.txt' was not added: it looks binary, not text."),
-    ("latin1.md", "Café".encode("latin-1"), "'latin1.md' was not added: it is not valid UTF-8 (byte 3)"),
-    ("empty.txt", b"", "'empty.txt' was not added: it has no text."),
-    ("spaces.md", b"   \n\n ", "'spaces.md' was not added: it has no text."),
-    ("script.html", b"<html><script>alert(1)</script></html>", "'script.html' was not added: it has no text."),
-    ("bad.jsonl", b"{oops\n", "'bad.jsonl' was not added: line 1 is not valid JSON"),
-    ("../../x.jsonl", b'{"title": "no text"}\n', "'../../x.jsonl' was not added: line 1 has no \"text\" string field."),
-])
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        (
+            "report.pdf",
+            b"%PDF-1.7",
+            "'report.pdf' was not added: qa reads .txt, .md, .html and .jsonl files, not .pdf.",
+        ),
+        (
+            "huge.txt",
+            big(MAX_UPLOAD_BYTES + 1),
+            "'huge.txt' was not added: it is 10 MB; one article can be at most 10 MB.",
+        ),
+        ("photo.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "'photo.txt' was not added: it looks binary, not text."),
+        ("latin1.md", "Café".encode("latin-1"), "'latin1.md' was not added: it is not valid UTF-8 (byte 3)"),
+        ("empty.txt", b"", "'empty.txt' was not added: it has no text."),
+        ("spaces.md", b"   \n\n ", "'spaces.md' was not added: it has no text."),
+        ("script.html", b"<html><script>alert(1)</script></html>", "'script.html' was not added: it has no text."),
+        ("bad.jsonl", b"{oops\n", "'bad.jsonl' was not added: line 1 is not valid JSON"),
+        (
+            "../../x.jsonl",
+            b'{"title": "no text"}\n',
+            "'../../x.jsonl' was not added: line 1 has no \"text\" string field.",
+        ),
+    ],
+)
 def test_refused_uploads_say_why_and_write_nothing(tmp_path, name, data, message):
     with pytest.raises(UploadError) as e:
         save_upload(tmp_path / "uploads", name, data)
@@ -107,8 +125,12 @@ def test_upload_is_searchable_at_once_and_survives_a_restart(tiny_corpus, tmp_pa
 
 
 def test_a_folder_outside_the_collection_joins_it(tiny_corpus, tmp_path):
-    lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=FakeEmbedder(),
-                        settings=Settings(mode="lexical", answer_candidates=0))
+    lib = Library.build(
+        [tiny_corpus],
+        index_dir=tmp_path / "index",
+        embedder=FakeEmbedder(),
+        settings=Settings(mode="lexical", answer_candidates=0),
+    )
     save_upload(tmp_path / "inbox", "oil.txt", b"Oil rose above 100 dollars a barrel.\n")
     assert update(lib, tmp_path / "inbox").added == 1
     assert update(lib).unchanged == 4  # the next update keeps the new folder
