@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -17,8 +18,15 @@ from .errors import ArticleError
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown",
-            ".html": "html", ".htm": "html", ".jsonl": "jsonl"}
+SUFFIXES = {
+    ".txt": "text",
+    ".text": "text",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".jsonl": "jsonl",
+}
 # One article bigger than this is not an article but a dump or a log: embedding 50 MB would take
 # a CPU a quarter of an hour and its hits would be useless, so it is skipped with a warning.
 # (War and Peace is 3.2 MB.) A .jsonl file holds many articles, each under the article limit.
@@ -200,28 +208,43 @@ def _from_markdown(path: Path, article_id: str, raw: str) -> Article:
             raise ArticleError(f"has invalid front matter: {str(e).splitlines()[0]}") from None
         if not isinstance(meta, dict):
             raise ArticleError("has front matter that is not a key: value block")
-        raw = raw[m.end():]
+        raw = raw[m.end() :]
     text = clean(raw)
     title = _str(meta.get("title"))
     if not title:
         heading = re.match(r"#\s+(.+)", text)
         title = heading.group(1).strip() if heading else _title_from_name(path)
-    return Article(id=article_id, title=title, text=text, source=_str(meta.get("source")),
-                   date=_str(meta.get("date")), url=_str(meta.get("url")), path=str(path))
+    return Article(
+        id=article_id,
+        title=title,
+        text=text,
+        source=_str(meta.get("source")),
+        date=_str(meta.get("date")),
+        url=_str(meta.get("url")),
+        path=str(path),
+    )
 
 
 def _from_html(path: Path, article_id: str, raw: str) -> Article:
     """Main text and title via trafilatura; scripts, styles and navigation are dropped."""
     import trafilatura
 
-    doc = trafilatura.bare_extraction(raw, with_metadata=True, favor_recall=True,
-                                      include_comments=False, include_tables=True)
+    doc = trafilatura.bare_extraction(
+        raw, with_metadata=True, favor_recall=True, include_comments=False, include_tables=True
+    )
     text = clean(doc.text or "") if doc else ""
     if not text:
         text = clean(_html_text_fallback(raw))
     title = (doc.title if doc else "") or _title_from_name(path)
-    return Article(id=article_id, title=title, text=text, source=(doc.sitename or "") if doc else "",
-                   date=(doc.date or "") if doc else "", url=(doc.url or "") if doc else "", path=str(path))
+    return Article(
+        id=article_id,
+        title=title,
+        text=text,
+        source=(doc.sitename or "") if doc else "",
+        date=(doc.date or "") if doc else "",
+        url=(doc.url or "") if doc else "",
+        path=str(path),
+    )
 
 
 def _html_text_fallback(raw: str) -> str:
@@ -260,9 +283,15 @@ def _read_jsonl(path: Path, file_id: str, raw: str) -> Iterator[Article | Skippe
             yield Skipped(where, "has no text")
             continue
         rid = _str(rec.get("id")) or str(n)
-        yield Article(id=f"{file_id}#{rid}", title=_str(rec.get("title")) or f"{path.stem} {rid}",
-                      text=text, source=_str(rec.get("source")), date=_str(rec.get("date")),
-                      url=_str(rec.get("url")), path=where)
+        yield Article(
+            id=f"{file_id}#{rid}",
+            title=_str(rec.get("title")) or f"{path.stem} {rid}",
+            text=text,
+            source=_str(rec.get("source")),
+            date=_str(rec.get("date")),
+            url=_str(rec.get("url")),
+            path=where,
+        )
 
 
 def too_big(size: int, kind: str = "text") -> str:
@@ -271,11 +300,13 @@ def too_big(size: int, kind: str = "text") -> str:
     >>> too_big(50 * 2**20).split(". ")[0]
     'is 50 MB; one article can be at most 10 MB'
     """
-    mb = f"{size / 2**20:.1f}".removesuffix(".0")
+    mb = f"{math.ceil(size / 2**20 * 10) / 10:.1f}".removesuffix(".0")  # rounded up: never "10 MB, over 10 MB"
     if kind == "jsonl":
         return f"is {mb} MB; a .jsonl file can be at most {MAX_JSONL_BYTES // 2**20} MB. Split it into several files"
-    return (f"is {mb} MB; one article can be at most {MAX_ARTICLE_BYTES // 2**20} MB. "
-            "Split it into several files, or one JSON line per article in a .jsonl file")
+    return (
+        f"is {mb} MB; one article can be at most {MAX_ARTICLE_BYTES // 2**20} MB. "
+        "Split it into several files, or one JSON line per article in a .jsonl file"
+    )
 
 
 def _title_from_name(path: Path) -> str:

@@ -53,7 +53,7 @@ def make_bad_folder(folder: Path) -> None:
     (folder / "blank.md").write_text("---\ntitle: Nothing here\n---\n\n   \n")
     sentence = b"The quick brown fox reports on the markets once again today. "
     with open(folder / "huge.txt", "wb") as f:
-        f.write(sentence * (50 * 2**20 // len(sentence) + 1))
+        f.write((sentence * (50 * 2**20 // len(sentence) + 1))[: 50 * 2**20])
     (folder / "copy-of-boeing.txt").write_text(TINY["boeing.txt"], encoding="utf-8")
     sub = folder / "nested"
     sub.mkdir()

@@ -57,7 +57,7 @@ def big(n: int) -> bytes:
         (
             "huge.txt",
             big(MAX_UPLOAD_BYTES + 1),
-            "'huge.txt' was not added: it is 10 MB; one article can be at most 10 MB.",
+            "'huge.txt' was not added: it is 10.1 MB; one article can be at most 10 MB.",
         ),
         ("photo.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "'photo.txt' was not added: it looks binary, not text."),
         ("latin1.md", "Café".encode("latin-1"), "'latin1.md' was not added: it is not valid UTF-8 (byte 3)"),
