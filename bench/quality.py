@@ -2,6 +2,7 @@
 
     python bench/quality.py               # the comparison table (section "quality")
     python bench/quality.py --chunking    # the chunk-size sweep on SQuAD v1.1 dev articles ("chunking")
+    python bench/quality.py --chunking --limit 2600   # the same on the first 2,600 questions
     python bench/quality.py --quick       # 300 questions per data set, nothing written
 
 Each data set is indexed once with qa's own pipeline; every configuration then searches
@@ -92,13 +93,14 @@ def chunking(limit: int | None) -> str:
     for size in CHUNK_SIZES:
         print(f"chunk_tokens={size}", file=sys.stderr)
         [(_, metrics, chunks)] = measure(dataset, Settings(chunk_tokens=size), emb, [("default", {})])
-        rows.append(f"| {size} | {chunks} | {metrics['words_per_passage']:.0f} | {metrics['hit@1']:.3f} | "
+        rows.append(f"| {size:>3} | {chunks} | {metrics['words_per_passage']:.0f} | {metrics['hit@1']:.3f} | "
                     f"{metrics['hit@5']:.3f} | {metrics['hit@20']:.3f} | {metrics['mrr@10']:.3f} | "
                     f"{metrics['answer_sentence']:.3f} | {metrics['latency_ms']:.0f} |")
-    head = ("SQuAD v1.1 dev, article unit (48 articles, 10,570 questions), default search settings.\n\n"
+    head = (f"SQuAD v1.1 dev, article unit: {len(dataset.questions)} questions over the "
+            f"{len(dataset.articles)} Wikipedia articles they come from; default search settings.\n\n"
             "| chunk_tokens | chunks | words/passage | hit@1 | hit@5 | hit@20 | MRR@10 | answer sentence | "
             "median ms |\n|---|---|---|---|---|---|---|---|---|")
-    return head + "\n" + "\n".join(rows)
+    return head + "\n" + "\n".join(sorted(rows))
 
 
 def _table(title: str, dataset, rows) -> str:
@@ -128,8 +130,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunking", action="store_true", help="run the chunk-size sweep instead")
     parser.add_argument("--quick", action="store_true", help="300 questions per data set; write nothing")
+    parser.add_argument("--limit", type=int, help="only the first N questions of each data set (and their articles)")
     args = parser.parse_args()
-    limit = 300 if args.quick else None
+    limit = 300 if args.quick else args.limit
     if args.chunking:
         body = chunking(limit)
         title = "Chunk size (SQuAD v1.1 dev, article unit)"

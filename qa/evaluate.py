@@ -236,12 +236,20 @@ class CachedEmbedder:
         return np.stack([self._vectors[t] for t in texts])
 
     def save(self, path: str | Path) -> None:
-        """Write ``PATH.npy`` (vectors) and ``PATH.json`` (model name and texts, in order)."""
+        """Write ``PATH.npy`` (vectors) and ``PATH.json`` (model name and texts, in order).
+
+        Vectors already saved there by another run are kept (merged), and each file is
+        replaced whole by a rename, so concurrent benchmark runs only ever add.
+        """
+        path = Path(path)
+        self.load(path)
         texts = list(self._vectors)
         vecs = np.stack([self._vectors[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
-        path = Path(path)
-        np.save(path.with_suffix(".npy"), vecs)
-        path.with_suffix(".json").write_text(json.dumps({"model": self.name, "texts": texts}), "utf-8")
+        with open(path.with_suffix(".tmp.npy"), "wb") as f:
+            np.save(f, vecs)
+        path.with_suffix(".tmp.json").write_text(json.dumps({"model": self.name, "texts": texts}), "utf-8")
+        path.with_suffix(".tmp.npy").replace(path.with_suffix(".npy"))
+        path.with_suffix(".tmp.json").replace(path.with_suffix(".json"))
 
     def load(self, path: str | Path) -> CachedEmbedder:
         """Add the vectors saved at ``path`` when they were made by the same model."""
@@ -252,7 +260,8 @@ class CachedEmbedder:
         except (OSError, ValueError):
             return self
         if meta.get("model") == self.name and len(meta["texts"]) == len(vecs):
-            self._vectors.update(zip(meta["texts"], vecs))
+            for text, vec in zip(meta["texts"], vecs):
+                self._vectors.setdefault(text, vec)
         return self
 
 
