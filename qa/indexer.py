@@ -13,7 +13,7 @@ from . import articles as articles_mod
 from .articles import Article, Skipped
 from .chunking import chunk
 from .config import Settings
-from .errors import CorruptIndexError, IndexMismatchError, NoArticlesError, NoIndexError
+from .errors import CorruptIndexError, IndexMismatchError, NoArticlesError, NoIndexError, StoreError
 from .store import Store, Writer, checkpoint, lock
 
 log = logging.getLogger(__name__)
@@ -56,16 +56,38 @@ class Collection:
     paths: tuple[str, ...] = ()  # absolute: the manifest records them so the app can rebuild the same set
 
 
-def collect(paths: Sequence[str | os.PathLike]) -> Collection:
-    """Read every article under ``paths``; NoArticlesError when none is readable."""
+def collect(paths: Sequence[str | os.PathLike], index_dir: str | os.PathLike | None = None) -> Collection:
+    """Read every article under ``paths``; NoArticlesError when none is readable.
+
+    Unless the index at ``index_dir`` was built from exactly these ``paths``: then every
+    article was deleted, and the empty collection is returned, so that the build removes
+    them all instead of the index citing deleted articles forever.
+    """
     skipped: list[Skipped] = []
     found = list(articles_mod.read(paths, skipped))
-    if not found:
-        where = ", ".join(str(p) for p in paths)
+    sources = tuple(str(Path(p).resolve()) for p in paths)
+    where = ", ".join(str(p) for p in paths)
+    if not found and not _built_from(index_dir, sources):
         raise NoArticlesError(
             f"No readable articles in {where} ({len(skipped)} skipped). qa reads .txt, .md, .html and .jsonl files."
         )
-    return Collection(found, skipped, tuple(str(Path(p).resolve()) for p in paths))
+    if not found:
+        log.warning("no articles are left in %s: the index will be emptied", where)
+    return Collection(found, skipped, sources)
+
+
+def _built_from(index_dir: str | os.PathLike | None, sources: tuple[str, ...]) -> bool:
+    """Whether the live index at ``index_dir`` records exactly ``sources`` as what it was built from."""
+    if index_dir is None:
+        return False
+    try:
+        store = Store.open(index_dir)
+    except StoreError:
+        return False
+    try:
+        return tuple(store.manifest.get("sources", ())) == sources
+    finally:
+        store.close()
 
 
 def build(

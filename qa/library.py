@@ -91,7 +91,7 @@ class Library:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         settings = (settings or Settings.from_env()).with_(index_dir=index_dir, model=model)
-        collection = indexer.collect(paths)  # before spending seconds on loading the model
+        collection = indexer.collect(paths, settings.index_dir)  # before spending seconds on the model
         embedder = embedder or _LazyEmbedder(settings.model)  # not loaded when nothing needs embedding
         report = indexer.build(collection, settings, embedder, full=full, progress=progress)
         lib = cls(Store.open(settings.index_dir), embedder, settings)

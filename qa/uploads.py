@@ -83,7 +83,7 @@ def update(library, folder: str | os.PathLike | None = None, wait: float = 60.0)
             f"{library.settings.index_dir}/ does not record which folders it was built from. "
             "Rebuild it once with `qa build FOLDER...`, then add articles."
         )
-    collection = indexer.collect(paths)
+    collection = indexer.collect(paths, library.settings.index_dir)
     # The index's own chunking, not this process's defaults: adding one article must never
     # turn into re-embedding the collection because the app was started with other settings.
     settings = library.settings.with_(

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from conftest import SHARED_DATA, FakeEmbedder
 
-from qa import Library, Settings
+from qa import Library, NoArticlesError, Settings
 from qa.cli import main as cli_main
 from qa.store import current_generation
 
@@ -230,3 +230,20 @@ def test_nothing_changed_never_loads_the_model(tiny_corpus, tmp_path, monkeypatc
     lib = Library.build([tiny_corpus], index_dir=index)
     assert lib.last_build.changed == 1 and lib.last_build.full_reason == ""
     assert set(loads) == {"sentence-transformers/all-MiniLM-L6-v2"}  # loaded (cached) once there was work
+
+
+def test_deleting_every_article_empties_the_index_instead_of_citing_them(tiny_corpus, tmp_path):
+    index = tmp_path / "index"
+    build(tiny_corpus, index)
+    for f in tiny_corpus.iterdir():
+        f.unlink()
+    lib = build(tiny_corpus, index)
+    assert counts(lib) == (0, 0, 3, 0)
+    assert all(ids == set() for ids in stored(index).values())
+    assert lib.search("Boeing Dreamliner delivery", k=5) == []
+    hybrid = Library.open(index, embedder=FakeEmbedder())  # the default pipeline copes with nothing too
+    assert hybrid.search("Who queued in Paris?", k=5) == []
+    (tmp_path / "elsewhere").mkdir()  # an empty folder this index was never built from is still a mistake
+    with pytest.raises(NoArticlesError, match="No readable articles in"):
+        build(tmp_path / "elsewhere", index)
+    assert Library.open(index, embedder=FakeEmbedder()).info().articles == 0
