@@ -2,7 +2,8 @@
 
     python bench/quality.py               # the comparison table (section "quality")
     python bench/quality.py --chunking    # the chunk-size sweep on SQuAD v1.1 dev articles ("chunking")
-    python bench/quality.py --chunking --limit 2600   # the same on the first 2,600 questions
+    python bench/quality.py --every 10    # every 10th SQuAD question (all articles indexed)
+    python bench/quality.py --chunking --limit 2624 --every 4   # first 7 articles, every 4th question
     python bench/quality.py --quick       # 300 questions per data set, nothing written
 
 Each data set is indexed once with qa's own pipeline; every configuration then searches
@@ -13,6 +14,7 @@ rerun embeds only what changed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -77,19 +79,19 @@ def measure(dataset, settings: Settings, emb: CachedEmbedder, configs) -> list[t
     return rows
 
 
-def quality(limit: int | None) -> str:
+def quality(limit: int | None, every: int = 1) -> str:
     emb, out = embedder(), []
     for title, load in SETS:
-        dataset = load(limit)
+        dataset = _every(load(limit), every)
         print(f"{title}: {len(dataset.questions)} questions", file=sys.stderr)
         rows = measure(dataset, Settings(), emb, CONFIGS)
         out.append(_table(title, dataset, rows))
     return "\n\n".join(out)
 
 
-def chunking(limit: int | None) -> str:
+def chunking(limit: int | None, every: int = 1) -> str:
     emb, rows = embedder(), []
-    dataset = load_squad(SQUAD1, "article", limit)
+    dataset = _every(load_squad(SQUAD1, "article", limit), every)
     for size in CHUNK_SIZES:
         print(f"chunk_tokens={size}", file=sys.stderr)
         [(_, metrics, chunks)] = measure(dataset, Settings(chunk_tokens=size), emb, [("default", {})])
@@ -101,6 +103,13 @@ def chunking(limit: int | None) -> str:
             "| chunk_tokens | chunks | words/passage | hit@1 | hit@5 | hit@20 | MRR@10 | answer sentence | "
             "median ms |\n|---|---|---|---|---|---|---|---|---|")
     return head + "\n" + "\n".join(sorted(rows))
+
+
+def _every(dataset, every: int):
+    """Every ``every``-th question (BEIR sets are kept whole); all articles stay indexed."""
+    if every <= 1 or dataset.qrels:
+        return dataset
+    return dataclasses.replace(dataset, questions=dataset.questions[::every])
 
 
 def _table(title: str, dataset, rows) -> str:
@@ -131,13 +140,15 @@ def main() -> None:
     parser.add_argument("--chunking", action="store_true", help="run the chunk-size sweep instead")
     parser.add_argument("--quick", action="store_true", help="300 questions per data set; write nothing")
     parser.add_argument("--limit", type=int, help="only the first N questions of each data set (and their articles)")
+    parser.add_argument("--every", type=int, default=1,
+                        help="ask only every N-th SQuAD question (all articles stay indexed)")
     args = parser.parse_args()
     limit = 300 if args.quick else args.limit
     if args.chunking:
-        body = chunking(limit)
+        body = chunking(limit, args.every)
         title = "Chunk size (SQuAD v1.1 dev, article unit)"
     else:
-        body = quality(limit)
+        body = quality(limit, args.every)
         title = "Retrieval quality (SQuAD v1.1 / v2.0 dev, SciFact)"
     print(body)
     if not args.quick:

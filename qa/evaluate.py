@@ -31,7 +31,7 @@ from .errors import QAError
 UNITS = ("article", "paragraph")
 SQUAD_K = 20  # passages asked per question: enough for hit@20 and MRR@10
 BEIR_DOCS = 100  # documents needed per query for Recall@100
-LATENCY_SAMPLE = 200  # questions timed with the bare model, to report median latency
+LATENCY_SAMPLE = 100  # questions timed with the bare model, to report median latency
 
 
 class DatasetError(QAError):
@@ -369,7 +369,7 @@ def squad_metrics(lib, dataset: Dataset) -> dict[str, float]:
     ranks, sentence_hits, words, refused, impossible = [], [], [], [], []
     for q in dataset.questions:
         passages = lib.search(q.text, k=SQUAD_K, highlight=True)
-        refused.append(not_in_articles(passages, lib.settings))
+        refused.append(not_in_articles(passages, lib.settings, q.text))
         impossible.append(q.impossible)
         if q.impossible:
             continue

@@ -3,7 +3,7 @@
 import pytest
 
 from qa import Library, Settings
-from qa.search import Passage, fuse, fuse_scores, highlight, not_in_articles
+from qa.search import Passage, answerability, fuse, fuse_scores, highlight, not_in_articles
 
 
 def test_convex_fusion_keeps_a_clear_lexical_winner_ahead():
@@ -37,19 +37,26 @@ def test_bad_fusion_settings_are_refused(changes):
         Settings(**changes)
 
 
-def _passage(score, answer_score=None):
-    return Passage("t", score, "a", "", "", "", "", 0, 1, 0, similarity=0.2, answer_score=answer_score)
+def _passage(similarity, answer_score=None, text="Apple opened a store in Paris."):
+    return Passage(text, 1.0, "a", "", "", "", "", 0, len(text), 0, similarity=similarity,
+                   highlight_start=None if answer_score is None else 0,
+                   highlight_end=None if answer_score is None else len(text), answer_score=answer_score)
 
 
-@pytest.mark.parametrize(("passages", "threshold", "refused"), [
-    ([], 0.0, True),
-    ([_passage(1.0, 0.9)], 0.5, False),
-    ([_passage(1.0, 0.3), _passage(0.5, 0.6)], 0.5, False),  # any passage's sentence may answer
-    ([_passage(1.0, 0.3)], 0.5, True),
-    ([_passage(1.0)], 0.5, True),  # not highlighted: falls back to the passage cosine (0.2)
+@pytest.mark.parametrize(("passages", "question", "refused"), [
+    ([], "Where did Apple open a store?", True),
+    ([_passage(0.7, 1.4)], "Where did Apple open a store?", False),
+    ([_passage(0.7, 1.4)], "Where did Apple not open a store?", True),  # a negation costs 0.8
+    ([_passage(0.2, 0.4)], "Where did Apple open a store?", True),
+    ([_passage(0.9)], "Where did Apple open a store?", True),  # not highlighted: the cosine alone
 ])
-def test_not_in_articles(passages, threshold, refused):
-    assert not_in_articles(passages, Settings(no_answer_threshold=threshold)) is refused
+def test_not_in_articles(passages, question, refused):
+    assert not_in_articles(passages, Settings(), question) is refused
+
+
+def test_answerability_adds_cosines_and_overlap():
+    # answer_score 1.4 = sentence cosine 0.4 + overlap 1.0 (apple, open, store all in the sentence)
+    assert answerability([_passage(0.7, 1.4)], "Where did Apple opened a store?") == pytest.approx(0.7 + 0.4 + 0.3)
 
 
 @pytest.mark.parametrize("settings", [
