@@ -17,6 +17,7 @@ EMPTY_QUESTION = "Please type a question first, for example: “Who traveled to 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~$])")
 # ...and those that only matter at the start of one (lists, quotes, headings).
 _LINE_START = re.compile(r"^(\d+)([.)])|^([-+=])")
+_AUTOLINK = re.compile(r"://|\bwww\.", re.IGNORECASE)
 
 
 def escape_markdown(text: str) -> str:
@@ -27,7 +28,8 @@ def escape_markdown(text: str) -> str:
     """
     text = _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
     text = _LINE_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"\\{m[3]}", text)
-    return html.escape(text, quote=False)
+    # Gradio's Markdown turns bare URLs into links and would swallow a following escape; entities stop that.
+    return _AUTOLINK.sub(lambda m: m[0].replace(":", "&#58;").replace(".", "&#46;"), html.escape(text, quote=False))
 
 
 def reply_markdown(answer: Answer) -> str:

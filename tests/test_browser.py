@@ -142,7 +142,9 @@ def test_article_markup_shows_as_text_and_runs_nothing(page):
     assert "![x](http://example.com/x.png)" in text
     assert '<img src=x onerror="window.__xss=1">' in text
     assert "Harbour <script>alert(1)</script> festival <b>closes</b>" in text
-    assert "<script>alert(1)</script>" in page.locator("#qa-chat").inner_text() or "lighthouse" in text
+    assert "Harbour <script>alert(1)</script> festival <b>closes</b>" in page.locator("#qa-chat").inner_text()
+    ask(page, "Where did the organisers pin a poster?", "to the lighthouse door")
+    assert "![x](http://example.com/x.png)" in page.locator("#qa-chat").inner_text()
     assert page.evaluate("window.__xss") is None
     assert page.locator("img[src*='example.com'], #qa-passages img, #qa-passages script, #qa-chat script").count() == 0
     assert not page.dialogs, f"a dialog opened: {page.dialogs}"

@@ -15,7 +15,9 @@ from tests.conftest import ROOT, SEEDS, SHARED_DATA
 
 CASES = json.loads((ROOT / "tests" / "multiturn.json").read_text())
 WIKINEWS = SHARED_DATA / "wikinews" / "articles.jsonl"
-HOSTILE = '<script>alert(1)</script> ![x](http://example.com/x.png) <img src=x onerror="alert(2)"> *a* [l](u) `c`'
+HOSTILE = (
+    '<script>alert(1)</script> ![x](http://example.com/x.png) <img src=x onerror="alert(2)"> *a* [l](u) `c` www.x.org'
+)
 
 
 @pytest.mark.parametrize(
@@ -54,6 +56,7 @@ def test_contextual_queries_weigh_the_newest_turn_most():
 def test_escaped_markdown_reads_back_as_the_same_text(text):
     escaped = escape_markdown(text)
     assert "<" not in escaped and "![" not in escaped and "](" not in escaped
+    assert "://" not in escaped  # no bare URL for the Markdown renderer to turn into a link
     assert plain(escaped) == " ".join(text.split())
 
 
