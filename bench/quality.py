@@ -1,6 +1,7 @@
 """Retrieval quality of qa's configurations on SQuAD v1.1/v2.0 dev and SciFact, into docs/benchmarks.md.
 
-    python bench/quality.py               # the comparison table (section "quality")
+    python bench/quality.py               # the comparison tables (sections "quality-*")
+    python bench/quality.py scifact       # one data set
     python bench/quality.py --chunking    # the chunk-size sweep on SQuAD v1.1 dev articles ("chunking")
     python bench/quality.py --every 10    # every 10th SQuAD question (all articles indexed)
     python bench/quality.py --chunking --limit 2624 --every 4   # first 7 articles, every 4th question
@@ -47,12 +48,12 @@ CONFIGS = [
     ("hybrid, convex fusion", {"answer_candidates": 0}),
     ("hybrid + answer selection (default)", {}),
 ]
-SETS = [
-    ("SQuAD v1.1 dev, paragraphs", lambda n: load_squad(SQUAD1, "paragraph", n)),
-    ("SQuAD v1.1 dev, articles", lambda n: load_squad(SQUAD1, "article", n)),
-    ("SQuAD v2.0 dev, paragraphs", lambda n: load_squad(SQUAD2, "paragraph", n)),
-    ("SciFact test (BEIR)", lambda n: load_beir(SCIFACT, "test", n)),
-]
+SETS = {
+    "squad1-paragraphs": ("SQuAD v1.1 dev, paragraphs", lambda n: load_squad(SQUAD1, "paragraph", n)),
+    "squad1-articles": ("SQuAD v1.1 dev, articles", lambda n: load_squad(SQUAD1, "article", n)),
+    "squad2": ("SQuAD v2.0 dev, paragraphs", lambda n: load_squad(SQUAD2, "paragraph", n)),
+    "scifact": ("SciFact test (BEIR)", lambda n: load_beir(SCIFACT, "test", n)),
+}
 CHUNK_SIZES = (64, 96, 128, 192, 254)
 
 
@@ -79,14 +80,13 @@ def measure(dataset, settings: Settings, emb: CachedEmbedder, configs) -> list[t
     return rows
 
 
-def quality(limit: int | None, every: int = 1) -> str:
-    emb, out = embedder(), []
-    for title, load in SETS:
-        dataset = _every(load(limit), every)
-        print(f"{title}: {len(dataset.questions)} questions", file=sys.stderr)
-        rows = measure(dataset, Settings(), emb, CONFIGS)
-        out.append(_table(title, dataset, rows))
-    return "\n\n".join(out)
+def quality(name: str, settings: Settings, limit: int | None, every: int = 1) -> str:
+    """The table of one data set: a row per configuration, all on one index."""
+    title, load = SETS[name]
+    dataset = _every(load(limit), every)
+    print(f"{title}: {len(dataset.questions)} questions", file=sys.stderr)
+    rows = measure(dataset, settings, embedder(), CONFIGS)
+    return _table(title, dataset, rows, settings)
 
 
 def chunking(limit: int | None, every: int = 1) -> str:
@@ -112,7 +112,7 @@ def _every(dataset, every: int):
     return dataclasses.replace(dataset, questions=dataset.questions[::every])
 
 
-def _table(title: str, dataset, rows) -> str:
+def _table(title: str, dataset, rows, settings: Settings) -> str:
     if dataset.qrels:
         head = "| configuration | nDCG@10 | Recall@100 | median ms |\n|---|---|---|---|"
         body = [f"| {n} | {m['ndcg@10']:.3f} | {m['recall@100']:.3f} | {m['latency_ms']:.1f} |" for n, m, _ in rows]
@@ -127,8 +127,9 @@ def _table(title: str, dataset, rows) -> str:
                    f"{m['answerable_refused']:.3f} |" if extra else "")
                 for n, m, _ in rows]
     chunks = rows[0][2]
-    return (f"### {title}\n\n{len(dataset.questions)} questions, {len(dataset.articles)} articles, "
-            f"{chunks} chunks.\n\n{head}\n" + "\n".join(body))
+    return (f"{len(dataset.questions)} questions, {len(dataset.articles)} articles, {chunks} chunks "
+            f"(chunk_tokens={settings.chunk_tokens}, dense_weight={settings.dense_weight}, "
+            f"answer_candidates={settings.answer_candidates}).\n\n{head}\n" + "\n".join(body))
 
 
 def _fmt(metrics: dict) -> str:
@@ -137,22 +138,27 @@ def _fmt(metrics: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sets", nargs="*", choices=[*SETS, []], default=list(SETS),
+                        help="data sets to measure (default: all); each has its own section")
     parser.add_argument("--chunking", action="store_true", help="run the chunk-size sweep instead")
     parser.add_argument("--quick", action="store_true", help="300 questions per data set; write nothing")
     parser.add_argument("--limit", type=int, help="only the first N questions of each data set (and their articles)")
     parser.add_argument("--every", type=int, default=1,
                         help="ask only every N-th SQuAD question (all articles stay indexed)")
+    parser.add_argument("--chunk-tokens", type=int, help="index with this chunk budget instead of the default")
     args = parser.parse_args()
     limit = 300 if args.quick else args.limit
     if args.chunking:
-        body = chunking(limit, args.every)
-        title = "Chunk size (SQuAD v1.1 dev, article unit)"
+        sections = [("chunking", "Chunk size (SQuAD v1.1 dev, article unit)", lambda: chunking(limit, args.every))]
     else:
-        body = quality(limit, args.every)
-        title = "Retrieval quality (SQuAD v1.1 / v2.0 dev, SciFact)"
-    print(body)
-    if not args.quick:
-        write_section("chunking" if args.chunking else "quality", title, body)
+        settings = Settings().with_(chunk_tokens=args.chunk_tokens)
+        sections = [(f"quality-{name}", f"Retrieval quality: {SETS[name][0]}",
+                     lambda name=name: quality(name, settings, limit, args.every)) for name in args.sets]
+    for key, title, run in sections:
+        body = run()
+        print(body)
+        if not args.quick:
+            write_section(key, title, body)
 
 
 if __name__ == "__main__":
