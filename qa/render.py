@@ -115,4 +115,6 @@ CSS = """
 .qa-text { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 16em; overflow-y: auto; }
 .qa-answer { background: #fde68a; color: #111; padding: 0 2px; border-radius: 3px; }
 .qa-note, .qa-empty { font-style: italic; opacity: 0.8; }
+.qa-added ul { margin: 2px 0 8px 1.2em; }
+.qa-refused { color: var(--error-text-color, #b91c1c); font-weight: 600; }
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +106,10 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def start_app(tmp_path_factory):
-    """A factory: ``with start_app(index_dir) as url:`` runs `python app.py` on a free port until the block ends."""
+    """A factory: ``with start_app(index_dir) as url:`` runs `python app.py` on a free port until the block ends.
+
+    ``args`` are more options for app.py, e.g. ``["--collection", str(folder)]``.
+    """
     import contextlib
     import subprocess
     import sys
@@ -113,13 +117,13 @@ def start_app(tmp_path_factory):
     import urllib.request
 
     @contextlib.contextmanager
-    def start(index_dir: Path, timeout: float = 180.0):
+    def start(index_dir: Path, timeout: float = 180.0, args: Sequence[str] = ()):
         port = free_port()
         log = tmp_path_factory.mktemp("app") / "app.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
         env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_DISABLE_TELEMETRY="1")
         with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--index", str(index_dir)],
+            proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--index", str(index_dir), *args],
                                     cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:

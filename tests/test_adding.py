@@ -1,0 +1,130 @@
+"""The app's "Add articles" panel logic: files and pasted text saved, refusals collected, one update, escaped HTML."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import FakeEmbedder
+
+from qa import Library, Settings
+from qa.adding import NOTHING, add
+
+LEXICAL = Settings(mode="lexical", answer_candidates=0)
+
+
+@pytest.fixture
+def library(tiny_corpus, tmp_path):
+    return Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=FakeEmbedder(), settings=LEXICAL)
+
+
+def upload(tmp_path, name: str, data: bytes) -> str:
+    """A file as Gradio hands it over: in a folder of its own, under the name the browser sent."""
+    path = Path(tempfile.mkdtemp(dir=tmp_path)) / name
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_files_and_pasted_text_are_saved_then_indexed_in_one_update(library, tiny_corpus, tmp_path):
+    files = [
+        upload(tmp_path, "oil.txt", b"Oil rose above 100 dollars a barrel.\n"),
+        upload(tmp_path, "report.pdf", b"%PDF-1.7"),
+        upload(tmp_path, "empty.md", b""),
+    ]
+    added = add(library, tiny_corpus, files, "Rail strike", "Train drivers in France stopped work.")
+    assert [(shown, path.name) for shown, path in added.saved] == [
+        ("oil.txt", "oil.txt"),
+        ("Rail strike", "rail-strike.md"),
+    ]
+    assert added.refused == [
+        "'report.pdf' was not added: qa reads .txt, .md, .html and .jsonl files, not .pdf.",
+        "'empty.md' was not added: it has no text.",
+    ]
+    assert (added.report.added, added.report.unchanged, added.error) == (2, 3, "")
+    assert library.search("oil barrel", k=1)[0].article_id == "articles/oil.txt"
+    assert library.search("train drivers France", k=1)[0].title == "Rail strike"
+    status = added.html()
+    assert "Indexed: 2 added, 0 changed" in status and "Not added (2):" in status
+    assert sorted(p.name for p in tiny_corpus.iterdir()) == [
+        "apple.md",
+        "boeing.txt",
+        "gm.md",
+        "oil.txt",
+        "rail-strike.md",
+    ]
+
+
+def test_user_text_in_the_status_is_escaped(library, tiny_corpus, tmp_path):
+    title = '<img src=x onerror="alert(1)"> & <b>Harbour</b>'
+    added = add(library, tiny_corpus, [upload(tmp_path, "<i>x&y.pdf", b"%PDF")], title, "The harbour reopened.")
+    status = added.html()
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; &lt;b&gt;Harbour&lt;/b&gt;" in status
+    assert "&lt;i&gt;x&amp;y.pdf" in status
+    assert "<img" not in status and "<b>" not in status and "<i>" not in status
+
+
+def test_nothing_given_says_what_to_do_and_builds_nothing(library, tiny_corpus):
+    added = add(library, tiny_corpus, [], "  ", "")
+    assert (added.saved, added.refused, added.report) == ([], [], None)
+    assert NOTHING.split(",")[0] in added.html()
+
+
+def test_the_same_file_again_is_not_indexed_twice(library, tiny_corpus, tmp_path):
+    data = b"Oil rose above 100 dollars a barrel.\n"
+    assert add(library, tiny_corpus, [upload(tmp_path, "oil.txt", data)]).report.added == 1
+    again = add(library, tiny_corpus, [upload(tmp_path, "oil.txt", data)])
+    assert [p.name for _, p in again.saved] == ["oil.txt"]
+    assert "already in the collection" in again.html()
+
+
+def test_a_copy_of_an_indexed_article_is_saved_but_reported_as_skipped(library, tiny_corpus, tmp_path):
+    copy = (tiny_corpus / "boeing.txt").read_bytes()
+    added = add(library, tiny_corpus / "uploads", [upload(tmp_path, "boeing-again.txt", copy)])
+    assert added.report.added == 0
+    status = added.html()
+    assert "Saved but not indexed:" in status and "boeing-again.txt</code>: same text as" in status
+
+
+def test_an_index_without_recorded_folders_refuses_instead_of_dropping_the_rest(library, tiny_corpus, tmp_path):
+    index = library.settings.index_dir
+    manifest_path = index / (index / "CURRENT").read_text().strip() / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["sources"]
+    manifest_path.write_text(json.dumps(manifest))
+    old = Library.open(index, embedder=FakeEmbedder(), settings=LEXICAL)
+    added = add(old, tmp_path / "inbox", [upload(tmp_path, "oil.txt", b"Oil rose.\n")])
+    assert added.saved == [] and "Rebuild it once with `qa build FOLDER...`" in added.refused[0]
+    assert not (tmp_path / "inbox").exists() and old.info().articles == 3
+
+
+def test_no_folder_to_save_in_is_refused_with_the_option_to_use(library):
+    added = add(library, None, [], "Title", "Some text.")
+    assert added.saved == [] and "--collection DIR" in added.refused[0]
+
+
+def test_the_users_own_file_name_names_the_file_harmlessly(library, tiny_corpus, tmp_path):
+    files = [
+        (upload(tmp_path, "passwd", b"Oil rose.\n"), "../../etc/passwd"),
+        (upload(tmp_path, "x", b"%"), "<i>a</i>.exe"),
+    ]
+    added = add(library, tiny_corpus / "uploads", files)
+    assert [(shown, path.name) for shown, path in added.saved] == [("../../etc/passwd", "etc-passwd.txt")]
+    assert added.refused == ["'<i>a</i>.exe' was not added: qa reads .txt, .md, .html and .jsonl files, not .exe."]
+    assert "“../../etc/passwd” as <code>etc-passwd.txt</code>" in added.html()
+    assert [p for p in tmp_path.rglob("etc-passwd*")] == [tiny_corpus / "uploads" / "etc-passwd.txt"]
+
+
+def test_paths_outside_the_upload_folder_are_refused_unread(library, tiny_corpus, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"The password is swordfish.\n")
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    files = [(str(secret), "notes.txt"), (str(uploads / ".." / "secret.txt"), "x.txt")]
+    added = add(library, tiny_corpus, files, within=uploads)
+    assert added.saved == [] and added.report is None
+    assert added.refused == [
+        "'notes.txt' was not added: it is not a file uploaded through this page.",
+        "'x.txt' was not added: it is not a file uploaded through this page.",
+    ]
