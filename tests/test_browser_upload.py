@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 import urllib.request
 import uuid
 
@@ -115,13 +116,13 @@ def test_refused_and_renamed_uploads_are_explained_in_the_panel(page, collection
     page.screenshot(path=str(ARTIFACTS / "add-articles.png"), full_page=True)
 
 
-def call_add(url: str, files: list[dict]) -> dict:
+def call_add(url: str, files: list[dict], title: str = "", text: str = "") -> dict:
     """Press "Add to the collection" as a hand-made client would: the queue call with file data it chose."""
     config = json.loads(urllib.request.urlopen(url + "/config", timeout=30).read())
     ids = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
     [index] = [i for i, d in enumerate(config["dependencies"]) if any(ids[t[0]] == "qa-add" for t in d["targets"])]
     session = uuid.uuid4().hex
-    body = {"data": [files, "", ""], "fn_index": index, "session_hash": session}
+    body = {"data": [files, title, text], "fn_index": index, "session_hash": session}
     api = url + config.get("api_prefix", "/gradio_api")
     join = urllib.request.Request(api + "/queue/join", json.dumps(body).encode(), {"Content-Type": "application/json"})
     urllib.request.urlopen(join, timeout=30).read()
@@ -142,3 +143,22 @@ def test_a_client_naming_a_server_file_gets_a_refusal_not_the_file(app_url, coll
     status = event["output"]["data"][0] if event.get("success") else ""
     assert not event.get("success") or "not a file uploaded through this page" in status, event
     assert not list(folder.rglob("notes*")) and not list(folder.rglob("secret*"))
+
+
+def test_searches_keep_answering_while_an_addition_is_indexed(app_url):
+    text = " ".join(f"Ferry {i} left pier {i * 7} of the Zorvath fjord with {i % 40} cars." for i in range(400))
+    done, results = threading.Event(), []
+
+    def search_until_done():
+        while not done.is_set():
+            results.append(post(app_url, {"question": "Who directs the Zorvath observatory?", "k": 3})[0])
+
+    searcher = threading.Thread(target=search_until_done)
+    searcher.start()
+    try:
+        event = call_add(app_url, [], "Zorvath ferry log", text)
+    finally:
+        done.set()
+        searcher.join()
+    assert event.get("success") and "Indexed: 1 added" in event["output"]["data"][0], event
+    assert results and set(results) == {200}, results
