@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import FakeEmbedder
+from conftest import SEEDS, FakeEmbedder
 
 from qa import Library, Settings
 from qa.adding import NOTHING, add
@@ -128,3 +128,22 @@ def test_paths_outside_the_upload_folder_are_refused_unread(library, tiny_corpus
         "'notes.txt' was not added: it is not a file uploaded through this page.",
         "'x.txt' was not added: it is not a file uploaded through this page.",
     ]
+
+
+def test_the_app_saves_in_the_chosen_folder_else_seeds_else_the_first_folder_indexed(tmp_path, monkeypatch):
+    import app
+
+    class Indexed:
+        def __init__(self, *sources):
+            self.sources = [str(s) for s in sources]
+
+    other, single = tmp_path / "news", tmp_path / "one.txt"
+    other.mkdir()
+    single.write_text("One article.")
+    assert app.collection_folder(Indexed(other, SEEDS.resolve()), "inbox") == Path("inbox")
+    assert app.collection_folder(Indexed(other, SEEDS.resolve()), None) == app.SEEDS
+    assert app.collection_folder(Indexed(single, other), None) == other
+    assert app.collection_folder(Indexed(single), None) is None
+    assert app.parse_args(["--collection", "inbox"]).collection == "inbox"
+    monkeypatch.setenv("QA_COLLECTION", "from-env")
+    assert app.parse_args([]).collection == "from-env"
