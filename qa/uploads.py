@@ -76,9 +76,11 @@ def update(library, folder: str | os.PathLike | None = None, wait: float = 60.0)
     """
     manifest = library.manifest
     paths = list(manifest.get("sources", []))
+    # Without recorded folders, building from ``folder`` alone would drop every other article.
+    unknown_sources = not paths and manifest.get("articles", 0) > 0
     if folder is not None and not any(_inside(Path(folder), Path(p)) for p in paths):
         paths.append(str(Path(folder).resolve()))
-    if not paths:
+    if not paths or unknown_sources:
         raise UploadError(
             f"{library.settings.index_dir}/ does not record which folders it was built from. "
             "Rebuild it once with `qa build FOLDER...`, then add articles."

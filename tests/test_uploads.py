@@ -167,6 +167,10 @@ def test_update_needs_to_know_the_collection_and_a_plain_build_records_it(tiny_c
     lib = Library.open(index, embedder=FakeEmbedder())
     with pytest.raises(UploadError, match="does not record which folders it was built from"):
         update(lib)
+    save_upload(tmp_path / "inbox", "oil.txt", b"Oil rose above 100 dollars a barrel.\n")
+    with pytest.raises(UploadError, match="does not record"):  # never a rebuild from the new folder alone
+        update(lib, tmp_path / "inbox")
+    assert Library.open(index, embedder=FakeEmbedder()).info().articles == 3
     rebuilt = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
     assert rebuilt.last_build.chunks_embedded == 0 and lib.sources == [str(tiny_corpus.resolve())]
     assert update(lib).unchanged == 3
