@@ -31,7 +31,7 @@ from .errors import QAError
 UNITS = ("article", "paragraph")
 SQUAD_K = 20  # passages asked per question: enough for hit@20 and MRR@10
 BEIR_DOCS = 100  # documents needed per query for Recall@100
-LATENCY_SAMPLE = 100  # questions timed with the bare model, to report median latency
+LATENCY_SAMPLE = 50  # questions timed with the bare model, to report median latency
 
 
 class DatasetError(QAError):
