@@ -248,8 +248,8 @@ def test_eval_squad_v2_reports_no_answer_precision_and_recall(capsys, real_model
 
 @needs_data
 def test_eval_beir_scifact(capsys, real_model):
-    out = _eval(capsys, "beir", SCIFACT, "--limit", "10")
-    assert out["questions"] == 10 and out["ndcg@10"] >= 0.5 and out["recall@100"] >= 0.8
+    out = _eval(capsys, "beir", SCIFACT, "--limit", "5")  # 5 claims over 105 abstracts: a CI-sized slice
+    assert out["questions"] == 5 and out["ndcg@10"] >= 0.5 and out["recall@100"] >= 0.8
 
 
 def test_eval_text_output_and_errors(capsys, tiny_squad, tmp_path):

@@ -190,7 +190,7 @@ def test_cli_build_reports_counts_and_full_reason_with_real_model(
     assert "Full build" not in out.err
     monkeypatch.setenv("QA_CHUNK_TOKENS", "64")
     assert cli_main(["build", str(tiny_corpus), "--index", index]) == 0
-    assert "Full build: chunk_tokens changed from 128 to 64." in capsys.readouterr().err
+    assert f"Full build: chunk_tokens changed from {Settings().chunk_tokens} to 64." in capsys.readouterr().err
     assert cli_main(["build", str(tiny_corpus), "--index", index, "--full"]) == 0
     assert "Full build: --full was asked for." in capsys.readouterr().err
     lib = Library.open(index, embedder=real_embedder)
