@@ -45,7 +45,10 @@ def main() -> None:
             rows.append(f"| `bash scripts/test.sh` (exit {result.returncode}: {summary}) | {tests_s:.0f} s |")
     finally:
         shutil.rmtree(clone, ignore_errors=True)
-    body = "From a fresh `git clone` (new `.venv`, warm pip cache):\n\n| command | wall time |\n|---|---|\n"
+    body = (
+        "From a fresh `git clone` (new `.venv`, warm pip cache; Debian's chromium already installed, "
+        "so `apt-get install` is skipped):\n\n| command | wall time |\n|---|---|\n"
+    )
     body += "\n".join(rows) + "\n"
     print(body)
     write_section("quickstart", "The README's commands from a clean clone", body, "python bench/quickstart.py")
