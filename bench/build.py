@@ -41,12 +41,12 @@ def main() -> None:
             began = time.perf_counter()
             lib = Library.build([args.articles], index_dir=Path(tmp) / "index", embedder=embedder, full=True)
             builds.append(time.perf_counter() - began)
-            texts = _chunk_texts(lib)
+            texts = _column(lib, "SELECT text FROM chunks ORDER BY id")
             began = time.perf_counter()
             embedder.encode(texts, progress=False)
             encodes.append(time.perf_counter() - began)
             print(f"round {n + 1}: build {builds[-1]:.1f} s, encode {encodes[-1]:.1f} s", file=sys.stderr)
-        latencies = _search_latencies(lib, [title for title in _titles(lib)][:200])
+        latencies = _search_latencies(lib, _column(lib, "SELECT title FROM articles ORDER BY id")[:200])
         info = lib.info()
     build_s, encode_s = statistics.median(builds), statistics.median(encodes)
     chunks = info.chunks
@@ -68,18 +68,11 @@ median **{statistics.median(latencies) * 1000:.1f} ms**, 95th percentile {_p95(l
     write_section("build", "Build throughput and search latency", body, "python bench/build.py")
 
 
-def _chunk_texts(lib: Library) -> list[str]:
+def _column(lib: Library, sql: str) -> list[str]:
+    """The first column of ``sql`` over the live generation's metadata."""
     db = sqlite3.connect(lib._store.path / "meta.sqlite")
     try:
-        return [row[0] for row in db.execute("SELECT text FROM chunks ORDER BY id")]
-    finally:
-        db.close()
-
-
-def _titles(lib: Library) -> list[str]:
-    db = sqlite3.connect(lib._store.path / "meta.sqlite")
-    try:
-        return [row[0] for row in db.execute("SELECT title FROM articles ORDER BY id")]
+        return [row[0] for row in db.execute(sql)]
     finally:
         db.close()
 
