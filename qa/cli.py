@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from .config import Settings
+from .config import SEARCH_MODES, Settings
 from .errors import QAError
 
 
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("question", metavar="QUESTION", help="the question, in quotes")
     p.add_argument("-k", type=int, default=5, help="how many passages (default: 5)")
     p.add_argument("--index", help=index_help)
-    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], help="retrieval mode (default: hybrid)")
+    p.add_argument("--mode", choices=SEARCH_MODES, help="retrieval mode (default: hybrid)")
     p.add_argument("--json", action="store_true", help="print a JSON list of passages")
     p.set_defaults(run=_search)
 
@@ -105,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     e.set_defaults(run=_eval_beir)
     for e in kinds.choices.values():
         e.add_argument("--limit", type=int, help="only the first N questions (a quick check)")
-        e.add_argument("--mode", choices=["hybrid", "dense", "lexical"], help="retrieval mode (default: hybrid)")
+        e.add_argument("--mode", choices=SEARCH_MODES, help="retrieval mode (default: hybrid)")
         e.add_argument("--json", action="store_true", help="print one JSON object")
         e.add_argument("--model", help="sentence-transformers model name or local path")
         e.set_defaults(index=None)
