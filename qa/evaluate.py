@@ -184,7 +184,7 @@ def ndcg_at(ranked: Sequence[str], relevant: dict[str, int], k: int = 10) -> flo
 def recall_at(ranked: Sequence[str], relevant: dict[str, int], k: int = 100) -> float:
     """Share of the relevant documents found in the top ``k``.
 
-    >>> recall_at(["a", "x", "b"], {"a": 1, "b": 1, "c": 1}, k=2)
+    >>> recall_at(["a", "x", "b"], {"a": 1, "b": 1}, k=2)
     0.5
     """
     wanted = {d for d, g in relevant.items() if g > 0}
@@ -234,6 +234,21 @@ class CachedEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self._vectors[t] for t in texts])
+
+    def encode_passages(self, texts: Sequence[str], spans, progress: bool | None = None):
+        """As ``Embedder.encode_passages``; a sentence's vector is kept under its passage and span."""
+        keys = [[f"{t}\x00{s}:{e}" for s, e in sp] for t, sp in zip(texts, spans, strict=True)]
+        known = self._vectors
+        todo = [n for n, t in enumerate(texts) if t not in known or any(k not in known for k in keys[n])]
+        if todo and hasattr(self.inner, "encode_passages"):
+            vectors, pooled = self.inner.encode_passages([texts[n] for n in todo], [spans[n] for n in todo], progress)
+            for n, vec, sentences in zip(todo, vectors, pooled):
+                self._vectors[texts[n]] = vec
+                if sentences is not None:
+                    self._vectors.update(zip(keys[n], sentences))
+        vectors = self.encode(texts, progress)
+        return vectors, [np.stack([self._vectors[k] for k in ks]) if all(k in self._vectors for k in ks) else None
+                         for ks in keys]
 
     def save(self, path: str | Path) -> None:
         """Write ``PATH.npy`` (vectors) and ``PATH.json`` (model name and texts, in order).

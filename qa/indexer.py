@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from . import articles as articles_mod
 from .articles import Article, Skipped
-from .chunking import chunk
+from .chunking import chunk, split_sentences
 from .config import Settings
 from .errors import CorruptIndexError, IndexMismatchError, NoArticlesError, NoIndexError, StoreError
 from .store import Store, Writer, checkpoint, lock
@@ -168,16 +170,33 @@ def _write(
             chunk(a.id, a.text, embedder.token_spans, settings.chunk_tokens, settings.overlap_sentences) for a in todo
         ]
         checkpoint("embedding")
-        vectors = embedder.encode([c.text for cs in pieces for c in cs], progress=progress)
+        vectors, sentences = _embed([c for cs in pieces for c in cs], embedder, progress)
         offset = 0
         for article, cs in zip(todo, pieces, strict=True):
-            writer.add(article, cs, vectors[offset : offset + len(cs)])
+            writer.add(article, cs, vectors[offset : offset + len(cs)], sentences[offset : offset + len(cs)])
             offset += len(cs)
         writer.commit()
     except BaseException:
         writer.abort()
         raise
     return offset, writer.manifest["chunks"]
+
+
+def _embed(chunks: list, embedder, progress: bool | None) -> tuple[np.ndarray, list]:
+    """Chunk vectors and, where the embedder gives them, each chunk's (sentence spans, sentence vectors).
+
+    Spans are offsets into the article, like the chunk's own ``start``/``end``.
+    """
+    texts = [c.text for c in chunks]
+    if not hasattr(embedder, "encode_passages"):
+        return embedder.encode(texts, progress=progress), [None] * len(chunks)
+    local = [split_sentences(c.text) or [(0, len(c.text))] for c in chunks]
+    vectors, pooled = embedder.encode_passages(texts, local, progress=progress)
+    sentences = [
+        None if vecs is None else ([(c.start + s, c.start + e) for s, e in spans], vecs)
+        for c, spans, vecs in zip(chunks, local, pooled, strict=True)
+    ]
+    return vectors, sentences
 
 
 def _base(settings: Settings, manifest: dict, full: bool) -> tuple[Store | None, dict[str, str], str]:

@@ -110,7 +110,7 @@ class Library:
             raise QuestionError(f"k must be 1 or more, got {k}.")
         store = self._fresh_store()
         passages = search_mod.retrieve(store, self.embedder, question.strip(), k, self.settings)
-        return search_mod.highlight(passages, self.embedder, question) if highlight else passages
+        return search_mod.highlight(passages, self.embedder, question, store) if highlight else passages
 
     @property
     def sources(self) -> list[str]:

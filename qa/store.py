@@ -8,7 +8,8 @@ Layout (every generation is immutable once written; ``CURRENT`` names the live o
       gen-000007/
         manifest.json       format, model, dimension, settings, counts, per-article hashes
         vectors.faiss       IndexIDMap2(IndexFlatIP): ids are chunk ids
-        meta.sqlite         articles, chunks, chunks_fts (FTS5, BM25)
+        meta.sqlite         articles, chunks, chunks_fts (FTS5, BM25), sentences (spans and
+                            vectors of each chunk's sentences, for the answer stage)
 
 A build copies the live generation into ``.tmp-*``, changes it, then renames it
 to the next ``gen-*`` and swaps ``CURRENT``; a crash at any point leaves the
@@ -29,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,11 @@ CREATE TABLE chunks (id INTEGER PRIMARY KEY, article_id TEXT NOT NULL, idx INTEG
                      start INTEGER, end INTEGER, text TEXT);
 CREATE INDEX chunks_article ON chunks(article_id);
 CREATE VIRTUAL TABLE chunks_fts USING fts5(text, tokenize='porter unicode61 remove_diacritics 2');
+"""
+# Added after format 1 was out: indexes without it still open (their sentences are encoded when asked).
+SENTENCES = """
+CREATE TABLE IF NOT EXISTS sentences (chunk_id INTEGER NOT NULL, start INTEGER, end INTEGER, vector BLOB);
+CREATE INDEX IF NOT EXISTS sentences_chunk ON sentences(chunk_id);
 """
 
 STOPWORDS = frozenset(
@@ -84,6 +90,7 @@ class Store:
         self._index = index
         self._db = db
         self._lock = threading.Lock()
+        self._has_sentences = bool(db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sentences'").fetchone())
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike) -> Store:
@@ -168,6 +175,27 @@ class Store:
             return np.zeros((0, self._index.d), dtype=np.float32)
         return np.vstack([self._index.reconstruct(int(i)) for i in ids])
 
+    def sentences(self, ids: Iterable[int]) -> dict[int, tuple[list[tuple[int, int]], np.ndarray]]:
+        """Stored sentences of the given chunks: chunk id -> (article-offset spans, unit vectors).
+
+        Chunks built without sentence vectors (an older index, a model that doesn't
+        mean-pool its tokens) are missing from the answer.
+        """
+        ids = list(ids)
+        if not ids or not self._has_sentences:
+            return {}
+        marks = ",".join("?" * len(ids))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT chunk_id, start, end, vector FROM sentences WHERE chunk_id IN ({marks}) ORDER BY rowid", ids
+            ).fetchall()
+        found: dict[int, tuple[list, list]] = {}
+        for chunk_id, start, end, blob in rows:
+            spans, vectors = found.setdefault(chunk_id, ([], []))
+            spans.append((start, end))
+            vectors.append(np.frombuffer(blob, dtype=np.float16))
+        return {i: (spans, np.vstack(vectors).astype(np.float32)) for i, (spans, vectors) in found.items()}
+
     def chunks(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
         """Chunk rows with their article metadata, by chunk id."""
         ids = list(ids)
@@ -232,6 +260,7 @@ class Writer:
             self._db = sqlite3.connect(self.tmp / "meta.sqlite")
             self._db.executescript(SCHEMA)
             self.hashes, self.next_id = {}, 0
+        self._db.executescript(SENTENCES)
 
     def remove(self, article_ids: Iterable[str]) -> None:
         """Drop these articles and their chunks from vectors, metadata and full text."""
@@ -240,12 +269,16 @@ class Writer:
             if ids:
                 self._index.remove_ids(np.array(ids, dtype=np.int64))
                 self._db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+                self._db.executemany("DELETE FROM sentences WHERE chunk_id = ?", [(i,) for i in ids])
                 self._db.execute("DELETE FROM chunks WHERE article_id = ?", (aid,))
             self._db.execute("DELETE FROM articles WHERE id = ?", (aid,))
             self.hashes.pop(aid, None)
 
-    def add(self, article, chunks, vectors: np.ndarray) -> None:
-        """Add one article (an ``articles.Article``), its chunks and their vectors."""
+    def add(self, article, chunks, vectors: np.ndarray, sentences: Sequence | None = None) -> None:
+        """Add one article (an ``articles.Article``), its chunks and their vectors.
+
+        ``sentences``: per chunk, None or (spans in the article, one vector per span).
+        """
         ids = np.arange(self.next_id, self.next_id + len(chunks), dtype=np.int64)
         self.next_id += len(chunks)
         self._db.execute(
@@ -264,6 +297,13 @@ class Writer:
         rows = [(int(i), article.id, c.index, c.start, c.end, c.text) for i, c in zip(ids, chunks, strict=True)]
         self._db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?)", rows)
         self._db.executemany("INSERT INTO chunks_fts(rowid, text) VALUES (?,?)", [(r[0], r[5]) for r in rows])
+        for i, found in zip(ids, sentences or (), strict=False):
+            if found is not None:
+                spans, vecs = found
+                self._db.executemany(
+                    "INSERT INTO sentences VALUES (?,?,?,?)",
+                    [(int(i), s, e, v.astype(np.float16).tobytes()) for (s, e), v in zip(spans, vecs, strict=True)],
+                )
         if len(chunks):
             self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
         self.hashes[article.id] = article.hash

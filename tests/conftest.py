@@ -31,6 +31,13 @@ class FakeEmbedder:
         return [[m.span() for m in re.finditer(r"\w+|[^\w\s]", t)] for t in texts]
 
     def encode(self, texts, progress=None):
+        return self._bow(texts)
+
+    def encode_passages(self, texts, spans, progress=None):
+        """As Embedder.encode_passages, but each sentence is encoded on its own."""
+        return self.encode(texts), [self._bow([t[s:e] for s, e in sp]) for t, sp in zip(texts, spans)]
+
+    def _bow(self, texts):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in re.findall(r"\w+", text.lower()):

@@ -99,3 +99,78 @@ def test_reranker_that_cannot_load_says_what_to_do(tiny_corpus, tmp_path, fake_e
                         settings=Settings(reranker=str(tmp_path / "no-such-model")))
     with pytest.raises(ModelError, match="QA_RERANKER"):
         lib.search("Where did Apple open a store?", k=1)
+
+
+# --- Sentence vectors kept by the build, for the answer stage ---
+
+def _sentence_rows(lib):
+    import sqlite3
+
+    with sqlite3.connect(lib._store.path / "meta.sqlite") as db:
+        return db.execute("SELECT s.chunk_id, s.start, s.end, c.start, c.end FROM sentences s "
+                          "LEFT JOIN chunks c ON c.id = s.chunk_id").fetchall()
+
+
+def test_build_keeps_every_chunks_sentences_and_a_rebuild_drops_the_old_ones(tiny_corpus, tmp_path, fake_embedder):
+    lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=fake_embedder)
+    rows = _sentence_rows(lib)
+    assert {r[0] for r in rows} == set(range(lib._store.manifest["chunks"]))
+    assert all(c_start <= s < e <= c_end for _, s, e, c_start, c_end in rows)
+    (tiny_corpus / "gm.txt").write_text("General Motors will cut 6,000 jobs. The plants close in May.\n")
+    lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=fake_embedder)
+    rows = _sentence_rows(lib)
+    assert all(r[3] is not None for r in rows), "sentences of a replaced chunk were left behind"
+    assert len({r[0] for r in rows}) == lib._store.manifest["chunks"]
+    [top] = lib.search("How many jobs will General Motors cut?", k=1)
+    assert top.highlight == "General Motors will cut 6,000 jobs."
+
+
+class _Counting:
+    """Wraps an embedder and records the texts it is asked to encode."""
+
+    def __init__(self, inner, passages=True):
+        self.inner, self.calls = inner, []
+        self.name, self.dim, self.max_tokens = inner.name, inner.dim, inner.max_tokens
+        if passages:
+            self.encode_passages = inner.encode_passages
+
+    def token_spans(self, texts):
+        return self.inner.token_spans(texts)
+
+    def encode(self, texts, progress=None):
+        self.calls.append(list(texts))
+        return self.inner.encode(texts, progress)
+
+
+def test_the_answer_stage_encodes_only_the_question(tiny_corpus, tmp_path, fake_embedder):
+    emb = _Counting(fake_embedder)
+    lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=emb)
+    emb.calls.clear()
+    [top] = lib.search("When is the first 787 delivery?", k=1, highlight=True)
+    assert top.highlight == "The first delivery moves to 2009."
+    assert emb.calls == [["When is the first 787 delivery?"]]
+
+
+def test_an_index_without_sentence_vectors_still_highlights(tiny_corpus, tmp_path, fake_embedder):
+    # An embedder that can't pool sentences (and indexes built before sentence vectors were
+    # kept): the answer stage encodes the candidates' sentences at question time instead.
+    emb = _Counting(fake_embedder, passages=False)
+    lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=emb)
+    assert _sentence_rows(lib) == []
+    emb.calls.clear()
+    [top] = lib.search("When is the first 787 delivery?", k=1, highlight=True)
+    assert top.highlight == "The first delivery moves to 2009."
+    assert len(emb.calls) == 2 and "The first delivery moves to 2009." in emb.calls[1]
+
+
+def test_pooled_sentence_vectors_are_the_sentences_own(real_embedder):
+    text = ("The Eiffel Tower was finished in 1889. Paris hosted the World's Fair that year. "
+            "Penguins live almost only in the Southern Hemisphere.")
+    spans = [(0, 38), (39, 80), (81, len(text))]
+    vectors, [pooled] = real_embedder.encode_passages([text], [spans])
+    assert real_embedder.pools_tokens
+    assert abs(float(vectors[0] @ real_embedder.encode([text])[0]) - 1) < 1e-4  # the usual passage vector
+    alone = real_embedder.encode([text[s:e] for s, e in spans])
+    cos = pooled @ alone.T
+    assert list(cos.argmax(axis=1)) == [0, 1, 2]  # each pooled vector is nearest its own sentence
+    assert all(cos[i, i] > 0.6 for i in range(3)), cos
