@@ -3,7 +3,16 @@
 import pytest
 
 from qa import Library, Settings
-from qa.search import Passage, answerability, fuse, fuse_scores, highlight, not_in_articles
+from qa.search import (
+    ANSWERABILITY,
+    Passage,
+    answer_features,
+    answerability,
+    fuse,
+    fuse_scores,
+    highlight,
+    not_in_articles,
+)
 
 
 def test_convex_fusion_keeps_a_clear_lexical_winner_ahead():
@@ -54,9 +63,12 @@ def test_not_in_articles(passages, question, refused):
     assert not_in_articles(passages, Settings(), question) is refused
 
 
-def test_answerability_adds_cosines_and_overlap():
-    # answer_score 1.4 = sentence cosine 0.4 + overlap 1.0 (apple, open, store all in the sentence)
-    assert answerability([_passage(0.7, 1.4)], "Where did Apple opened a store?") == pytest.approx(0.7 + 0.4 + 0.3)
+def test_answerability_weighs_cosines_and_overlap():
+    # answer_score 1.4 = sentence cosine 0.4 + overlap 1.0 (apple, opened, store all in the sentence)
+    features = answer_features([_passage(0.7, 1.4)], "Where did Apple opened a store?")
+    assert features == pytest.approx({"similarity": 0.7, "sentence_cosine": 0.4, "overlap": 1.0, "negation": 0.0})
+    assert answerability([_passage(0.7, 1.4)], "Where did Apple opened a store?") == pytest.approx(
+        ANSWERABILITY["similarity"] * 0.7 + ANSWERABILITY["sentence_cosine"] * 0.4 + ANSWERABILITY["overlap"])
 
 
 @pytest.mark.parametrize("settings", [
