@@ -43,6 +43,7 @@ CACHE = Path(os.environ.get("QA_BENCH_CACHE", "/tmp/qa-bench")) / "vectors"
 # (row name, settings changed from the defaults)
 CONFIGS = [
     ("dense only", {"mode": "dense", "answer_candidates": 0}),
+    ("dense + answer selection", {"mode": "dense"}),
     ("lexical only (FTS5 BM25)", {"mode": "lexical", "answer_candidates": 0}),
     ("hybrid, reciprocal rank (k=60)", {"fusion": "rrf", "answer_candidates": 0}),
     ("hybrid, convex fusion", {"answer_candidates": 0}),

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from .errors import QuestionError
-from .search import Passage
+from .search import Passage, weighted_rrf
 
 # Earlier turns that can shape a follow-up, and the weight of each step back.
 CONTEXT_TURNS = 2
@@ -106,12 +106,11 @@ def fuse(rankings: Sequence[Sequence[Passage]], weights: Sequence[float], rrf_k:
     the highest similarity it had to any query, so a follow-up that names nobody is
     judged by the query that gave it context.
     """
-    scores: dict[int, float] = {}
+    scores = weighted_rrf([[p.chunk_id for p in ranking] for ranking in rankings], weights, rrf_k)
     best: dict[int, Passage] = {}
     sims: dict[int, float] = {}
     for ranking, weight in zip(rankings, weights, strict=True):
-        for rank, p in enumerate(ranking):
-            scores[p.chunk_id] = scores.get(p.chunk_id, 0.0) + weight * (rrf_k + 1) / (rrf_k + rank + 1)
+        for p in ranking:
             best.setdefault(p.chunk_id, p)
             sims[p.chunk_id] = max(sims.get(p.chunk_id, -1.0), p.similarity * _similarity_weight(weight))
     total = sum(weights)

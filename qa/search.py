@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -91,11 +92,21 @@ def fuse(dense: list[tuple[int, float]], lexical: list[tuple[int, float]], dense
     >>> fuse([(1, .9), (2, .8)], [(2, 7.0), (3, 5.0)])[0][0]
     2
     """
-    scores: dict[int, float] = {}
-    for weight, ranking in ((dense_weight, dense), (1 - dense_weight, lexical)):
-        for rank, (i, _) in enumerate(ranking):
-            scores[i] = scores.get(i, 0.0) + weight * (rrf_k + 1) / (rrf_k + rank + 1)
+    scores = weighted_rrf([[i for i, _ in dense], [i for i, _ in lexical]], [dense_weight, 1 - dense_weight], rrf_k)
     return sorted(scores.items(), key=lambda item: -item[1])
+
+
+def weighted_rrf(rankings: Sequence[Sequence[Hashable]], weights: Sequence[float], rrf_k: int = 60) -> dict:
+    """Reciprocal-rank fusion of several rankings of ids: id -> sum of ``weight * (k+1) / (k+rank)``.
+
+    >>> weighted_rrf([["a", "b"], ["b"]], [1.0, 0.5], rrf_k=1)
+    {'a': 1.0, 'b': 1.1666666666666665}
+    """
+    scores: dict = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        for rank, i in enumerate(ranking):
+            scores[i] = scores.get(i, 0.0) + weight * (rrf_k + 1) / (rrf_k + rank + 1)
+    return scores
 
 
 def fuse_scores(dense: list[tuple[int, float]], lexical: list[tuple[int, float]],
