@@ -99,7 +99,13 @@ class Embedder:
             return self.encode(texts, progress), [None] * len(texts)
         if progress is None:
             progress = sys.stderr.isatty() and len(texts) > 256
-        vectors, sentences = [], []
+        texts = list(texts)
+        enc = self._tokenizer(texts, return_offsets_mapping=True, truncation=True,
+                              max_length=self._model.max_seq_length, verbose=False)
+        # Longest first across all texts, as encode() does, so batches of like lengths pad little.
+        order = sorted(range(len(texts)), key=lambda n: -len(enc["input_ids"][n]))
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        sentences: list[np.ndarray | None] = [None] * len(texts)
         batch = 256  # token vectors of a batch are held at once: 256 x 256 x dim floats at most
         starts = range(0, len(texts), batch)
         if progress:
@@ -107,14 +113,12 @@ class Embedder:
 
             starts = tqdm(starts, desc="Embedding", unit_scale=batch, unit="passage")
         for at in starts:
-            part = list(texts[at : at + batch])
-            out = self._model.encode(part, batch_size=64, output_value=None, show_progress_bar=False)
-            enc = self._tokenizer(part, return_offsets_mapping=True, truncation=True,
-                                  max_length=self._model.max_seq_length, verbose=False)
-            for item, ids, offsets, wanted in zip(out, enc["input_ids"], enc["offset_mapping"], spans[at : at + batch]):
-                vectors.append(item["sentence_embedding"].float().numpy())
-                sentences.append(_pool_spans(item, ids, offsets, wanted))
-        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+            part = order[at : at + batch]
+            out = self._model.encode([texts[n] for n in part], batch_size=64, output_value=None,
+                                     show_progress_bar=False)
+            for n, item in zip(part, out, strict=True):
+                vectors[n] = item["sentence_embedding"].float().numpy()
+                sentences[n] = _pool_spans(item, enc["input_ids"][n], enc["offset_mapping"][n], spans[n])
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors, sentences
 
