@@ -95,7 +95,7 @@ class Embedder:
         The list holds None for a passage whose sentence vectors can't be had this way
         (a model that doesn't mean-pool; a tokenizer that disagrees with itself).
         """
-        if not self.pools_tokens:
+        if not self.pools_tokens or not texts:
             return self.encode(texts, progress), [None] * len(texts)
         if progress is None:
             progress = sys.stderr.isatty() and len(texts) > 256

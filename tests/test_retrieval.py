@@ -186,3 +186,5 @@ def test_pooled_sentence_vectors_are_the_sentences_own(real_embedder):
     cos = pooled @ alone.T
     assert list(cos.argmax(axis=1)) == [0, 1, 2]  # each pooled vector is nearest its own sentence
     assert all(cos[i, i] > 0.6 for i in range(3)), cos
+    vectors, pooled = real_embedder.encode_passages([], [])  # a rebuild that only removes articles
+    assert vectors.shape == (0, real_embedder.dim) and pooled == []
