@@ -107,18 +107,17 @@ class Embedder:
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         sentences: list[np.ndarray | None] = [None] * len(texts)
         batch = 256  # token vectors of a batch are held at once: 256 x 256 x dim floats at most
-        starts = range(0, len(texts), batch)
-        if progress:
-            from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="Embedding", unit_scale=batch, unit="passage")
-        for at in starts:
-            part = order[at : at + batch]
-            out = self._model.encode([texts[n] for n in part], batch_size=64, output_value=None,
-                                     show_progress_bar=False)
-            for n, item in zip(part, out, strict=True):
-                vectors[n] = item["sentence_embedding"].float().numpy()
-                sentences[n] = _pool_spans(item, enc["input_ids"][n], enc["offset_mapping"][n], spans[n])
+        with tqdm(total=len(texts), desc="Embedding", unit="passage", disable=not progress) as bar:
+            for at in range(0, len(texts), batch):
+                part = order[at : at + batch]
+                out = self._model.encode([texts[n] for n in part], batch_size=64, output_value=None,
+                                         show_progress_bar=False)
+                for n, item in zip(part, out, strict=True):
+                    vectors[n] = item["sentence_embedding"].float().numpy()
+                    sentences[n] = _pool_spans(item, enc["input_ids"][n], enc["offset_mapping"][n], spans[n])
+                bar.update(len(part))
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors, sentences
 
