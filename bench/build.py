@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.report import write_section  # noqa: E402
+from bench.report import p95, write_section  # noqa: E402
 from qa import Library, Settings  # noqa: E402
 from qa.library import _load_embedder  # noqa: E402
 
@@ -62,7 +62,7 @@ Pipeline overhead over raw encoding: **{(build_s / encode_s - 1) * 100:+.1f}%** 
 All rounds, build: {", ".join(f"{b:.1f}" for b in builds)} s; encode: {", ".join(f"{e:.1f}" for e in encodes)} s.
 
 Search latency (hybrid, k=5, {len(latencies)} questions: the article titles), one call each:
-median **{statistics.median(latencies) * 1000:.1f} ms**, 95th percentile {_p95(latencies) * 1000:.1f} ms.
+median **{statistics.median(latencies) * 1000:.1f} ms**, 95th percentile {p95(latencies) * 1000:.1f} ms.
 """
     print(body)
     write_section("build", "Build throughput and search latency", body, "python bench/build.py")
@@ -86,9 +86,6 @@ def _search_latencies(lib: Library, questions: list[str]) -> list[float]:
         out.append(time.perf_counter() - began)
     return out
 
-
-def _p95(values: list[float]) -> float:
-    return sorted(values)[max(0, round(0.95 * len(values)) - 1)]
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.quality import SCIFACT, embedder  # noqa: E402
-from bench.report import write_section  # noqa: E402
+from bench.report import p95, write_section  # noqa: E402
 from qa.config import Settings  # noqa: E402
 from qa.evaluate import load_beir, temporary_index  # noqa: E402
 from qa.library import Library  # noqa: E402
@@ -55,7 +55,7 @@ def main() -> None:
                 times[name].append(1000 * (time.perf_counter() - began))
         chunks = lib._store.manifest["chunks"]
     base = statistics.median(times["dense only"])
-    rows = [f"| {name} | {statistics.median(t):.1f} | {_p95(t):.1f} | {statistics.median(t) / base:.2f}x |"
+    rows = [f"| {name} | {statistics.median(t):.1f} | {p95(t):.1f} | {statistics.median(t) / base:.2f}x |"
             for name, t in times.items()]
     body = (f"{len(dataset.questions) * args.rounds} searches per configuration (k={args.k}) over "
             f"{len(dataset.articles)} SciFact abstracts in {chunks} chunks, the configurations taking turns "
@@ -65,9 +65,6 @@ def main() -> None:
     print(body)
     write_section("latency", "Search latency by configuration (SciFact)", body)
 
-
-def _p95(values: list[float]) -> float:
-    return sorted(values)[int(0.95 * (len(values) - 1))]
 
 
 if __name__ == "__main__":

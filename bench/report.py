@@ -33,6 +33,12 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
 
 
+def p95(values) -> float:
+    """The 95th percentile (nearest rank below) of ``values``."""
+    ordered = sorted(values)
+    return ordered[int(0.95 * (len(ordered) - 1))]
+
+
 def write_section(name: str, title: str, body: str, command: str | None = None) -> None:
     """Replace (or append) the section ``name`` of docs/benchmarks.md."""
     command = command or "python " + " ".join(shlex.quote(a) for a in sys.argv)

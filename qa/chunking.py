@@ -50,6 +50,16 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     return [s for s in spans if s[1] > s[0]]
 
 
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """``split_sentences``, or the whole text as one span when it has none: the sentences the
+    build keeps a vector for, and the ones the answer stage scores.
+
+    >>> sentence_spans("   ")
+    [(0, 3)]
+    """
+    return split_sentences(text) or [(0, len(text))]
+
+
 def _is_boundary(text: str, end: int, punct: str) -> bool:
     nxt = re.match(r"\s+(\S)", text[end : end + 8])
     if not nxt:

@@ -82,7 +82,6 @@ class Embedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-
     def encode_passages(
         self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], progress: bool | None = None
     ) -> tuple[np.ndarray, list[np.ndarray | None]]:
@@ -90,11 +89,14 @@ class Embedder:
 
         A span's vector is the mean of its tokens' vectors *in the passage's context*,
         unit length: what ``encode`` would pool had the passage been that sentence
-        alone, but for free and with its surroundings mixed in (on SQuAD v1.1 dev it picks
-        the answering sentence as well as encoding each sentence alone: 82.6% vs 81.9%).
+        alone, but for free and with its surroundings mixed in. (Checked once by hand on every
+        10th SQuAD v1.1 dev question, gold paragraph given: the sentence picked by cosine plus
+        term overlap held the answer 82.6% of the time, 81.9% with sentences encoded alone.)
         The list holds None for a passage whose sentence vectors can't be had this way
         (a model that doesn't mean-pool; a tokenizer that disagrees with itself).
         """
+        from tqdm.auto import tqdm
+
         if not self.pools_tokens or not texts:
             return self.encode(texts, progress), [None] * len(texts)
         if progress is None:
@@ -107,8 +109,6 @@ class Embedder:
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         sentences: list[np.ndarray | None] = [None] * len(texts)
         batch = 256  # token vectors of a batch are held at once: 256 x 256 x dim floats at most
-        from tqdm.auto import tqdm
-
         with tqdm(total=len(texts), desc="Embedding", unit="passage", disable=not progress) as bar:
             for at in range(0, len(texts), batch):
                 part = order[at : at + batch]

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import articles as articles_mod
 from .articles import Article, Skipped
-from .chunking import chunk, split_sentences
+from .chunking import chunk, sentence_spans
 from .config import Settings
 from .errors import CorruptIndexError, IndexMismatchError, NoArticlesError, NoIndexError, StoreError
 from .store import Store, Writer, checkpoint, lock
@@ -190,7 +190,7 @@ def _embed(chunks: list, embedder, progress: bool | None) -> tuple[np.ndarray, l
     texts = [c.text for c in chunks]
     if not hasattr(embedder, "encode_passages"):
         return embedder.encode(texts, progress=progress), [None] * len(chunks)
-    local = [split_sentences(c.text) or [(0, len(c.text))] for c in chunks]
+    local = [sentence_spans(c.text) for c in chunks]
     vectors, pooled = embedder.encode_passages(texts, local, progress=progress)
     sentences = [
         None if vecs is None else ([(c.start + s, c.start + e) for s, e in spans], vecs)

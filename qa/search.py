@@ -11,14 +11,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .chunking import split_sentences
+from .chunking import sentence_spans
 from .config import Settings
 from .store import STOPWORDS, Store
 
-_LEXICAL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="qa-lexical")
 # How many candidates each retriever contributes before fusion, at least.
 CANDIDATES = 100
 MAX_QUESTION_CHARS = 2000
+# Runs each search's full-text query beside its question encoding.
+_LEXICAL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="qa-lexical")
 # Sentence vectors kept between questions (passages recur): about 1.5 kB each.
 SENTENCE_CACHE = 50_000
 
@@ -165,12 +166,14 @@ def answer_rerank(passages: list[Passage], embedder, question: str, qvec: np.nda
         return passages
     qvec = embedder.encode([question[:MAX_QUESTION_CHARS]], progress=False)[0] if qvec is None else qvec
     stored = store.sentences(p.chunk_id for p in head) if store is not None else {}
-    split = [stored.get(p.chunk_id) or _sentences(p) for p in head]
-    # The rest in one encode call: per-passage calls cost ~10x the overhead.
-    todo = [n for n, p in enumerate(head) if p.chunk_id not in stored]
-    fresh = iter(_sentence_vectors(embedder, [_text(head[n], s) for n in todo for s in split[n][0]]))
-    for n in todo:
-        split[n] = (split[n][0], np.array([next(fresh) for _ in split[n][0]]))
+    # Sentences the build kept no vector for are encoded now, all in one call (per-passage
+    # calls cost ~10x the overhead).
+    todo = {p.chunk_id: (p, [(p.start + s, p.start + e) for s, e in sentence_spans(p.text)])
+            for p in head if p.chunk_id not in stored}
+    fresh = iter(_sentence_vectors(embedder, [_text(p, span) for p, spans in todo.values() for span in spans]))
+    for i, (_, spans) in todo.items():
+        stored[i] = (spans, np.array([next(fresh) for _ in spans]))
+    split = [stored[p.chunk_id] for p in head]
     marked, cosines, overlaps = [], [], []
     # Question terms weigh by how rare they are among these candidates' sentences: terms
     # every candidate shares (the topic) say little about which one answers.
@@ -258,11 +261,6 @@ def not_in_articles(passages: list[Passage], settings: Settings, question: str =
     (1.089 by default, see ``Settings.no_answer_threshold``).
     """
     return not passages or answerability(passages, question) < settings.no_answer_threshold
-
-
-def _sentences(p: Passage) -> tuple[list[tuple[int, int]], None]:
-    """Spans (article offsets) of the passage's sentences, split as the build splits them."""
-    return [(p.start + s, p.start + e) for s, e in split_sentences(p.text)] or [(p.start, p.end)], None
 
 
 def _text(p: Passage, span: tuple[int, int]) -> str:
