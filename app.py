@@ -4,6 +4,7 @@ With no index yet, it first builds one from seeds/. Options: --host, --port, --i
 --collection (or QA_HOST, QA_PORT, QA_INDEX_DIR, QA_COLLECTION). Programs can use the same
 search through the Gradio API (endpoints /chat and /search) or the JSON route POST /api/search.
 Its "Add articles" panel saves uploads and pasted text into the collection folder and indexes them.
+While it runs, `qa build` of its index hands the build to it (the model is loaded already; qa.serving).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -238,13 +240,15 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
     from fastapi import FastAPI
 
+    from qa import serving
     from qa.render import CSS
     from qa.uploads import MAX_JSONL_UPLOAD_BYTES
     from qa.web import router
 
     demo = build_ui(library, args.concurrency, args.collection).queue(default_concurrency_limit=args.concurrency)
     app = FastAPI(title="qa", docs_url=None, redoc_url=None, openapi_url=None)
-    app.include_router(router(library, args.concurrency))
+    token = serving.new_token()  # `qa build` reads it from the index folder and hands its builds to this app
+    app.include_router(router(library, args.concurrency, build_token=token))
     # Gradio refuses bigger uploads before they reach the panel; smaller ones get qa's own limits and messages.
     app = gr.mount_gradio_app(app, demo, path="/", css=CSS, footer_links=["api"], max_file_size=MAX_JSONL_UPLOAD_BYTES)
     # Gradio refuses input files that were not uploaded to it only once the Blocks count as launched,
@@ -258,8 +262,19 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # uvicorn stops gracefully on SIGINT and SIGTERM, then raises the signal again: as exceptions
+    # (not the default SIGTERM handler's sudden death) they let the .server file be removed.
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        with serving.announce(settings.index_dir, args.host, args.port, token):
+            uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    except KeyboardInterrupt:
+        return 130
     return 0
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

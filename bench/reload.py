@@ -3,9 +3,11 @@
     .venv/bin/python bench/reload.py [--clients 16] [--seconds 60] [--articles 40] [--no-write]
 
 The app serves the seed article plus the first ``--articles`` Wikinews records. While
-the clients run, one `qa build` in another process adds an article (an incremental
-rebuild) and then `qa build --full` re-embeds everything; the app must pick up each
-new generation between requests, without a restart and without one failed request.
+the clients run, one `qa build --no-app` in another process adds an article (an
+incremental rebuild) and then `qa build --no-app --full` re-embeds everything; the app
+must pick up each new generation between requests, without a restart and without one
+failed request. (`--no-app`: without it `qa build` would hand the builds to the app,
+and there would be no index written by another process to pick up.)
 A failed request is an HTTP error, a refused connection or an answer without passages.
 The load goes on for ``--seconds`` and at least until both rebuilds have finished.
 """
@@ -154,7 +156,7 @@ def report(r: dict, args) -> str:
 def qa_build(folder: Path, index: Path, *flags: str) -> float:
     began = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "qa.cli", "build", str(folder), "--index", str(index), *flags],
+        [sys.executable, "-m", "qa.cli", "build", str(folder), "--index", str(index), "--no-app", *flags],
         cwd=ROOT,
         check=True,
         capture_output=True,

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 
+from . import serving
 from .config import SEARCH_MODES, Settings
 from .errors import QAError
 
@@ -55,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         help="sentence-transformers model name or local path (default: $QA_MODEL or the packaged all-MiniLM-L6-v2)",
     )
     p.add_argument("--full", action="store_true", help="re-embed every article, even unchanged ones")
+    p.add_argument(
+        "--no-app",
+        action="store_true",
+        help="build in this process even when `python app.py` serves the index (by default the app, "
+        "which has the model loaded, runs the build)",
+    )
     p.set_defaults(run=_build)
 
     p = sub.add_parser(
@@ -113,11 +120,27 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _build(args, settings: Settings) -> int:
-    from .library import Library
+    where = f"{settings.index_dir}/ from {', '.join(args.paths)}"
+    report = None
+    server = None if args.no_app else serving.find(settings.index_dir)
+    if server is not None:
+        print(f"Building {where} in the app serving it at {server.url} (pid {server.pid}) ...", file=sys.stderr)
+        try:
+            result = server.build(args.paths, settings, args.full)
+        except serving.HandOffError as e:
+            print(f"The app can't take this build ({e}): building here.", file=sys.stderr)
+        except KeyboardInterrupt:
+            print(f"interrupted; the app at {server.url} finishes the build by itself", file=sys.stderr)
+            return 130
+        else:
+            report = result.report
+            for warning in result.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
+    if report is None:
+        from .library import Library
 
-    print(f"Building {settings.index_dir}/ from {', '.join(args.paths)} ...", file=sys.stderr)
-    lib = Library.build(args.paths, settings=settings, full=args.full)
-    report = lib.last_build
+        print(f"Building {where} ...", file=sys.stderr)
+        report = Library.build(args.paths, settings=settings, full=args.full).last_build
     if report.full_reason:
         print(f"Full build: {report.full_reason}.", file=sys.stderr)
     for skip in report.skipped:

@@ -12,7 +12,7 @@ from pathlib import Path
 from . import indexer
 from . import search as search_mod
 from .config import Settings
-from .errors import IndexMismatchError, QuestionError, StoreError
+from .errors import IndexMismatchError, QAError, QuestionError, StoreError
 from .indexer import BuildReport
 from .search import Passage
 from .store import Store, current_generation
@@ -48,8 +48,7 @@ class Library:
 
     def __init__(self, store: Store, embedder, settings: Settings) -> None:
         self.settings = settings
-        self.embedder = embedder
-        self._store = store
+        self._serving = (store, embedder)  # swapped as one, so a search never mixes two models
         self._swap = threading.Lock()
         self._unusable: str | None = None  # a generation that failed to open
         self.last_build: BuildReport | None = None
@@ -108,9 +107,14 @@ class Library:
             raise QuestionError('The question is empty. Ask something, e.g. `qa search "Who met in Mexico City?"`.')
         if k < 1:
             raise QuestionError(f"k must be 1 or more, got {k}.")
-        store = self._fresh_store()
-        passages = search_mod.retrieve(store, self.embedder, question.strip(), k, self.settings)
-        return search_mod.highlight(passages, self.embedder, question, store) if highlight else passages
+        store, embedder = self._fresh()
+        passages = search_mod.retrieve(store, embedder, question.strip(), k, self.settings)
+        return search_mod.highlight(passages, embedder, question, store) if highlight else passages
+
+    @property
+    def embedder(self):
+        """The model that embeds questions: the one the live index was built with."""
+        return self._fresh()[1]
 
     @property
     def sources(self) -> list[str]:
@@ -120,10 +124,10 @@ class Library:
     @property
     def manifest(self) -> dict:
         """A copy of the live generation's manifest: model, chunk settings, counts, hashes, sources."""
-        return dict(self._fresh_store().manifest)
+        return dict(self._fresh()[0].manifest)
 
     def info(self) -> IndexInfo:
-        store = self._fresh_store()
+        store = self._fresh()[0]
         m = store.manifest
         size = sum(f.stat().st_size for f in Path(store.path).iterdir() if f.is_file())
         return IndexInfo(
@@ -138,27 +142,51 @@ class Library:
             store.generation,
         )
 
-    def _fresh_store(self) -> Store:
-        """The live generation: reopened when a build has swapped in a new one.
+    def _fresh(self) -> tuple[Store, object]:
+        """The live generation and its model: reopened when a build has swapped in a new one.
 
-        A new generation that can't be opened (damaged on disk) is logged once and the
-        one already open keeps serving, so a running app never fails a question over it.
+        A generation built with another model (``qa build --full --model ...``) brings that
+        model in. One that can't be opened (damaged on disk, a model that won't load) is logged
+        once and the one already open keeps serving, so a running app never fails a question over it.
         """
+        serving = self._serving
         live = current_generation(self.settings.index_dir)
-        if live in (self._store.generation, self._unusable):
-            return self._store
+        if live in (serving[0].generation, self._unusable):
+            return serving
         with self._swap:
+            store, embedder = self._serving
             live = current_generation(self.settings.index_dir)
-            if live not in (self._store.generation, self._unusable):
+            if live not in (store.generation, self._unusable):
                 try:
-                    self._store = Store.open(self.settings.index_dir)  # old one closes when unreferenced
+                    fresh = Store.open(self.settings.index_dir)
                 except StoreError as e:
-                    log.warning("still serving %s: %s", self._store.generation, e)
+                    log.warning("still serving %s: %s", store.generation, e)
                     self._unusable = live
-            return self._store
+                    return self._serving
+                model = fresh.manifest["model"]
+                try:
+                    if model != embedder.name:
+                        log.warning("%s was rebuilt with model %r: loading it", self.settings.index_dir, model)
+                        embedder = _load_embedder(model)
+                        if embedder.dim != fresh.manifest["dim"]:
+                            dims = f"{embedder.dim} dimensions, the index {fresh.manifest['dim']}"
+                            raise IndexMismatchError(f"{model!r} gives {dims}")
+                except QAError as e:
+                    log.warning("still serving %s: %s", store.generation, e)
+                    fresh.close()
+                    self._unusable = live
+                    return self._serving
+                self.settings = self.settings.with_(model=model)
+                self._serving = (fresh, embedder)  # the old store closes when the last search lets go
+            return self._serving
+
+    @property
+    def _store(self) -> Store:
+        """The generation being served, as last checked."""
+        return self._serving[0]
 
     def close(self) -> None:
-        self._store.close()
+        self._serving[0].close()
 
     def __enter__(self) -> Library:
         return self

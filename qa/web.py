@@ -5,6 +5,9 @@
 
 answers ``{"question": ..., "k": ..., "passages": [...]}``, each passage with the
 fields of ``qa.Passage`` plus ``highlight`` (the answering sentence).
+
+With a ``build_token``, ``POST /api/build`` also runs the builds that `qa build` hands to
+the app (see qa.serving); requests without that token are refused.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from . import serving
 from .errors import QAError
 from .search import Passage
 
@@ -27,10 +31,29 @@ def passage_dict(p: Passage) -> dict:
     return {**dataclasses.asdict(p), "highlight": p.highlight}
 
 
-def router(library, concurrency: int = 4) -> APIRouter:
-    """Routes that search ``library``; at most ``concurrency`` searches run at once, the rest wait."""
+def router(library, concurrency: int = 4, build_token: str | None = None) -> APIRouter:
+    """Routes that search ``library``; at most ``concurrency`` searches run at once, the rest wait.
+
+    With ``build_token``, also the route that takes `qa build`'s builds (searches go on meanwhile).
+    """
     gate = threading.BoundedSemaphore(concurrency)
     api = APIRouter()
+
+    if build_token:
+
+        @api.post("/api/build")
+        async def build(request: Request):
+            if not serving.authorized(request.headers.get("authorization"), build_token):
+                return _error(401, "This app's build token was not given (it is in the index folder's .server file).")
+            try:
+                body = await request.json()
+                return await run_in_threadpool(serving.build_here, library, body)
+            except serving.HandOffError as e:
+                return _error(409, str(e))
+            except QAError as e:
+                return _error(400, str(e))
+            except ValueError as e:  # not JSON, or not the request qa build sends
+                return _error(422, f"Not a build request: {e}")
 
     @api.post("/api/search")
     async def search(request: Request):  # async only to read the body; the search runs in a thread

@@ -190,6 +190,32 @@ def test_app_keeps_serving_the_old_generation_when_the_new_one_is_damaged(tiny_c
     assert lib.info().generation == old_gen
 
 
+def test_a_rebuild_with_another_model_brings_that_model_in(tiny_corpus, tmp_path, real_embedder):
+    """`qa build --full --model X` while the app serves the index: the app must embed questions with X
+    from then on (with the old model, the 64-dimension question can't even search 384 dimensions)."""
+    index = tmp_path / "index"
+    lib = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
+    assert lib.embedder.name == "fake-bow"
+    report = Library.build([tiny_corpus], index_dir=index, embedder=real_embedder).last_build
+    assert "model changed" in report.full_reason
+    hit = lib.search("Where did Apple open a store?", k=1)[0]
+    assert hit.article_id == "articles/apple.md"
+    assert lib.embedder.name == real_embedder.name and lib.settings.model == real_embedder.name
+
+
+def test_a_rebuild_with_a_model_that_wont_load_keeps_the_old_index_serving(tiny_corpus, tmp_path, caplog):
+    class Unloadable(FakeEmbedder):
+        name = str(tmp_path / "no-such-model")
+
+    index = tmp_path / "index"
+    lib = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
+    old_gen = lib.info().generation
+    Library.build([tiny_corpus], index_dir=index, embedder=Unloadable())
+    assert lib.search("Who queued in Paris?", k=1)[0].article_id == "articles/apple.md"
+    assert lib.info().generation == old_gen and lib.embedder.name == "fake-bow"
+    assert "still serving" in caplog.text and "no-such-model" in caplog.text
+
+
 def search_until(lib: Library, stop: threading.Event, seen: set, errors: list) -> None:
     while not stop.is_set():
         try:

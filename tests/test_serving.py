@@ -1,0 +1,210 @@
+"""`qa build` handing its build to the app that serves the index (qa.serving, POST /api/build)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from qa import Library, NoArticlesError, QAError, Settings, serving
+from tests.conftest import ROOT, SEEDS, free_port
+
+# A `qa build` that can't import torch or sentence-transformers: it must not load the model.
+NO_MODEL = (
+    "import sys; sys.modules['torch'] = sys.modules['sentence_transformers'] = None; "
+    "from qa.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def test_announce_writes_a_private_file_and_removes_it(tmp_path):
+    with serving.announce(tmp_path, "0.0.0.0", 7860, "secret") as written:
+        assert written
+        path = tmp_path / serving.SERVER_FILE
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        server = serving.find(tmp_path)
+        assert server == serving.Server(os.getpid(), "127.0.0.1", 7860, "secret")
+        assert server.url == "http://127.0.0.1:7860"
+    assert not path.exists()
+
+
+def test_announce_leaves_the_file_of_an_app_started_since(tmp_path):
+    with serving.announce(tmp_path, "127.0.0.1", 7860, "mine"):
+        with serving.announce(tmp_path, "::", 7861, "theirs"):
+            pass  # the second app stops first: its file goes, ours was replaced and is gone too
+        with serving.announce(tmp_path, "::", 7862, "theirs"):
+            server = serving.find(tmp_path)
+            assert (server.host, server.url, server.token) == ("::1", "http://[::1]:7862", "theirs")
+        other = {"pid": os.getpid(), "host": "h", "port": 1, "token": "x"}
+        (tmp_path / serving.SERVER_FILE).write_text(json.dumps(other))
+    assert (tmp_path / serving.SERVER_FILE).exists()  # not ours: left alone
+
+
+def test_announce_without_a_writable_folder_warns_and_goes_on(tmp_path, caplog):
+    blocker = tmp_path / "index"
+    blocker.write_text("a file where the folder should be")
+    with serving.announce(blocker, "127.0.0.1", 7860, "t") as written:
+        assert not written
+    assert "load the model itself" in caplog.text
+
+
+def test_find_ignores_missing_garbled_and_stale_files(tmp_path):
+    assert serving.find(tmp_path) is None
+    path = tmp_path / serving.SERVER_FILE
+    for garbage in ["", "not json", "[1, 2]", '{"pid": "x", "host": "h", "port": 1, "token": "t"}', '{"pid": 1}']:
+        path.write_text(garbage)
+        assert serving.find(tmp_path) is None, garbage
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    path.write_text(json.dumps({"pid": gone.pid, "host": "127.0.0.1", "port": 1, "token": "t"}))
+    assert serving.find(tmp_path) is None
+
+
+@pytest.fixture
+def served(tmp_path, tiny_corpus, fake_embedder):
+    """A Library on a fake embedder behind a real uvicorn server with the build route: (library, Server)."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from qa.web import router
+
+    library = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=fake_embedder)
+    app = FastAPI()
+    app.include_router(router(library, build_token="right"))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield library, serving.Server(os.getpid(), "127.0.0.1", port, "right")
+    server.should_exit = True
+    thread.join(10)
+
+
+def settings_of(library: Library, **changes) -> Settings:
+    return library.settings.with_(**{"model": library.embedder.name, **changes})
+
+
+def test_the_app_builds_what_it_is_handed(served, tiny_corpus):
+    library, server = served
+    first = next(tiny_corpus.iterdir())
+    first.write_text(first.read_text() + "\nThe harbour froze over in January.\n")
+    (tiny_corpus / "noise.txt").write_bytes(b"\x00\x01binary")
+    result = server.build([str(tiny_corpus)], settings_of(library), full=False)
+    report = result.report
+    assert (report.added, report.changed, report.removed, report.unchanged) == (0, 1, 0, 2)
+    assert report.chunks_embedded >= 1
+    assert [s.path for s in report.skipped] == [str(tiny_corpus / "noise.txt")]
+    assert any("noise.txt" in w for w in result.warnings)  # what the build logged comes back
+    assert "froze over" in library.search("When did the harbour freeze?", k=1)[0].text
+    again = server.build([str(tiny_corpus)], settings_of(library), full=True)
+    assert again.report.full_reason == "--full was asked for"
+
+
+def test_the_app_refuses_another_index_or_model_and_says_why(served, tmp_path, tiny_corpus):
+    library, server = served
+    with pytest.raises(serving.HandOffError, match="serves"):
+        server.build([str(tiny_corpus)], settings_of(library, index_dir=tmp_path / "other"), full=False)
+    with pytest.raises(serving.HandOffError, match="'fake-bow' loaded, not 'other-model'"):
+        server.build([str(tiny_corpus)], settings_of(library, model="other-model"), full=False)
+    stranger = serving.Server(server.pid, server.host, server.port, "wrong")
+    with pytest.raises(serving.HandOffError, match="build token"):
+        stranger.build([str(tiny_corpus)], settings_of(library), full=False)
+
+
+def test_a_failing_build_reports_its_own_error(served, tmp_path):
+    library, server = served
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(QAError, match="No readable articles") as caught:
+        server.build([str(empty)], settings_of(library), full=False)
+    assert not isinstance(caught.value, serving.HandOffError)  # qa build must not retry it by itself
+    with pytest.raises(NoArticlesError):  # the same error as building here
+        Library.build([empty], index_dir=tmp_path / "index2", embedder=library.embedder)
+
+
+def test_bad_requests_are_refused(served):
+    library, server = served
+
+    def post(body: bytes, token: str = "right") -> tuple[int, str]:
+        req = urllib.request.Request(server.url + "/api/build", data=body, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    assert post(b"{}", token="")[0] == 401
+    status, text = post(b"not json")
+    assert status == 422 and "Not a build request" in text
+    for body in [[], {"paths": "x"}, {"paths": ["relative"]}, {"paths": ["/a"], "full": "yes"}]:
+        status, text = post(json.dumps(body).encode())
+        assert status == 422 and "Not a build request" in text, (body, text)
+    bad_chunks = {
+        "paths": ["/a"],
+        "index_dir": str(Path(library.settings.index_dir).resolve()),
+        "model": "fake-bow",
+        "chunk_tokens": "many",
+        "overlap_sentences": 1,
+    }
+    assert post(json.dumps(bad_chunks).encode())[0] == 422
+
+
+def test_an_unreachable_app_is_a_hand_off_error():
+    with pytest.raises(serving.HandOffError, match="no answer"):
+        serving.Server(os.getpid(), "127.0.0.1", free_port(), "t").build(["/a"], Settings(), full=False)
+
+
+def run_cli(*args, no_model: bool = False) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    cmd = [sys.executable, "-c", NO_MODEL] if no_model else [sys.executable, "-m", "qa.cli"]
+    return subprocess.run([*cmd, *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_qa_build_hands_over_to_the_running_app(start_app, real_embedder, tmp_path):
+    """The real path: `python app.py` serves an index; `qa build` (unable to import torch) updates it
+    through the app, and the app answers from the update at once. Once the app stops, `qa build`
+    builds by itself again."""
+    folder, index = tmp_path / "articles", tmp_path / "index"
+    shutil.copytree(SEEDS, folder)
+    Library.build([folder], index_dir=index, embedder=real_embedder)
+    article = next(folder.glob("*.md"))
+    with start_app(index) as url:
+        assert serving.find(index) is not None
+        article.write_text(article.read_text("utf-8") + "\n\nThe delegation toured a lighthouse in Veracruz.\n")
+        done = run_cli("build", folder, "--index", index, no_model=True)
+        assert done.returncode == 0, done.stderr
+        assert "in the app serving it" in done.stderr
+        assert "0 added, 1 changed, 0 removed" in done.stdout
+        req = urllib.request.Request(
+            url + "/api/search",
+            data=json.dumps({"question": "Which lighthouse did the delegation tour?", "k": 1}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=60) as r:
+            assert "Veracruz" in json.loads(r.read())["passages"][0]["text"]
+        refused = run_cli("build", tmp_path / "nothing-here", "--index", index, no_model=True)
+        assert refused.returncode == 1 and "error:" in refused.stderr  # the build's own error, not a crash
+        unchanged = run_cli("build", folder, "--index", index, "--no-app", no_model=True)
+        assert unchanged.returncode == 0 and "in the app" not in unchanged.stderr
+    assert serving.find(index) is None and not (index / serving.SERVER_FILE).exists()
+    # A file left by an app that was killed: `qa build` notices and builds here.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = {"pid": gone.pid, "host": "127.0.0.1", "port": 9, "token": "t"}
+    (index / serving.SERVER_FILE).write_text(json.dumps(stale))
+    article.write_text(article.read_text("utf-8") + "\nA second edit.\n")
+    alone = run_cli("build", folder, "--index", index)
+    assert alone.returncode == 0, alone.stderr
+    assert "in the app" not in alone.stderr and "1 changed" in alone.stdout
