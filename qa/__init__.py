@@ -5,6 +5,7 @@ from .config import Settings
 from .errors import (
     ArticleError,
     CorruptIndexError,
+    HandOffError,
     IndexLockedError,
     IndexMismatchError,
     ModelError,
@@ -23,6 +24,7 @@ __all__ = [
     "ArticleError",
     "BuildReport",
     "CorruptIndexError",
+    "HandOffError",
     "IndexInfo",
     "IndexLockedError",
     "IndexMismatchError",

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 
 from . import serving
 from .config import SEARCH_MODES, Settings
-from .errors import QAError
+from .errors import HandOffError, QAError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
-    logging.getLogger("faiss").setLevel(logging.ERROR)
     try:
         settings = Settings.from_env(index_dir=args.index, model=getattr(args, "model", None))
-        return args.run(args, settings)
+        with _quiet("faiss", "qa.articles"):  # qa.articles' warnings are the report's "skipped" lines
+            return args.run(args, settings)
     except QAError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -31,6 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """Only errors from these loggers while the command runs (restored after: tests call main())."""
+    levels = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -127,7 +142,7 @@ def _build(args, settings: Settings) -> int:
         print(f"Building {where} in the app serving it at {server.url} (pid {server.pid}) ...", file=sys.stderr)
         try:
             result = server.build(args.paths, settings, args.full)
-        except serving.HandOffError as e:
+        except HandOffError as e:
             print(f"The app can't take this build ({e}): building here.", file=sys.stderr)
         except KeyboardInterrupt:
             print(f"interrupted; the app at {server.url} finishes the build by itself", file=sys.stderr)

@@ -10,7 +10,8 @@ QAError
 │   ├── IndexMismatchError  built with another model or format version
 │   ├── CorruptIndexError   files truncated, missing or unreadable
 │   └── IndexLockedError    another build holds the lock
-└── QuestionError       empty or unusable question
+├── QuestionError       empty or unusable question
+└── HandOffError        the app serving the index can't take a `qa build`
 """
 
 
@@ -56,3 +57,7 @@ class IndexLockedError(StoreError):
 
 class QuestionError(QAError):
     """The question is empty or otherwise unusable."""
+
+
+class HandOffError(QAError):
+    """The app serving the index can't take a build; `qa build` builds by itself. The message says why."""

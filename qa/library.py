@@ -156,29 +156,25 @@ class Library:
         with self._swap:
             store, embedder = self._serving
             live = current_generation(self.settings.index_dir)
-            if live not in (store.generation, self._unusable):
-                try:
-                    fresh = Store.open(self.settings.index_dir)
-                except StoreError as e:
-                    log.warning("still serving %s: %s", store.generation, e)
-                    self._unusable = live
-                    return self._serving
-                model = fresh.manifest["model"]
-                try:
-                    if model != embedder.name:
-                        log.warning("%s was rebuilt with model %r: loading it", self.settings.index_dir, model)
-                        embedder = _load_embedder(model)
-                        if embedder.dim != fresh.manifest["dim"]:
-                            dims = f"{embedder.dim} dimensions, the index {fresh.manifest['dim']}"
-                            raise IndexMismatchError(f"{model!r} gives {dims}")
-                except QAError as e:
-                    log.warning("still serving %s: %s", store.generation, e)
-                    fresh.close()
-                    self._unusable = live
-                    return self._serving
-                self.settings = self.settings.with_(model=model)
-                self._serving = (fresh, embedder)  # the old store closes when the last search lets go
+            if live in (store.generation, self._unusable):
+                return self._serving
+            try:
+                fresh = Store.open(self.settings.index_dir)
+            except StoreError as e:
+                return self._keep_serving(live, e)
+            try:
+                embedder = _embedder_for(fresh, embedder)
+            except QAError as e:
+                fresh.close()
+                return self._keep_serving(fresh.generation, e)
+            self.settings = self.settings.with_(model=fresh.manifest["model"])
+            self._serving = (fresh, embedder)  # the old store closes when the last search lets go
             return self._serving
+
+    def _keep_serving(self, unusable: str | None, error: QAError) -> tuple[Store, object]:
+        log.warning("still serving %s: %s", self._serving[0].generation, error)
+        self._unusable = unusable
+        return self._serving
 
     @property
     def _store(self) -> Store:
@@ -213,6 +209,21 @@ class _LazyEmbedder:
         if attr.startswith("_"):
             raise AttributeError(attr)
         return getattr(_load_embedder(self._model), attr)
+
+
+def _embedder_for(store: Store, embedder):
+    """``embedder`` if ``store`` was built with it, else the model ``store`` was built with, loaded.
+
+    Loading takes seconds, during which searches wait: only a rebuild with another model does it.
+    """
+    model = store.manifest["model"]
+    if model == embedder.name:
+        return embedder
+    log.warning("%s was rebuilt with model %r: loading it", store.path, model)
+    loaded = _load_embedder(model)
+    if loaded.dim != store.manifest["dim"]:
+        raise IndexMismatchError(f"{model!r} gives {loaded.dim} dimensions, the index has {store.manifest['dim']}")
+    return loaded
 
 
 def _load_embedder(model: str):

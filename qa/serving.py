@@ -23,22 +23,23 @@ import json
 import logging
 import os
 import secrets
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Settings
-from .errors import QAError
+from .errors import HandOffError, QAError
+
+if TYPE_CHECKING:
+    from .library import Library
 
 log = logging.getLogger(__name__)
 
 SERVER_FILE = ".server"
 CONNECT_TIMEOUT = 5.0
-
-
-class HandOffError(QAError):
-    """The app could not take the build; the caller builds by itself. The message says why."""
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,12 @@ class Server:
 
 def find(index_dir: str | os.PathLike) -> Server | None:
     """The app serving ``index_dir`` as its ``.server`` file says, or None (no file, a garbled one,
-    one left by a process that is gone, or one this user may not read)."""
+    one left by a process that is gone, or one that isn't this user's alone)."""
     path = Path(index_dir) / SERVER_FILE
     try:
+        st = path.stat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o077:
+            return None  # not written by an app of this user's: its address and token can't be trusted
         data = json.loads(path.read_text("utf-8"))
         server = Server(int(data["pid"]), str(data["host"]), int(data["port"]), str(data["token"]))
     except (OSError, ValueError, KeyError, TypeError):
@@ -132,6 +136,7 @@ def find(index_dir: str | os.PathLike) -> Server | None:
 
 
 def new_token() -> str:
+    """A random build token for an app (256 bits)."""
     return secrets.token_urlsafe(32)
 
 
@@ -142,18 +147,22 @@ def announce(index_dir: str | os.PathLike, host: str, port: int, token: str) -> 
     The file is readable by this user only. On exit it is removed unless another app has
     since written its own.
     """
+    if port == 0:  # "any free port": which one is known only once bound, so say nothing
+        yield False
+        return
     path = Path(index_dir) / SERVER_FILE
     record = {"pid": os.getpid(), "host": _reachable(host), "port": port, "token": token}
-    tmp = path.with_name(f"{SERVER_FILE}.{os.getpid()}.tmp")
+    tmp = None
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd, tmp = tempfile.mkstemp(prefix=f"{SERVER_FILE}.", dir=index_dir)  # 0600, a name nobody chose
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(record, f)
         os.replace(tmp, path)
     except OSError as e:
         log.warning("`qa build` will load the model itself: can't write %s (%s)", path, e)
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         yield False
         return
     try:
@@ -169,14 +178,21 @@ def authorized(header: str | None, token: str) -> bool:
     return hmac.compare_digest((header or "").encode(), f"Bearer {token}".encode())
 
 
-def build_here(library, body: object) -> dict:
-    """Run a build that ``qa build`` handed over, in the app, with the app's loaded model.
+@dataclass(frozen=True)
+class BuildRequest:
+    """A build that ``qa build`` handed over, checked."""
 
-    Returns the JSON answer: ``{"report": ..., "warnings": [...]}``. HandOffError when the
-    request names another index or model (``qa build`` then builds by itself); QAError with
-    the build's message when the build fails, as it would in ``qa build``.
+    paths: list[str]
+    settings: Settings
+    full: bool
+
+
+def build_request(library: Library, body: object) -> BuildRequest:
+    """Check what ``qa build`` posted against the app's ``library``.
+
+    ValueError when it isn't a build request; HandOffError when it names another index or
+    model (``qa build`` then builds by itself).
     """
-    from . import indexer
     from .library import _LazyEmbedder
 
     if not isinstance(body, dict):
@@ -195,11 +211,23 @@ def build_here(library, body: object) -> dict:
     settings = library.settings.with_(
         chunk_tokens=_whole(body, "chunk_tokens"), overlap_sentences=_whole(body, "overlap_sentences")
     )
+    return BuildRequest(paths, settings, full)
+
+
+def build_here(library: Library, request: BuildRequest) -> str:
+    """Run ``request`` in the app, with its loaded model, as ``qa build`` would have run it.
+
+    Returns the JSON answer, ``{"report": ..., "warnings": [...]}``, as ASCII text (a skipped
+    file's name that isn't UTF-8 must not fail the answer). QAError with the build's own message
+    when the build fails (no articles, another build holds the lock).
+    """
+    from . import indexer
+
     with _warnings_of_this_thread() as warnings:
-        collection = indexer.collect(paths, settings.index_dir)
-        report = indexer.build(collection, settings, library.embedder, full=full)
+        collection = indexer.collect(request.paths, request.settings.index_dir)
+        report = indexer.build(collection, request.settings, library.embedder, full=request.full)
     library.last_build = report
-    return {"report": asdict(report), "warnings": warnings}
+    return json.dumps({"report": asdict(report), "warnings": warnings})
 
 
 def _whole(body: dict, key: str) -> int:
@@ -211,13 +239,16 @@ def _whole(body: dict, key: str) -> int:
 
 @contextlib.contextmanager
 def _warnings_of_this_thread() -> Iterator[list[str]]:
-    """Collect what this thread logs at WARNING and above (searches log from other threads)."""
+    """Collect what this thread logs at WARNING and above (searches log from other threads).
+
+    Not qa.articles' "skipped ..." lines: the report's skipped list carries them.
+    """
     caught: list[str] = []
     me = threading.get_ident()
 
     class Catch(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            if record.thread == me:
+            if record.thread == me and record.name != "qa.articles":
                 caught.append(record.getMessage())
 
     handler = Catch(logging.WARNING)

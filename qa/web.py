@@ -16,11 +16,11 @@ import dataclasses
 import threading
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from . import serving
-from .errors import QAError
+from .errors import HandOffError, QAError
 from .search import Passage
 
 MAX_K = 50
@@ -46,14 +46,16 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
             if not serving.authorized(request.headers.get("authorization"), build_token):
                 return _error(401, "This app's build token was not given (it is in the index folder's .server file).")
             try:
-                body = await request.json()
-                return await run_in_threadpool(serving.build_here, library, body)
-            except serving.HandOffError as e:
+                job = serving.build_request(library, await request.json())
+            except HandOffError as e:
                 return _error(409, str(e))
+            except ValueError as e:  # not JSON, or not what qa build sends
+                return _error(422, f"Not a build request: {e}")
+            try:
+                answer = await run_in_threadpool(serving.build_here, library, job)
             except QAError as e:
                 return _error(400, str(e))
-            except ValueError as e:  # not JSON, or not the request qa build sends
-                return _error(422, f"Not a build request: {e}")
+            return Response(answer, media_type="application/json")
 
     @api.post("/api/search")
     async def search(request: Request):  # async only to read the body; the search runs in a thread

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from qa import Library, NoArticlesError, QAError, Settings, serving
+from qa import HandOffError, Library, NoArticlesError, QAError, Settings, serving
 from tests.conftest import ROOT, SEEDS, free_port
 
 # A `qa build` that can't import torch or sentence-transformers: it must not load the model.
@@ -54,6 +54,17 @@ def test_announce_without_a_writable_folder_warns_and_goes_on(tmp_path, caplog):
     with serving.announce(blocker, "127.0.0.1", 7860, "t") as written:
         assert not written
     assert "load the model itself" in caplog.text
+
+
+def test_find_ignores_a_file_others_could_have_written(tmp_path):
+    with serving.announce(tmp_path, "127.0.0.1", 7860, "t"):
+        (tmp_path / serving.SERVER_FILE).chmod(0o644)
+        assert serving.find(tmp_path) is None
+
+
+def test_an_app_on_any_free_port_is_not_announced(tmp_path):
+    with serving.announce(tmp_path, "127.0.0.1", 0, "t") as written:
+        assert not written and serving.find(tmp_path) is None
 
 
 def test_find_ignores_missing_garbled_and_stale_files(tmp_path):
@@ -106,20 +117,29 @@ def test_the_app_builds_what_it_is_handed(served, tiny_corpus):
     assert (report.added, report.changed, report.removed, report.unchanged) == (0, 1, 0, 2)
     assert report.chunks_embedded >= 1
     assert [s.path for s in report.skipped] == [str(tiny_corpus / "noise.txt")]
-    assert any("noise.txt" in w for w in result.warnings)  # what the build logged comes back
+    assert not any("noise.txt" in w for w in result.warnings)  # once, in the report, not again as a warning
     assert "froze over" in library.search("When did the harbour freeze?", k=1)[0].text
     again = server.build([str(tiny_corpus)], settings_of(library), full=True)
     assert again.report.full_reason == "--full was asked for"
 
 
+def test_what_the_build_logs_in_the_app_comes_back(served, tiny_corpus):
+    library, server = served
+    for path in tiny_corpus.iterdir():
+        path.unlink()
+    result = server.build([str(tiny_corpus)], settings_of(library), full=False)
+    assert result.report.removed == 3 and result.report.chunks_total == 0
+    assert any("no articles are left" in w for w in result.warnings), result.warnings
+
+
 def test_the_app_refuses_another_index_or_model_and_says_why(served, tmp_path, tiny_corpus):
     library, server = served
-    with pytest.raises(serving.HandOffError, match="serves"):
+    with pytest.raises(HandOffError, match="serves"):
         server.build([str(tiny_corpus)], settings_of(library, index_dir=tmp_path / "other"), full=False)
-    with pytest.raises(serving.HandOffError, match="'fake-bow' loaded, not 'other-model'"):
+    with pytest.raises(HandOffError, match="'fake-bow' loaded, not 'other-model'"):
         server.build([str(tiny_corpus)], settings_of(library, model="other-model"), full=False)
     stranger = serving.Server(server.pid, server.host, server.port, "wrong")
-    with pytest.raises(serving.HandOffError, match="build token"):
+    with pytest.raises(HandOffError, match="build token"):
         stranger.build([str(tiny_corpus)], settings_of(library), full=False)
 
 
@@ -129,9 +149,54 @@ def test_a_failing_build_reports_its_own_error(served, tmp_path):
     empty.mkdir()
     with pytest.raises(QAError, match="No readable articles") as caught:
         server.build([str(empty)], settings_of(library), full=False)
-    assert not isinstance(caught.value, serving.HandOffError)  # qa build must not retry it by itself
+    assert not isinstance(caught.value, HandOffError)  # qa build must not retry it by itself
     with pytest.raises(NoArticlesError):  # the same error as building here
         Library.build([empty], index_dir=tmp_path / "index2", embedder=library.embedder)
+
+
+def test_a_build_that_crashes_in_the_app_is_an_error_not_a_hand_off(served, tiny_corpus, monkeypatch):
+    from qa import indexer
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in the build")
+
+    library, server = served
+    monkeypatch.setattr(indexer, "build", broken)
+    with pytest.raises(QAError, match="failed to build") as caught:
+        server.build([str(tiny_corpus)], settings_of(library), full=False)
+    assert not isinstance(caught.value, HandOffError)  # building again here would only repeat it
+
+
+def test_a_file_name_that_is_not_utf8_comes_back_in_the_report(served, tiny_corpus):
+    library, server = served
+    name = os.fsdecode(b"bad-\xff.txt")
+    (tiny_corpus / name).write_bytes(b"\x00\x01\x02 binary")
+    report = server.build([str(tiny_corpus)], settings_of(library), full=False).report
+    assert [s.path for s in report.skipped] == [str(tiny_corpus / name)]
+
+
+def test_qa_build_builds_here_when_the_app_refuses(served, tiny_corpus, capsys, real_embedder):
+    """The app serves another model than `qa build` asks for: the command says so and builds by itself."""
+    from qa.cli import main as cli_main
+
+    library, server = served
+    index = library.settings.index_dir
+    with serving.announce(index, server.host, server.port, server.token):
+        assert cli_main(["build", str(tiny_corpus), "--index", str(index)]) == 0
+    err = capsys.readouterr().err
+    assert "in the app serving it" in err and "'fake-bow' loaded, not" in err and "building here" in err
+    assert "model changed" in err  # built here, with the default model
+
+
+def test_qa_build_builds_here_when_the_app_does_not_answer(tiny_corpus, tmp_path, capsys, real_embedder):
+    from qa.cli import main as cli_main
+
+    index = tmp_path / "index"
+    index.mkdir()
+    with serving.announce(index, "127.0.0.1", free_port(), "t"):  # this process, but no server
+        assert cli_main(["build", str(tiny_corpus), "--index", str(index)]) == 0
+    err = capsys.readouterr().err
+    assert "no answer from" in err and "building here" in err
 
 
 def test_bad_requests_are_refused(served):
@@ -162,7 +227,7 @@ def test_bad_requests_are_refused(served):
 
 
 def test_an_unreachable_app_is_a_hand_off_error():
-    with pytest.raises(serving.HandOffError, match="no answer"):
+    with pytest.raises(HandOffError, match="no answer"):
         serving.Server(os.getpid(), "127.0.0.1", free_port(), "t").build(["/a"], Settings(), full=False)
 
 
@@ -183,9 +248,11 @@ def test_qa_build_hands_over_to_the_running_app(start_app, real_embedder, tmp_pa
     with start_app(index) as url:
         assert serving.find(index) is not None
         article.write_text(article.read_text("utf-8") + "\n\nThe delegation toured a lighthouse in Veracruz.\n")
+        (folder / "noise.txt").write_bytes(b"\x00\x01binary")
         done = run_cli("build", folder, "--index", index, no_model=True)
         assert done.returncode == 0, done.stderr
         assert "in the app serving it" in done.stderr
+        assert done.stderr.count("noise.txt") == 1, done.stderr  # once, as skipped, not also as a warning
         assert "0 added, 1 changed, 0 removed" in done.stdout
         req = urllib.request.Request(
             url + "/api/search",
@@ -195,9 +262,11 @@ def test_qa_build_hands_over_to_the_running_app(start_app, real_embedder, tmp_pa
         with urllib.request.urlopen(req, timeout=60) as r:
             assert "Veracruz" in json.loads(r.read())["passages"][0]["text"]
         refused = run_cli("build", tmp_path / "nothing-here", "--index", index, no_model=True)
-        assert refused.returncode == 1 and "error:" in refused.stderr  # the build's own error, not a crash
+        assert refused.returncode == 1 and "does not exist" in refused.stderr  # the build's own error
+        assert "building here" not in refused.stderr  # not tried again here
         unchanged = run_cli("build", folder, "--index", index, "--no-app", no_model=True)
         assert unchanged.returncode == 0 and "in the app" not in unchanged.stderr
+        assert unchanged.stderr.count("noise.txt") == 1, unchanged.stderr
     assert serving.find(index) is None and not (index / serving.SERVER_FILE).exists()
     # A file left by an app that was killed: `qa build` notices and builds here.
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
