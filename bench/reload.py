@@ -147,8 +147,8 @@ def report(r: dict, args) -> str:
     return "\n".join(rows) + (
         f'\n\n{args.clients} clients post `{{"question", "k": 5}}` in a loop (every fifth question asks about '
         "the article the first rebuild adds) to `python app.py` serving the seed article and "
-        f"{args.articles} Wikinews records; both rebuilds run as `qa build` in another process on the same cores, "
-        "so each also pays loading the model. Latency is the client's wall time and includes "
+        f"{args.articles} Wikinews records; both rebuilds run as `qa build --no-app` in another process on the "
+        "same cores, so each also pays loading the model. Latency is the client's wall time and includes "
         "waiting for one of the app's search slots." + (f"\n\nFailures:{failures}" if failures else "") + "\n"
     )
 

@@ -42,8 +42,8 @@ class Library:
     >>> lib.search("Who traveled to Mexico City?", k=1)[0].title       # doctest: +SKIP
     'Blinken travels to Mexico City for security talks'
 
-    Searches pick up a rebuilt index by themselves (checked before each search).
-    Safe to search from several threads.
+    Searches pick up a rebuilt index by themselves (checked before each search), with the
+    model it was built with. Safe to search from several threads.
     """
 
     def __init__(self, store: Store, embedder, settings: Settings) -> None:
