@@ -141,12 +141,9 @@ def _build(args, settings: Settings) -> int:
     if server is not None:
         print(f"Building {where} in the app serving it at {server.url} (pid {server.pid}) ...", file=sys.stderr)
         try:
-            result = server.build(args.paths, settings, args.full)
+            result = server.build(args.paths, settings, args.full, progress=sys.stderr.isatty())
         except HandOffError as e:
             print(f"The app can't take this build ({e}): building here.", file=sys.stderr)
-        except KeyboardInterrupt:
-            print(f"interrupted; the app at {server.url} finishes the build by itself", file=sys.stderr)
-            return 130
         else:
             report = result.report
             for warning in result.warnings:

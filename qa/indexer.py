@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from .chunking import chunk, sentence_spans
 from .config import Settings
 from .errors import CorruptIndexError, IndexMismatchError, NoArticlesError, NoIndexError, StoreError
 from .store import Store, Writer, checkpoint, lock
+
+if TYPE_CHECKING:
+    from .embedding import Progress
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +97,7 @@ def _built_from(index_dir: str | os.PathLike | None, sources: tuple[str, ...]) -
 
 
 def build(
-    collection: Collection, settings: Settings, embedder, full: bool = False, progress: bool | None = None
+    collection: Collection, settings: Settings, embedder, full: bool = False, progress: Progress = None
 ) -> BuildReport:
     """Bring the index at ``settings.index_dir`` in line with ``collection``.
 
@@ -157,7 +161,7 @@ def _write(
     removed: list[str],
     old: dict[str, str],
     embedder,
-    progress: bool | None,
+    progress: Progress,
 ) -> tuple[int, int]:
     """Write the next generation: ``base`` minus removed and changed articles, plus ``todo``.
 
@@ -182,7 +186,7 @@ def _write(
     return offset, writer.manifest["chunks"]
 
 
-def _embed(chunks: list, embedder, progress: bool | None) -> tuple[np.ndarray, list]:
+def _embed(chunks: list, embedder, progress: Progress) -> tuple[np.ndarray, list]:
     """Chunk vectors and, where the embedder gives them, each chunk's (sentence spans, sentence vectors).
 
     Spans are offsets into the article, like the chunk's own ``start``/``end``.

@@ -22,6 +22,7 @@ import http.client
 import json
 import logging
 import os
+import queue
 import secrets
 import tempfile
 import threading
@@ -34,6 +35,7 @@ from .config import Settings
 from .errors import HandOffError, QAError
 
 if TYPE_CHECKING:
+    from .embedding import Progress
     from .library import Library
 
 log = logging.getLogger(__name__)
@@ -64,12 +66,13 @@ class Server:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def build(self, paths: list[str], settings: Settings, full: bool) -> BuildResult:
+    def build(self, paths: list[str], settings: Settings, full: bool, progress: bool = False) -> BuildResult:
         """Have the app build ``paths`` into its index; waits as long as the build takes.
 
-        HandOffError when the app can't or won't (unreachable, stopped meanwhile, other model or
-        index, an older app without the route); QAError with the build's own message when the
-        build itself fails (no articles, another build holds the lock).
+        With ``progress``, a bar on stderr follows the app's embedding. HandOffError when the app
+        can't or won't (unreachable, stopped meanwhile, other model or index, an older app
+        without the route); QAError with the build's own message when the build itself fails
+        (no articles, another build holds the lock).
         """
         body = {
             "paths": [str(Path(p).resolve()) for p in paths],
@@ -78,44 +81,90 @@ class Server:
             "model": settings.model,
             "chunk_tokens": settings.chunk_tokens,
             "overlap_sentences": settings.overlap_sentences,
+            "progress": progress,
         }
         conn = http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT)
-        try:
-            try:
-                conn.connect()
-            except OSError as e:
-                raise HandOffError(f"no answer from {self.url} ({e})") from None
-            conn.sock.settimeout(None)  # a build takes as long as it takes
-            try:
-                conn.request(
-                    "POST",
-                    "/api/build",
-                    json.dumps(body),
-                    {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
-                )
-                response = conn.getresponse()
-                status, raw = response.status, response.read()
-            except (OSError, http.client.HTTPException) as e:
-                raise HandOffError(f"the app at {self.url} stopped answering ({e})") from None
+        try:  # closing the connection early (Ctrl+C) makes the app stop the build
+            response = self._post(conn, body)
+            if response.status != 200:
+                raise self._refusal(response.status, response.read())
+            return self._follow(response, progress)
         finally:
             conn.close()
+
+    def _post(self, conn: http.client.HTTPConnection, body: dict) -> http.client.HTTPResponse:
         try:
-            data = json.loads(raw)
-        except ValueError:
-            data = {}
-        if not isinstance(data, dict):
-            data = {}
-        message = str(data.get("error") or raw[:300].decode("utf-8", "replace"))
-        if status == 200 and isinstance(data.get("report"), dict):
-            return BuildResult(_report(data["report"]), [str(w) for w in data.get("warnings", [])])
+            conn.connect()
+        except OSError as e:
+            raise HandOffError(f"no answer from {self.url} ({e})") from None
+        conn.sock.settimeout(None)  # a build takes as long as it takes
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
+        try:
+            conn.request("POST", "/api/build", json.dumps(body), headers)
+            return conn.getresponse()
+        except (OSError, http.client.HTTPException) as e:
+            raise HandOffError(f"the app at {self.url} stopped answering ({e})") from None
+
+    def _follow(self, response: http.client.HTTPResponse, progress: bool) -> BuildResult:
+        """Read the app's answer, a JSON object a line: progress, then the report or an error."""
+        bar = _Bar(progress)
+        try:
+            for line in response:
+                event = json.loads(line)
+                if "report" in event:
+                    return BuildResult(_report(event["report"]), [str(w) for w in event.get("warnings", [])])
+                if "error" in event:
+                    raise self._refusal(int(event.get("status", 500)), str(event["error"]))
+                if "progress" in event:
+                    bar.show(*event["progress"])
+        except (OSError, http.client.HTTPException, ValueError, TypeError) as e:
+            raise HandOffError(f"the app at {self.url} stopped answering ({e})") from None
+        finally:
+            bar.close()
+        raise HandOffError(f"the app at {self.url} stopped answering before the build was done")
+
+    def _refusal(self, status: int, answer: bytes | str) -> QAError:
+        """The error for an answer other than a report: QAError when the build failed,
+        HandOffError when the app didn't take it (``qa build`` then builds by itself)."""
+        message = answer if isinstance(answer, str) else _error_of(answer)
         if status == 400:
-            raise QAError(message)
+            return QAError(message)
         if status >= 500:
-            raise QAError(
+            return QAError(
                 f"the app at {self.url} failed to build ({status}: {message}). See its log, "
                 "or build in this process with `qa build --no-app`."
             )
-        raise HandOffError(message if status in (401, 409) else f"{self.url} answered {status}: {message}")
+        return HandOffError(message if status in (401, 409) else f"{self.url} answered {status}: {message}")
+
+
+class _Bar:
+    """The progress bar a build in this process would draw (over 256 passages), fed by the app."""
+
+    def __init__(self, wanted: bool) -> None:
+        self._wanted, self._bar = wanted, None
+
+    def show(self, done: int, total: int) -> None:
+        if self._bar is None and self._wanted and total > 256:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc="Embedding", unit="passage")
+        if self._bar is not None:
+            self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _error_of(raw: bytes) -> str:
+    """The ``error`` of a JSON answer, else its first 300 bytes."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"])
+    return raw[:300].decode("utf-8", "replace")
 
 
 def find(index_dir: str | os.PathLike) -> Server | None:
@@ -185,6 +234,7 @@ class BuildRequest:
     paths: list[str]
     settings: Settings
     full: bool
+    progress: bool = False  # send the embedding's progress to the command
 
 
 def build_request(library: Library, body: object) -> BuildRequest:
@@ -200,8 +250,9 @@ def build_request(library: Library, body: object) -> BuildRequest:
     paths, full = body.get("paths"), body.get("full", False)
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and os.path.isabs(p) for p in paths):
         raise ValueError('"paths" must be a non-empty list of absolute paths')
-    if not isinstance(full, bool):
-        raise ValueError('"full" must be true or false')
+    progress = body.get("progress", False)
+    if not isinstance(full, bool) or not isinstance(progress, bool):
+        raise ValueError('"full" and "progress" must be true or false')
     index_dir = Path(library.settings.index_dir).resolve()
     if str(body.get("index_dir")) != str(index_dir):
         raise HandOffError(f"this app serves {index_dir}, not {body.get('index_dir')}")
@@ -211,23 +262,75 @@ def build_request(library: Library, body: object) -> BuildRequest:
     settings = library.settings.with_(
         chunk_tokens=_whole(body, "chunk_tokens"), overlap_sentences=_whole(body, "overlap_sentences")
     )
-    return BuildRequest(paths, settings, full)
+    return BuildRequest(paths, settings, full, progress)
 
 
-def build_here(library: Library, request: BuildRequest) -> str:
+class CommandGoneError(Exception):
+    """The `qa build` that handed over a build went away: the build stops."""
+
+
+class BuildJob:
+    """A handed-over build on a thread of its own; ``next_line`` gives its answer a JSON line at a time:
+    ``{"progress": [done, total]}`` (if asked for), then ``{"report": ..., "warnings": [...]}`` or
+    ``{"error", "status"}``.
+
+    ``cancel()`` (the command went away) stops the build at its next progress step (every 256
+    passages; with a model that doesn't mean-pool, only once all are embedded), before anything
+    is written: the index stays as it was. A build already writing finishes.
+    """
+
+    def __init__(self, library: Library, request: BuildRequest) -> None:
+        self._events: queue.Queue[dict | None] = queue.Queue()
+        self._cancelled = threading.Event()
+        self._request = request
+        threading.Thread(target=self._run, args=(library,), name="qa-build", daemon=True).start()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def next_line(self, wait: float = 1.0) -> str | None:
+        """The next line to send; "" when none came within ``wait`` seconds; None when all is said."""
+        try:
+            event = self._events.get(timeout=wait)
+        except queue.Empty:
+            return ""
+        # ASCII: a skipped file's name that isn't UTF-8 must not fail the answer.
+        return None if event is None else json.dumps(event) + "\n"
+
+    def _run(self, library: Library) -> None:
+        try:
+            self._events.put(build_here(library, self._request, progress=self._progress))
+        except CommandGoneError:
+            log.warning("stopped a build: the `qa build` that asked for it went away")
+        except QAError as e:
+            self._events.put({"error": str(e), "status": 400})
+        except Exception as e:  # a bug: tell the command, and the app's log
+            log.exception("a build handed over by `qa build` failed")
+            self._events.put({"error": f"{type(e).__name__}: {e}", "status": 500})
+        finally:
+            self._events.put(None)
+
+    def _progress(self, done: int, total: int) -> None:
+        """Called by the embedding as it goes: on to the command, or stop if it went away."""
+        if self._cancelled.is_set():
+            raise CommandGoneError()
+        if self._request.progress:
+            self._events.put({"progress": [done, total]})
+
+
+def build_here(library: Library, request: BuildRequest, progress: Progress = False) -> dict:
     """Run ``request`` in the app, with its loaded model, as ``qa build`` would have run it.
 
-    Returns the JSON answer, ``{"report": ..., "warnings": [...]}``, as ASCII text (a skipped
-    file's name that isn't UTF-8 must not fail the answer). QAError with the build's own message
-    when the build fails (no articles, another build holds the lock).
+    Returns ``{"report": ..., "warnings": [...]}`` (the report as a dict). QAError with the
+    build's own message when the build fails (no articles, another build holds the lock).
     """
     from . import indexer
 
     with _warnings_of_this_thread() as warnings:
         collection = indexer.collect(request.paths, request.settings.index_dir)
-        report = indexer.build(collection, request.settings, library.embedder, full=request.full)
+        report = indexer.build(collection, request.settings, library.embedder, full=request.full, progress=progress)
     library.last_build = report
-    return json.dumps({"report": asdict(report), "warnings": warnings})
+    return {"report": asdict(report), "warnings": warnings}
 
 
 def _whole(body: dict, key: str) -> int:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from . import serving
@@ -51,11 +52,7 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
                 return _error(409, str(e))
             except ValueError as e:  # not JSON, or not what qa build sends
                 return _error(422, f"Not a build request: {e}")
-            try:
-                answer = await run_in_threadpool(serving.build_here, library, job)
-            except QAError as e:
-                return _error(400, str(e))
-            return Response(answer, media_type="application/json")
+            return StreamingResponse(_lines(serving.BuildJob(library, job), request), media_type="application/x-ndjson")
 
     @api.post("/api/search")
     async def search(request: Request):  # async only to read the body; the search runs in a thread
@@ -77,6 +74,18 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
         return {"question": question, "k": k, "passages": [passage_dict(p) for p in passages]}
 
     return api
+
+
+async def _lines(job: serving.BuildJob, request: Request) -> AsyncIterator[str]:
+    """The job's answer, line by line; the job is cancelled if the client goes away first."""
+    try:
+        while (line := await run_in_threadpool(job.next_line)) is not None:
+            if line:
+                yield line
+            elif await request.is_disconnected():
+                return
+    finally:
+        job.cancel()  # harmless once the job is done
 
 
 def _search(library, gate: threading.BoundedSemaphore, question: str, k: int) -> list[Passage]:

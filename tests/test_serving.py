@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from qa import HandOffError, Library, NoArticlesError, QAError, Settings, serving
-from tests.conftest import ROOT, SEEDS, free_port
+from qa.store import current_generation
+from tests.conftest import ROOT, SEEDS, SHARED_DATA, FakeEmbedder, free_port
 
 # A `qa build` that can't import torch or sentence-transformers: it must not load the model.
 NO_MODEL = (
@@ -79,15 +84,14 @@ def test_find_ignores_missing_garbled_and_stale_files(tmp_path):
     assert serving.find(tmp_path) is None
 
 
-@pytest.fixture
-def served(tmp_path, tiny_corpus, fake_embedder):
-    """A Library on a fake embedder behind a real uvicorn server with the build route: (library, Server)."""
+@contextlib.contextmanager
+def serve(library: Library) -> Iterator[serving.Server]:
+    """``library`` behind a real uvicorn server with the build route, on a thread."""
     import uvicorn
     from fastapi import FastAPI
 
     from qa.web import router
 
-    library = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=fake_embedder)
     app = FastAPI()
     app.include_router(router(library, build_token="right"))
     port = free_port()
@@ -98,9 +102,19 @@ def served(tmp_path, tiny_corpus, fake_embedder):
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield library, serving.Server(os.getpid(), "127.0.0.1", port, "right")
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield serving.Server(os.getpid(), "127.0.0.1", port, "right")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def served(tmp_path, tiny_corpus, fake_embedder):
+    """A Library on a fake embedder, served: (library, Server)."""
+    library = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=fake_embedder)
+    with serve(library) as server:
+        yield library, server
 
 
 def settings_of(library: Library, **changes) -> Settings:
@@ -165,6 +179,73 @@ def test_a_build_that_crashes_in_the_app_is_an_error_not_a_hand_off(served, tiny
     with pytest.raises(QAError, match="failed to build") as caught:
         server.build([str(tiny_corpus)], settings_of(library), full=False)
     assert not isinstance(caught.value, HandOffError)  # building again here would only repeat it
+
+
+class SlowBar(FakeEmbedder):
+    """A fake embedder that takes ``delay`` seconds a passage and reports progress as Embedder does."""
+
+    delay = 0.0
+
+    def encode_passages(self, texts, spans, progress=None):
+        for n in range(len(texts)):
+            if callable(progress):
+                progress(n, len(texts))
+            time.sleep(self.delay)
+        return super().encode_passages(texts, spans)
+
+
+@pytest.fixture
+def many(tmp_path) -> Path:
+    """300 one-line articles: over the 256 passages that get a progress bar."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for n in range(300):
+        (folder / f"a{n:03}.txt").write_text(f"Article {n} says that harbour {n} froze in winter {1900 + n}.\n")
+    return folder
+
+
+def test_the_progress_bar_is_drawn_in_the_command(tmp_path, tiny_corpus, many, capsys):
+    library = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=SlowBar())
+    with serve(library) as server:
+        report = server.build([str(many)], settings_of(library), full=False, progress=True).report
+        drawn = capsys.readouterr().err
+        quiet = server.build([str(many)], settings_of(library), full=True).report  # no bar asked for
+    assert report.added == 300 and quiet.chunks_embedded == 300
+    assert "Embedding" in drawn and "299/300" in drawn  # the bar as the app's embedding went
+    assert "Embedding" not in capsys.readouterr().err
+
+
+def test_a_command_that_goes_away_stops_the_build(tmp_path, tiny_corpus, many):
+    """Ctrl+C in `qa build` closes the connection: the app stops the build before writing anything."""
+    embedder = SlowBar()
+    library = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=embedder)
+    before = library.info().generation
+    embedder.delay = 0.05  # 15 s for the 300 passages, unless stopped
+    with serve(library) as server:
+        body = {
+            "paths": [str(many)],
+            "index_dir": str(Path(library.settings.index_dir).resolve()),
+            "model": "fake-bow",
+            "chunk_tokens": 192,
+            "overlap_sentences": 1,
+            "progress": True,
+        }
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        conn.request("POST", "/api/build", json.dumps(body), {"Authorization": "Bearer right"})
+        response = conn.getresponse()
+        assert "progress" in json.loads(response.readline())  # the build is under way
+        began = time.monotonic()
+        conn.close()
+        embedder.delay = 0.0
+        while True:  # the lock frees once the build has stopped
+            try:
+                report = server.build([str(many)], settings_of(library), full=False).report
+                break
+            except QAError as e:  # IndexLockedError's message, over the wire
+                assert "is being built" in str(e) and time.monotonic() - began < 10, "the build did not stop"
+                time.sleep(0.2)
+    assert report.added == 300  # the stopped build wrote nothing: all 300 are still new
+    assert library.info().generation != before  # ...and this one did
 
 
 def test_a_file_name_that_is_not_utf8_comes_back_in_the_report(served, tiny_corpus):
@@ -277,3 +358,36 @@ def test_qa_build_hands_over_to_the_running_app(start_app, real_embedder, tmp_pa
     alone = run_cli("build", folder, "--index", index)
     assert alone.returncode == 0, alone.stderr
     assert "in the app" not in alone.stderr and "1 changed" in alone.stdout
+
+
+def test_ctrl_c_in_qa_build_stops_the_apps_build_with_the_real_model(start_app, real_embedder, tmp_path, capsys):
+    """The real path for progress and Ctrl+C: ~300 Wikinews passages handed to `python app.py`.
+
+    With the progress asked for, the bar follows the app's embedding; SIGINT to a `qa build`
+    whose build the app runs stops that build, which leaves the index as it was."""
+    folder, index = tmp_path / "articles", tmp_path / "index"
+    shutil.copytree(SEEDS, folder)
+    Library.build([folder], index_dir=index, embedder=real_embedder)
+    records = (SHARED_DATA / "wikinews" / "articles.jsonl").read_text("utf-8").splitlines()
+    with start_app(index):
+        (folder / "news.jsonl").write_text("\n".join(records[:100]) + "\n", "utf-8")
+        before = current_generation(index)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+        cmd = [sys.executable, "-c", NO_MODEL, "build", str(folder), "--index", str(index)]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not (index / ".lock").read_text().strip():  # the app holds the lock: its build is under way
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.1)
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130 and "interrupted" in proc.stderr.read()
+        while (index / ".lock").read_text().strip():  # the app stops at its next batch
+            assert time.monotonic() < deadline + 60, "the app's build did not stop"
+            time.sleep(0.2)
+        assert current_generation(index) == before  # nothing was written
+        settings = Settings(index_dir=index)
+        result = serving.find(index).build([str(folder)], settings, full=False, progress=True)
+    assert result.report.added == 100 and result.report.chunks_embedded > 256
+    drawn = capsys.readouterr().err
+    assert "Embedding" in drawn and f"{result.report.chunks_embedded}/{result.report.chunks_embedded}" in drawn
