@@ -117,8 +117,13 @@ class Server:
                     raise self._refusal(int(event.get("status", 500)), str(event["error"]))
                 if "progress" in event:
                     bar.show(*event["progress"])
-        except (OSError, http.client.HTTPException, ValueError, TypeError) as e:
+        except (OSError, http.client.HTTPException) as e:  # the app is gone, and its build with it
             raise HandOffError(f"the app at {self.url} stopped answering ({e})") from None
+        except (ValueError, TypeError, KeyError) as e:  # not for a fall-back: the app's build may go on
+            raise QAError(
+                f"the app at {self.url} sent what this qa can't read ({e}). Update both, or build in "
+                "this process with `qa build --no-app`."
+            ) from None
         finally:
             bar.close()
         raise HandOffError(f"the app at {self.url} stopped answering before the build was done")

@@ -16,6 +16,7 @@ import dataclasses
 import threading
 from collections.abc import AsyncIterator
 
+import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -52,7 +53,7 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
                 return _error(409, str(e))
             except ValueError as e:  # not JSON, or not what qa build sends
                 return _error(422, f"Not a build request: {e}")
-            return StreamingResponse(_lines(serving.BuildJob(library, job), request), media_type="application/x-ndjson")
+            return _BuildStream(serving.BuildJob(library, job), request)
 
     @api.post("/api/search")
     async def search(request: Request):  # async only to read the body; the search runs in a thread
@@ -76,16 +77,27 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
     return api
 
 
+class _BuildStream(StreamingResponse):
+    """A handed-over build's answer, a JSON line at a time; the build stops if the client goes away."""
+
+    def __init__(self, job: serving.BuildJob, request: Request) -> None:
+        super().__init__(_lines(job, request), media_type="application/x-ndjson")
+        self.job = job
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:  # however the response ended; harmless once the build is done
+            self.job.cancel()
+
+
 async def _lines(job: serving.BuildJob, request: Request) -> AsyncIterator[str]:
-    """The job's answer, line by line; the job is cancelled if the client goes away first."""
-    try:
-        while (line := await run_in_threadpool(job.next_line)) is not None:
-            if line:
-                yield line
-            elif await request.is_disconnected():
-                return
-    finally:
-        job.cancel()  # harmless once the job is done
+    # abandon_on_cancel: a client that goes away is noticed now, not when the wait for a line ends.
+    while (line := await anyio.to_thread.run_sync(job.next_line, abandon_on_cancel=True)) is not None:
+        if line:
+            yield line
+        elif await request.is_disconnected():
+            return
 
 
 def _search(library, gate: threading.BoundedSemaphore, question: str, k: int) -> list[Passage]:
