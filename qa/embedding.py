@@ -81,8 +81,7 @@ class Embedder:
         ``progress``: a bar on stderr or not; None: when stderr is a terminal and there are
         over 256 texts. (A function, as ``encode_passages`` takes, is called once, at the end.)
         """
-        report = progress if callable(progress) else None
-        progress = sys.stderr.isatty() and len(texts) > 256 if progress is None else progress is True
+        progress, report = _progress(progress, len(texts))
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         vectors = self._model.encode(
@@ -111,8 +110,7 @@ class Embedder:
 
         if not self.pools_tokens or not texts:
             return self.encode(texts, progress), [None] * len(texts)
-        report = progress if callable(progress) else None
-        progress = sys.stderr.isatty() and len(texts) > 256 if progress is None else progress is True
+        progress, report = _progress(progress, len(texts))
         texts = list(texts)
         enc = self._tokenizer(texts, return_offsets_mapping=True, truncation=True,
                               max_length=self._model.max_seq_length, verbose=False)
@@ -136,6 +134,13 @@ class Embedder:
             report(len(texts), len(texts))
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors, sentences
+
+
+def _progress(progress: Progress, count: int) -> tuple[bool, Callable[[int, int], None] | None]:
+    """Whether to draw a bar over ``count`` texts, and the function to report to instead, if any."""
+    if callable(progress):
+        return False, progress
+    return (sys.stderr.isatty() and count > 256 if progress is None else progress is True), None
 
 
 def _pool_spans(item: dict, ids: list[int], offsets: list[tuple[int, int]], spans) -> np.ndarray | None:
