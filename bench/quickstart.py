@@ -51,6 +51,9 @@ def main() -> None:
     )
     body += "\n".join(rows) + "\n"
     print(body)
+    if args.skip_tests:  # a partial run must not replace the section's test row
+        print("(--skip-tests: docs/benchmarks.md left as it is)")
+        return
     write_section("quickstart", "The README's commands from a clean clone", body, "python bench/quickstart.py")
 
 

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import indexer
 from . import search as search_mod
@@ -16,6 +17,9 @@ from .errors import IndexMismatchError, QAError, QuestionError, StoreError
 from .indexer import BuildReport
 from .search import Passage
 from .store import Store, current_generation
+
+if TYPE_CHECKING:
+    from .embedding import Progress
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +88,13 @@ class Library:
         full: bool = False,
         settings: Settings | None = None,
         embedder=None,
-        progress: bool | None = None,
+        progress: Progress = None,
     ) -> Library:
-        """Build (or update incrementally) the index of ``paths`` and open it."""
+        """Build (or update incrementally) the index of ``paths`` and open it.
+
+        ``progress``: a bar on stderr or not (None: on a terminal, for over 256 passages), or a
+        function called with (passages embedded, passages) as the embedding goes on.
+        """
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         settings = (settings or Settings.from_env()).with_(index_dir=index_dir, model=model)
