@@ -87,6 +87,5 @@ def _search_latencies(lib: Library, questions: list[str]) -> list[float]:
     return out
 
 
-
 if __name__ == "__main__":
     main()

@@ -66,7 +66,6 @@ def main() -> None:
     write_section("latency", "Search latency by configuration (SciFact)", body)
 
 
-
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     main()

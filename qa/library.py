@@ -105,6 +105,14 @@ class Library:
         lib.last_build = report
         return lib
 
+    def update(
+        self, collection: indexer.Collection, settings: Settings, full: bool = False, progress: Progress = None
+    ) -> BuildReport:
+        """Build ``collection`` (``indexer.collect``) into this library's index with its loaded model,
+        chunked by ``settings``; searches go on meanwhile and pick up the result."""
+        self.last_build = indexer.build(collection, settings, self.embedder, full=full, progress=progress)
+        return self.last_build
+
     def search(self, question: str, k: int = 5, highlight: bool = False) -> list[Passage]:
         """The ``k`` passages that best answer ``question``, best first.
 

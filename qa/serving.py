@@ -262,8 +262,9 @@ def build_request(library: Library, body: object) -> BuildRequest:
     if str(body.get("index_dir")) != str(index_dir):
         raise HandOffError(f"this app serves {index_dir}, not {body.get('index_dir')}")
     wanted = _LazyEmbedder(str(body.get("model"))).name  # the name the built index records
-    if wanted != library.embedder.name:
-        raise HandOffError(f"this app has model {library.embedder.name!r} loaded, not {wanted!r}")
+    served = library.embedder.name
+    if wanted != served:
+        raise HandOffError(f"this app has model {served!r} loaded, not {wanted!r}")
     settings = library.settings.with_(
         chunk_tokens=_whole(body, "chunk_tokens"), overlap_sentences=_whole(body, "overlap_sentences")
     )
@@ -333,8 +334,7 @@ def build_here(library: Library, request: BuildRequest, progress: Progress = Fal
 
     with _warnings_of_this_thread() as warnings:
         collection = indexer.collect(request.paths, request.settings.index_dir)
-        report = indexer.build(collection, request.settings, library.embedder, full=request.full, progress=progress)
-    library.last_build = report
+        report = library.update(collection, request.settings, full=request.full, progress=progress)
     return {"report": asdict(report), "warnings": warnings}
 
 

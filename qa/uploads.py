@@ -94,14 +94,11 @@ def update(library, folder: str | os.PathLike | None = None, wait: float = 60.0)
     deadline = time.monotonic() + wait
     while True:
         try:
-            report = indexer.build(collection, settings, library.embedder)
-            break
+            return library.update(collection, settings)
         except IndexLockedError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-    library.last_build = report
-    return report
 
 
 def safe_name(name: str) -> str:
