@@ -49,19 +49,23 @@ def main() -> None:
             each.search(dataset.questions[0].text, k=args.k)
         load_before = os.getloadavg()[0]
         for n, q in enumerate(dataset.questions * args.rounds):
-            for name, each in libs[n % len(libs):] + libs[:n % len(libs)]:
+            for name, each in libs[n % len(libs) :] + libs[: n % len(libs)]:
                 began = time.perf_counter()
                 each.search(q.text, k=args.k)
                 times[name].append(1000 * (time.perf_counter() - began))
         chunks = lib._store.manifest["chunks"]
     base = statistics.median(times["dense only"])
-    rows = [f"| {name} | {statistics.median(t):.1f} | {p95(t):.1f} | {statistics.median(t) / base:.2f}x |"
-            for name, t in times.items()]
-    body = (f"{len(dataset.questions) * args.rounds} searches per configuration (k={args.k}) over "
-            f"{len(dataset.articles)} SciFact abstracts in {chunks} chunks, the configurations taking turns "
-            f"question by question. Load average before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f}.\n\n"
-            "| configuration | median ms | 95th percentile ms | median vs dense only |\n|---|---|---|---|\n"
-            + "\n".join(rows))
+    rows = [
+        f"| {name} | {statistics.median(t):.1f} | {p95(t):.1f} | {statistics.median(t) / base:.2f}x |"
+        for name, t in times.items()
+    ]
+    body = (
+        f"{len(dataset.questions) * args.rounds} searches per configuration (k={args.k}) over "
+        f"{len(dataset.articles)} SciFact abstracts in {chunks} chunks, the configurations taking turns "
+        f"question by question. Load average before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f}.\n\n"
+        "| configuration | median ms | 95th percentile ms | median vs dense only |\n|---|---|---|---|\n"
+        + "\n".join(rows)
+    )
     print(body)
     write_section("latency", "Search latency by configuration (SciFact)", body)
 

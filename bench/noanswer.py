@@ -75,15 +75,18 @@ def rates(score: np.ndarray, impossible: np.ndarray, threshold: float) -> tuple[
     """(precision, recall) of refusing below ``threshold``, and the share of answerable ones refused."""
     refused = score < threshold
     hits = int((refused & impossible).sum())
-    return (hits / max(int(refused.sum()), 1), hits / max(int(impossible.sum()), 1),
-            float(refused[~impossible].mean()))
+    return (hits / max(int(refused.sum()), 1), hits / max(int(impossible.sum()), 1), float(refused[~impossible].mean()))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--every", type=int, default=1, help="ask only every N-th question")
-    parser.add_argument("--recall", type=float, default=0.5,
-                        help="share of the fitting half's unanswerable questions to refuse (default 0.5)")
+    parser.add_argument(
+        "--recall",
+        type=float,
+        default=0.5,
+        help="share of the fitting half's unanswerable questions to refuse (default 0.5)",
+    )
     args = parser.parse_args()
     settings = Settings()
     x, impossible, half = collect(args.every, settings)
@@ -106,8 +109,9 @@ def main() -> None:
         "answerable refused |\n|---|---|---|---|---|---|\n" + "\n".join(lines)
     )
     print(body)
-    print(f"\nANSWERABILITY = {dict(zip(ANSWERABILITY, weights.tolist()))}; threshold {fitted_threshold}",
-          file=sys.stderr)
+    print(
+        f"\nANSWERABILITY = {dict(zip(ANSWERABILITY, weights.tolist()))}; threshold {fitted_threshold}", file=sys.stderr
+    )
     write_section("noanswer", '"Not in the articles" (SQuAD v2.0 dev)', body)
 
 

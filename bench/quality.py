@@ -96,13 +96,17 @@ def chunking(limit: int | None, every: int = 1) -> str:
     for size in CHUNK_SIZES:
         print(f"chunk_tokens={size}", file=sys.stderr)
         [(_, metrics, chunks)] = measure(dataset, Settings(chunk_tokens=size), emb, [("default", {})])
-        rows.append(f"| {size:>3} | {chunks} | {metrics['words_per_passage']:.0f} | {metrics['hit@1']:.3f} | "
-                    f"{metrics['hit@5']:.3f} | {metrics['hit@20']:.3f} | {metrics['mrr@10']:.3f} | "
-                    f"{metrics['answer_sentence']:.3f} | {metrics['latency_ms']:.0f} |")
-    head = (f"SQuAD v1.1 dev, article unit: {len(dataset.questions)} questions over the "
-            f"{len(dataset.articles)} Wikipedia articles they come from; default search settings.\n\n"
-            "| chunk_tokens | chunks | words/passage | hit@1 | hit@5 | hit@20 | MRR@10 | answer sentence | "
-            "median ms |\n|---|---|---|---|---|---|---|---|---|")
+        rows.append(
+            f"| {size:>3} | {chunks} | {metrics['words_per_passage']:.0f} | {metrics['hit@1']:.3f} | "
+            f"{metrics['hit@5']:.3f} | {metrics['hit@20']:.3f} | {metrics['mrr@10']:.3f} | "
+            f"{metrics['answer_sentence']:.3f} | {metrics['latency_ms']:.0f} |"
+        )
+    head = (
+        f"SQuAD v1.1 dev, article unit: {len(dataset.questions)} questions over the "
+        f"{len(dataset.articles)} Wikipedia articles they come from; default search settings.\n\n"
+        "| chunk_tokens | chunks | words/passage | hit@1 | hit@5 | hit@20 | MRR@10 | answer sentence | "
+        "median ms |\n|---|---|---|---|---|---|---|---|---|"
+    )
     return head + "\n" + "\n".join(sorted(rows))
 
 
@@ -119,18 +123,28 @@ def _table(title: str, dataset, rows, settings: Settings) -> str:
         body = [f"| {n} | {m['ndcg@10']:.3f} | {m['recall@100']:.3f} | {m['latency_ms']:.1f} |" for n, m, _ in rows]
     else:
         extra = "no_answer_precision" in rows[0][1]
-        head = ("| configuration | hit@1 | hit@5 | hit@20 | MRR@10 | answer sentence | words/passage | median ms |"
-                + (" no-answer P | no-answer R | answerable refused |" if extra else "")
-                + "\n|---|---|---|---|---|---|---|---|" + ("---|---|---|" if extra else ""))
-        body = [f"| {n} | {m['hit@1']:.3f} | {m['hit@5']:.3f} | {m['hit@20']:.3f} | {m['mrr@10']:.3f} | "
-                f"{m['answer_sentence']:.3f} | {m['words_per_passage']:.0f} | {m['latency_ms']:.1f} |"
-                + (f" {m['no_answer_precision']:.3f} | {m['no_answer_recall']:.3f} | "
-                   f"{m['answerable_refused']:.3f} |" if extra else "")
-                for n, m, _ in rows]
+        head = (
+            "| configuration | hit@1 | hit@5 | hit@20 | MRR@10 | answer sentence | words/passage | median ms |"
+            + (" no-answer P | no-answer R | answerable refused |" if extra else "")
+            + "\n|---|---|---|---|---|---|---|---|"
+            + ("---|---|---|" if extra else "")
+        )
+        body = [
+            f"| {n} | {m['hit@1']:.3f} | {m['hit@5']:.3f} | {m['hit@20']:.3f} | {m['mrr@10']:.3f} | "
+            f"{m['answer_sentence']:.3f} | {m['words_per_passage']:.0f} | {m['latency_ms']:.1f} |"
+            + (
+                f" {m['no_answer_precision']:.3f} | {m['no_answer_recall']:.3f} | {m['answerable_refused']:.3f} |"
+                if extra
+                else ""
+            )
+            for n, m, _ in rows
+        ]
     chunks = rows[0][2]
-    return (f"{len(dataset.questions)} questions, {len(dataset.articles)} articles, {chunks} chunks "
-            f"(chunk_tokens={settings.chunk_tokens}, dense_weight={settings.dense_weight}, "
-            f"answer_candidates={settings.answer_candidates}).\n\n{head}\n" + "\n".join(body))
+    return (
+        f"{len(dataset.questions)} questions, {len(dataset.articles)} articles, {chunks} chunks "
+        f"(chunk_tokens={settings.chunk_tokens}, dense_weight={settings.dense_weight}, "
+        f"answer_candidates={settings.answer_candidates}).\n\n{head}\n" + "\n".join(body)
+    )
 
 
 def _fmt(metrics: dict) -> str:
@@ -139,13 +153,19 @@ def _fmt(metrics: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sets", nargs="*", choices=[*SETS, []], default=list(SETS),
-                        help="data sets to measure (default: all); each has its own section")
+    parser.add_argument(
+        "sets",
+        nargs="*",
+        choices=[*SETS, []],
+        default=list(SETS),
+        help="data sets to measure (default: all); each has its own section",
+    )
     parser.add_argument("--chunking", action="store_true", help="run the chunk-size sweep instead")
     parser.add_argument("--quick", action="store_true", help="300 questions per data set; write nothing")
     parser.add_argument("--limit", type=int, help="only the first N questions of each data set (and their articles)")
-    parser.add_argument("--every", type=int, default=1,
-                        help="ask only every N-th SQuAD question (all articles stay indexed)")
+    parser.add_argument(
+        "--every", type=int, default=1, help="ask only every N-th SQuAD question (all articles stay indexed)"
+    )
     parser.add_argument("--chunk-tokens", type=int, help="index with this chunk budget instead of the default")
     args = parser.parse_args()
     limit = 300 if args.quick else args.limit
@@ -153,8 +173,14 @@ def main() -> None:
         sections = [("chunking", "Chunk size (SQuAD v1.1 dev, article unit)", lambda: chunking(limit, args.every))]
     else:
         settings = Settings().with_(chunk_tokens=args.chunk_tokens)
-        sections = [(f"quality-{name}", f"Retrieval quality: {SETS[name][0]}",
-                     lambda name=name: quality(name, settings, limit, args.every)) for name in args.sets]
+        sections = [
+            (
+                f"quality-{name}",
+                f"Retrieval quality: {SETS[name][0]}",
+                lambda name=name: quality(name, settings, limit, args.every),
+            )
+            for name in args.sets
+        ]
     for key, title, run in sections:
         body = run()
         print(body)

@@ -61,8 +61,14 @@ def _time_app(clone: Path) -> float:
     port = _free_port()
     began = time.perf_counter()
     env = {**os.environ, "QA_PORT": str(port)}
-    proc = subprocess.Popen(["bash", "-c", "bash scripts/setup.sh && exec .venv/bin/python app.py"], cwd=clone,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", "-c", "bash scripts/setup.sh && exec .venv/bin/python app.py"],
+        cwd=clone,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         while time.perf_counter() - began < 900:
             if proc.poll() is not None:

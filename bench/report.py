@@ -47,7 +47,9 @@ def write_section(name: str, title: str, body: str, command: str | None = None) 
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=DOC.parent
         ).stdout.strip()
         changed = subprocess.run(  # the code measured isn't the commit's: say so
-            ["git", "status", "--porcelain", "--", "qa", "bench", "app.py"], capture_output=True, text=True,
+            ["git", "status", "--porcelain", "--", "qa", "bench", "app.py"],
+            capture_output=True,
+            text=True,
             cwd=DOC.parent,
         ).stdout.strip()
         commit += " + uncommitted changes" if commit and changed else ""

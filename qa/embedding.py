@@ -58,7 +58,8 @@ class Embedder:
         # Sentence vectors can come out of a passage's own forward pass only when the model's
         # vector is the plain mean of its token vectors (then a sentence's mean lives in the same space).
         self.pools_tokens = [type(m).__name__ for m in self._model] in (
-            ["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]
+            ["Transformer", "Pooling"],
+            ["Transformer", "Pooling", "Normalize"],
         ) and getattr(self._model[1], "pooling_mode", "") == "mean"
 
     def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
@@ -112,8 +113,9 @@ class Embedder:
             return self.encode(texts, progress), [None] * len(texts)
         progress, report = _progress(progress, len(texts))
         texts = list(texts)
-        enc = self._tokenizer(texts, return_offsets_mapping=True, truncation=True,
-                              max_length=self._model.max_seq_length, verbose=False)
+        enc = self._tokenizer(
+            texts, return_offsets_mapping=True, truncation=True, max_length=self._model.max_seq_length, verbose=False
+        )
         # Longest first across all texts, as encode() does, so batches of like lengths pad little.
         order = sorted(range(len(texts)), key=lambda n: -len(enc["input_ids"][n]))
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -124,8 +126,9 @@ class Embedder:
                 if report is not None:  # outside tqdm, whose lock an exception in a write would keep held
                     report(at, len(texts))
                 part = order[at : at + batch]
-                out = self._model.encode([texts[n] for n in part], batch_size=64, output_value=None,
-                                         show_progress_bar=False)
+                out = self._model.encode(
+                    [texts[n] for n in part], batch_size=64, output_value=None, show_progress_bar=False
+                )
                 for n, item in zip(part, out, strict=True):
                     vectors[n] = item["sentence_embedding"].float().numpy()
                     sentences[n] = _pool_spans(item, enc["input_ids"][n], enc["offset_mapping"][n], spans[n])

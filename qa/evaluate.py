@@ -40,6 +40,7 @@ class DatasetError(QAError):
 
 # ---- data sets ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Question:
     """A question with the character spans of its reference answers in its article's text."""
@@ -86,10 +87,17 @@ def load_squad(path: str | Path, unit: str = "paragraph", limit: int | None = No
                 articles.append(Article(id=aid, title=title, text=context))
                 offset = 0
             for qa in para["qas"]:
-                spans = tuple(sorted({(offset + x["answer_start"], offset + x["answer_start"] + len(x["text"]))
-                                      for x in qa.get("answers", [])}))
-                questions.append(Question(str(qa["id"]), qa["question"], aid, spans,
-                                          bool(qa.get("is_impossible", False))))
+                spans = tuple(
+                    sorted(
+                        {
+                            (offset + x["answer_start"], offset + x["answer_start"] + len(x["text"]))
+                            for x in qa.get("answers", [])
+                        }
+                    )
+                )
+                questions.append(
+                    Question(str(qa["id"]), qa["question"], aid, spans, bool(qa.get("is_impossible", False)))
+                )
             parts.append(context)
             offset += len(context) + 2
         if unit == "article":
@@ -136,11 +144,13 @@ def _read_lines(path: Path) -> list[str]:
     try:
         return [line for line in path.read_text("utf-8").splitlines() if line.strip()]
     except FileNotFoundError:
-        raise DatasetError(f"{path} does not exist. Give a BEIR folder with corpus.jsonl, "
-                           "queries.jsonl and qrels/SPLIT.tsv.") from None
+        raise DatasetError(
+            f"{path} does not exist. Give a BEIR folder with corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv."
+        ) from None
 
 
 # ---- metrics -----------------------------------------------------------------------------------
+
 
 def first_hit(flags: Iterable[bool]) -> int | None:
     """1-based rank of the first true flag, or None.
@@ -209,6 +219,7 @@ def precision_recall(predicted: Sequence[bool], actual: Sequence[bool]) -> tuple
 
 # ---- running -----------------------------------------------------------------------------------
 
+
 class CachedEmbedder:
     """An embedder that remembers each text's vector, so repeated texts are embedded once.
 
@@ -247,8 +258,9 @@ class CachedEmbedder:
                 if sentences is not None:
                     self._vectors.update(zip(keys[n], sentences))
         vectors = self.encode(texts, progress)
-        return vectors, [np.stack([self._vectors[k] for k in ks]) if all(k in self._vectors for k in ks) else None
-                         for ks in keys]
+        return vectors, [
+            np.stack([self._vectors[k] for k in ks]) if all(k in self._vectors for k in ks) else None for ks in keys
+        ]
 
     def save(self, path: str | Path) -> None:
         """Write ``PATH.npy`` (vectors) and ``PATH.json`` (model name and texts, in order).
@@ -304,25 +316,36 @@ class Report:
     metrics: dict[str, float]
 
     def as_dict(self) -> dict:
-        return {"dataset": self.dataset, "unit": self.unit, "mode": self.mode, "questions": self.questions,
-                "articles": self.articles, "chunks": self.chunks, **self.metrics}
+        return {
+            "dataset": self.dataset,
+            "unit": self.unit,
+            "mode": self.mode,
+            "questions": self.questions,
+            "articles": self.articles,
+            "chunks": self.chunks,
+            **self.metrics,
+        }
 
     def summary(self) -> str:
-        head = (f"{self.dataset} ({self.unit}): {self.questions} questions over {self.articles} articles, "
-                f"{self.chunks} chunks, mode {self.mode}")
+        head = (
+            f"{self.dataset} ({self.unit}): {self.questions} questions over {self.articles} articles, "
+            f"{self.chunks} chunks, mode {self.mode}"
+        )
         return "\n".join([head] + [f"  {name:>22}: {value:.4g}" for name, value in self.metrics.items()])
 
 
-def evaluate_squad(path: str | Path, unit: str = "paragraph", settings: Settings | None = None, embedder=None,
-                   limit: int | None = None) -> Report:
+def evaluate_squad(
+    path: str | Path, unit: str = "paragraph", settings: Settings | None = None, embedder=None, limit: int | None = None
+) -> Report:
     """Index a SQuAD file in a temporary folder and measure ``settings`` on it (see ``squad_metrics``)."""
     dataset = load_squad(path, unit, limit)
     with temporary_index(dataset, settings, embedder) as lib:
         return _report(dataset, unit, lib, squad_metrics(lib, dataset))
 
 
-def evaluate_beir(folder: str | Path, split: str = "test", settings: Settings | None = None, embedder=None,
-                  limit: int | None = None) -> Report:
+def evaluate_beir(
+    folder: str | Path, split: str = "test", settings: Settings | None = None, embedder=None, limit: int | None = None
+) -> Report:
     """Index a BEIR folder in a temporary folder and measure ``settings`` on it (see ``beir_metrics``)."""
     dataset = load_beir(folder, split, limit)
     with temporary_index(dataset, settings, embedder) as lib:
@@ -388,21 +411,32 @@ def squad_metrics(lib, dataset: Dataset) -> dict[str, float]:
         impossible.append(q.impossible)
         if q.impossible:
             continue
-        ranks.append(first_hit(p.article_id == q.article_id and contains((p.start, p.end), q.answers)
-                               for p in passages))
+        ranks.append(
+            first_hit(p.article_id == q.article_id and contains((p.start, p.end), q.answers) for p in passages)
+        )
         top = passages[0] if passages else None
-        sentence_hits.append(bool(top and top.article_id == q.article_id and top.highlight_start is not None
-                                  and contains((top.highlight_start, top.highlight_end), q.answers)))
+        sentence_hits.append(
+            bool(
+                top
+                and top.article_id == q.article_id
+                and top.highlight_start is not None
+                and contains((top.highlight_start, top.highlight_end), q.answers)
+            )
+        )
         words.extend(len(p.text.split()) for p in passages[:5])
-    metrics = {"hit@1": hit_at(ranks, 1), "hit@5": hit_at(ranks, 5), "hit@20": hit_at(ranks, 20),
-               "mrr@10": mrr_at(ranks, 10), "answer_sentence": _mean(sentence_hits),
-               "words_per_passage": _mean(words),
-               "latency_ms": latency_ms(lib, [q.text for q in dataset.questions])}
+    metrics = {
+        "hit@1": hit_at(ranks, 1),
+        "hit@5": hit_at(ranks, 5),
+        "hit@20": hit_at(ranks, 20),
+        "mrr@10": mrr_at(ranks, 10),
+        "answer_sentence": _mean(sentence_hits),
+        "words_per_passage": _mean(words),
+        "latency_ms": latency_ms(lib, [q.text for q in dataset.questions]),
+    }
     if any(impossible):
         precision, recall = precision_recall(refused, impossible)
         answerable = [r for r, i in zip(refused, impossible) if not i]
-        metrics.update(no_answer_precision=precision, no_answer_recall=recall,
-                       answerable_refused=_mean(answerable))
+        metrics.update(no_answer_precision=precision, no_answer_recall=recall, answerable_refused=_mean(answerable))
     return metrics
 
 
@@ -419,8 +453,11 @@ def beir_metrics(lib, dataset: Dataset) -> dict[str, float]:
         docs = [d for d in docs if d != q.id]
         ndcgs.append(ndcg_at(docs, dataset.qrels[q.id], 10))
         recalls.append(recall_at(docs, dataset.qrels[q.id], 100))
-    return {"ndcg@10": _mean(ndcgs), "recall@100": _mean(recalls),
-            "latency_ms": latency_ms(lib, [q.text for q in dataset.questions])}
+    return {
+        "ndcg@10": _mean(ndcgs),
+        "recall@100": _mean(recalls),
+        "latency_ms": latency_ms(lib, [q.text for q in dataset.questions]),
+    }
 
 
 def _documents(lib, question: str, n: int, chunks: int) -> list[str]:

@@ -53,7 +53,7 @@ class Passage:
         """The answering sentence, when one was selected."""
         if self.highlight_start is None:
             return ""
-        return self.text[self.highlight_start - self.start:self.highlight_end - self.start]
+        return self.text[self.highlight_start - self.start : self.highlight_end - self.start]
 
 
 def retrieve(store: Store, embedder, question: str, k: int, settings: Settings) -> list[Passage]:
@@ -79,7 +79,7 @@ def retrieve(store: Store, embedder, question: str, k: int, settings: Settings) 
         ranked = fuse(dense, lexical, settings.dense_weight, settings.rrf_k)
     else:
         ranked = fuse_scores(_exact_dense(store, qvec, dense, lexical), lexical, settings.dense_weight)
-    top = ranked[:max(k, settings.answer_candidates)]
+    top = ranked[: max(k, settings.answer_candidates)]
     rows = store.chunks(i for i, _ in top)
     sims = store.vectors(i for i, _ in top) @ qvec if top else []
     passages = [_passage(rows[i], score, float(sim)) for (i, score), sim in zip(top, sims) if i in rows]
@@ -90,8 +90,9 @@ def retrieve(store: Store, embedder, question: str, k: int, settings: Settings) 
     return passages[:k]
 
 
-def fuse(dense: list[tuple[int, float]], lexical: list[tuple[int, float]], dense_weight: float = 0.5,
-         rrf_k: int = 60) -> list[tuple[int, float]]:
+def fuse(
+    dense: list[tuple[int, float]], lexical: list[tuple[int, float]], dense_weight: float = 0.5, rrf_k: int = 60
+) -> list[tuple[int, float]]:
     """Weighted reciprocal-rank fusion, scaled so rank 1 in both lists scores 1.0.
 
     >>> fuse([(1, .9), (2, .8)], [(2, 7.0), (3, 5.0)])[0][0]
@@ -114,8 +115,9 @@ def weighted_rrf(rankings: Sequence[Sequence[Hashable]], weights: Sequence[float
     return scores
 
 
-def fuse_scores(dense: list[tuple[int, float]], lexical: list[tuple[int, float]],
-                dense_weight: float = 0.5) -> list[tuple[int, float]]:
+def fuse_scores(
+    dense: list[tuple[int, float]], lexical: list[tuple[int, float]], dense_weight: float = 0.5
+) -> list[tuple[int, float]]:
     """Convex fusion of standardised scores: ``w * z(cosine) + (1 - w) * z(bm25)``.
 
     Each list's scores are turned into z-scores over the union of candidates (a
@@ -135,8 +137,9 @@ def fuse_scores(dense: list[tuple[int, float]], lexical: list[tuple[int, float]]
     return [(ids[j], float(score[j])) for j in order]
 
 
-def _exact_dense(store: Store, qvec: np.ndarray, dense: list[tuple[int, float]],
-                 lexical: list[tuple[int, float]]) -> list[tuple[int, float]]:
+def _exact_dense(
+    store: Store, qvec: np.ndarray, dense: list[tuple[int, float]], lexical: list[tuple[int, float]]
+) -> list[tuple[int, float]]:
     """``dense`` plus the true cosine of each lexical-only candidate (its stored vector is at hand)."""
     known = {i for i, _ in dense}
     extra = [i for i, _ in lexical if i not in known]
@@ -149,8 +152,14 @@ def _z(values: list[float]) -> np.ndarray:
     return (x - x.mean()) / (x.std() + 1e-9)
 
 
-def answer_rerank(passages: list[Passage], embedder, question: str, qvec: np.ndarray | None = None,
-                  settings: Settings | None = None, store: Store | None = None) -> list[Passage]:
+def answer_rerank(
+    passages: list[Passage],
+    embedder,
+    question: str,
+    qvec: np.ndarray | None = None,
+    settings: Settings | None = None,
+    store: Store | None = None,
+) -> list[Passage]:
     """Mark each passage's answering sentence and re-order the first ``answer_candidates``.
 
     A passage's new score is ``z(score) + w * (z(best sentence cosine) + z(best term overlap))``
@@ -168,8 +177,11 @@ def answer_rerank(passages: list[Passage], embedder, question: str, qvec: np.nda
     stored = store.sentences(p.chunk_id for p in head) if store is not None else {}
     # Sentences the build kept no vector for are encoded now, all in one call (per-passage
     # calls cost ~10x the overhead).
-    todo = {p.chunk_id: (p, [(p.start + s, p.start + e) for s, e in sentence_spans(p.text)])
-            for p in head if p.chunk_id not in stored}
+    todo = {
+        p.chunk_id: (p, [(p.start + s, p.start + e) for s, e in sentence_spans(p.text)])
+        for p in head
+        if p.chunk_id not in stored
+    }
     fresh = iter(_sentence_vectors(embedder, [_text(p, span) for p, spans in todo.values() for span in spans]))
     for i, (_, spans) in todo.items():
         stored[i] = (spans, np.array([next(fresh) for _ in spans]))
@@ -185,8 +197,14 @@ def answer_rerank(passages: list[Passage], embedder, question: str, qvec: np.nda
         lap = np.array([_share(terms, w, idf) for w in sentences])
         best = int(np.argmax(cos + OVERLAP_WEIGHT * lap))
         plain = _share(terms, sentences[best])
-        marked.append(replace(p, highlight_start=spans[best][0], highlight_end=spans[best][1],
-                              answer_score=round(float(cos[best] + OVERLAP_WEIGHT * plain), 6)))
+        marked.append(
+            replace(
+                p,
+                highlight_start=spans[best][0],
+                highlight_end=spans[best][1],
+                answer_score=round(float(cos[best] + OVERLAP_WEIGHT * plain), 6),
+            )
+        )
         cosines.append(float(cos.max()))
         overlaps.append(float(lap.max()))
     if len(head) > 1 and settings.answer_weight:
@@ -209,8 +227,13 @@ def highlight(passages: list[Passage], embedder, question: str, store: Store | N
     todo = [n for n, p in enumerate(passages) if p.highlight_start is None]
     if not todo:
         return passages
-    marked = answer_rerank([passages[n] for n in todo], embedder, question,
-                           settings=Settings(answer_candidates=len(todo), answer_weight=0.0), store=store)
+    marked = answer_rerank(
+        [passages[n] for n in todo],
+        embedder,
+        question,
+        settings=Settings(answer_candidates=len(todo), answer_weight=0.0),
+        store=store,
+    )
     out = list(passages)
     for n, p in zip(todo, marked):
         out[n] = p
@@ -218,8 +241,10 @@ def highlight(passages: list[Passage], embedder, question: str, store: Store | N
 
 
 # Questions with a negation are mostly the unanswerable ones in SQuAD v2.0 (13% vs 3% of answerable).
-NEGATION = re.compile(r"\b(not|never|no|n't|without|none|nothing|least|fewest|except|cannot|didn't|isn't|"
-                      r"wasn't|doesn't|aren't|weren't)\b")
+NEGATION = re.compile(
+    r"\b(not|never|no|n't|without|none|nothing|least|fewest|except|cannot|didn't|isn't|"
+    r"wasn't|doesn't|aren't|weren't)\b"
+)
 
 
 # answerability = sum of weight * feature, fitted by ``python bench/noanswer.py`` on half of
@@ -235,9 +260,12 @@ def answer_features(passages: list[Passage], question: str) -> dict[str, float]:
         return {}
     top = passages[0]
     lap = _overlap(question, top.highlight)
-    return {"similarity": top.similarity, "sentence_cosine": top.answer_score - OVERLAP_WEIGHT * lap,
-            "overlap": lap,
-            "negation": float(bool(NEGATION.search(question.lower())))}
+    return {
+        "similarity": top.similarity,
+        "sentence_cosine": top.answer_score - OVERLAP_WEIGHT * lap,
+        "overlap": lap,
+        "negation": float(bool(NEGATION.search(question.lower()))),
+    }
 
 
 def answerability(passages: list[Passage], question: str) -> float:
@@ -264,7 +292,7 @@ def not_in_articles(passages: list[Passage], settings: Settings, question: str =
 
 
 def _text(p: Passage, span: tuple[int, int]) -> str:
-    return p.text[span[0] - p.start:span[1] - p.start]
+    return p.text[span[0] - p.start : span[1] - p.start]
 
 
 _CACHE: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
@@ -343,7 +371,16 @@ def _terms(text: str) -> set[str]:
 
 
 def _passage(row, score: float, similarity: float) -> Passage:
-    return Passage(text=row.text, score=round(score, 6), article_id=row.article_id, title=row.title,
-                   source=row.source, date=row.date, url=row.url, start=row.start, end=row.end,
-                   chunk_id=row.id, similarity=round(similarity, 6))
-
+    return Passage(
+        text=row.text,
+        score=round(score, 6),
+        article_id=row.article_id,
+        title=row.title,
+        source=row.source,
+        date=row.date,
+        url=row.url,
+        start=row.start,
+        end=row.end,
+        chunk_id=row.id,
+        similarity=round(similarity, 6),
+    )

@@ -130,8 +130,13 @@ def start_app(tmp_path_factory):
         env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
         env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_DISABLE_TELEMETRY="1")
         with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--index", str(index_dir), *args],
-                                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [sys.executable, "app.py", "--port", str(port), "--index", str(index_dir), *args],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + timeout

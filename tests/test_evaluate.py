@@ -29,26 +29,32 @@ SQUAD2 = SHARED_DATA / "squad-v2.0-dev" / "dev-v2.0.json"
 SCIFACT = SHARED_DATA / "scifact"
 
 
-@pytest.mark.parametrize(("ranks", "k", "expected"), [
-    ([1], 1, 1.0),
-    ([2], 1, 0.0),
-    ([2], 5, 1.0),
-    ([None, None], 20, 0.0),
-    ([1, 3, None, 21], 20, 0.5),
-    ([], 5, 0.0),
-])
+@pytest.mark.parametrize(
+    ("ranks", "k", "expected"),
+    [
+        ([1], 1, 1.0),
+        ([2], 1, 0.0),
+        ([2], 5, 1.0),
+        ([None, None], 20, 0.0),
+        ([1, 3, None, 21], 20, 0.5),
+        ([], 5, 0.0),
+    ],
+)
 def test_hit_at(ranks, k, expected):
     assert hit_at(ranks, k) == expected
 
 
-@pytest.mark.parametrize(("ranks", "expected"), [
-    ([2], 0.5),
-    ([1, 2], 0.75),
-    ([None, 4], 0.125),
-    ([11], 0.0),  # beyond the cut-off of 10
-    ([10], 0.1),
-    ([], 0.0),
-])
+@pytest.mark.parametrize(
+    ("ranks", "expected"),
+    [
+        ([2], 0.5),
+        ([1, 2], 0.75),
+        ([None, 4], 0.125),
+        ([11], 0.0),  # beyond the cut-off of 10
+        ([10], 0.1),
+        ([], 0.0),
+    ],
+)
 def test_mrr_at_10(ranks, expected):
     assert mrr_at(ranks, 10) == pytest.approx(expected)
 
@@ -60,14 +66,17 @@ def test_first_hit_is_one_based():
     assert first_hit([]) is None
 
 
-@pytest.mark.parametrize(("ranked", "relevant", "expected"), [
-    (["a", "b"], {"a": 1}, 1.0),
-    (["x", "a"], {"a": 1}, 1 / np.log2(3)),
-    (["a", "x", "b"], {"a": 1, "b": 1}, (1 + 1 / 2) / (1 + 1 / np.log2(3))),
-    (["x", "y"], {"a": 1}, 0.0),
-    (["b", "a"], {"a": 2, "b": 1}, (1 + 2 / np.log2(3)) / (2 + 1 / np.log2(3))),  # graded, linear gains
-    ([], {"a": 1}, 0.0),
-])
+@pytest.mark.parametrize(
+    ("ranked", "relevant", "expected"),
+    [
+        (["a", "b"], {"a": 1}, 1.0),
+        (["x", "a"], {"a": 1}, 1 / np.log2(3)),
+        (["a", "x", "b"], {"a": 1, "b": 1}, (1 + 1 / 2) / (1 + 1 / np.log2(3))),
+        (["x", "y"], {"a": 1}, 0.0),
+        (["b", "a"], {"a": 2, "b": 1}, (1 + 2 / np.log2(3)) / (2 + 1 / np.log2(3))),  # graded, linear gains
+        ([], {"a": 1}, 0.0),
+    ],
+)
 def test_ndcg_at(ranked, relevant, expected):
     assert ndcg_at(ranked, relevant, 10) == pytest.approx(expected)
 
@@ -76,22 +85,28 @@ def test_ndcg_counts_only_the_top_k():
     assert ndcg_at(["x"] * 10 + ["a"], {"a": 1}, 10) == 0.0
 
 
-@pytest.mark.parametrize(("ranked", "k", "expected"), [
-    (["a", "b"], 100, 2 / 3),
-    (["a", "b"], 1, 1 / 3),
-    (["x"], 100, 0.0),
-])
+@pytest.mark.parametrize(
+    ("ranked", "k", "expected"),
+    [
+        (["a", "b"], 100, 2 / 3),
+        (["a", "b"], 1, 1 / 3),
+        (["x"], 100, 0.0),
+    ],
+)
 def test_recall_at(ranked, k, expected):
     assert recall_at(ranked, {"a": 1, "b": 1, "c": 1, "z": 0}, k) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(("span", "answers", "expected"), [
-    ((0, 10), [(2, 5)], True),
-    ((0, 10), [(0, 10)], True),
-    ((0, 10), [(8, 12)], False),
-    ((5, 10), [(0, 3), (6, 7)], True),
-    ((0, 10), [], False),
-])
+@pytest.mark.parametrize(
+    ("span", "answers", "expected"),
+    [
+        ((0, 10), [(2, 5)], True),
+        ((0, 10), [(0, 10)], True),
+        ((0, 10), [(8, 12)], False),
+        ((5, 10), [(0, 3), (6, 7)], True),
+        ((0, 10), [], False),
+    ],
+)
 def test_contains(span, answers, expected):
     assert contains(span, answers) is expected
 
@@ -101,22 +116,52 @@ def test_precision_recall():
     assert precision_recall([False], [True]) == (0.0, 0.0)
 
 
-TINY_SQUAD = {"version": "1.1", "data": [
-    {"title": "Apple_Inc", "paragraphs": [
-        {"context": "Apple opened its first store in Paris. Thousands queued on the Rue de Rivoli.",
-         "qas": [{"id": "q1", "question": "Where did Apple open a store?",
-                  "answers": [{"text": "Paris", "answer_start": 32}]}]},
-        {"context": "The store sells the iPhone. It opened on a Saturday.",
-         "qas": [{"id": "q2", "question": "What does the store sell?",
-                  "answers": [{"text": "the iPhone", "answer_start": 16}]},
-                 {"id": "q3", "question": "Who won the 1998 World Cup?", "answers": [], "is_impossible": True}]},
-    ]},
-    {"title": "Boeing", "paragraphs": [
-        {"context": "Boeing delayed the 787 Dreamliner again. The first delivery moves to 2009.",
-         "qas": [{"id": "q4", "question": "When is the first 787 delivery?",
-                  "answers": [{"text": "2009", "answer_start": 69}, {"text": "to 2009", "answer_start": 66}]}]},
-    ]},
-]}
+TINY_SQUAD = {
+    "version": "1.1",
+    "data": [
+        {
+            "title": "Apple_Inc",
+            "paragraphs": [
+                {
+                    "context": "Apple opened its first store in Paris. Thousands queued on the Rue de Rivoli.",
+                    "qas": [
+                        {
+                            "id": "q1",
+                            "question": "Where did Apple open a store?",
+                            "answers": [{"text": "Paris", "answer_start": 32}],
+                        }
+                    ],
+                },
+                {
+                    "context": "The store sells the iPhone. It opened on a Saturday.",
+                    "qas": [
+                        {
+                            "id": "q2",
+                            "question": "What does the store sell?",
+                            "answers": [{"text": "the iPhone", "answer_start": 16}],
+                        },
+                        {"id": "q3", "question": "Who won the 1998 World Cup?", "answers": [], "is_impossible": True},
+                    ],
+                },
+            ],
+        },
+        {
+            "title": "Boeing",
+            "paragraphs": [
+                {
+                    "context": "Boeing delayed the 787 Dreamliner again. The first delivery moves to 2009.",
+                    "qas": [
+                        {
+                            "id": "q4",
+                            "question": "When is the first 787 delivery?",
+                            "answers": [{"text": "2009", "answer_start": 69}, {"text": "to 2009", "answer_start": 66}],
+                        }
+                    ],
+                },
+            ],
+        },
+    ],
+}
 
 
 @pytest.fixture
@@ -143,8 +188,10 @@ def test_load_squad_limit_keeps_only_the_articles_asked_about(tiny_squad):
     assert [a.title for a in data.articles] == ["Apple Inc"]
 
 
-@pytest.mark.parametrize(("content", "message"), [(None, "does not exist"), ("{not json", "not valid JSON"),
-                                                  ('{"data": []}', "no SQuAD questions")])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "does not exist"), ("{not json", "not valid JSON"), ('{"data": []}', "no SQuAD questions")],
+)
 def test_load_squad_errors_say_what_is_wrong(tmp_path, content, message):
     path = tmp_path / "x.json"
     if content is not None:
@@ -159,9 +206,11 @@ def test_load_squad_errors_say_what_is_wrong(tmp_path, content, message):
 def tiny_beir(tmp_path):
     folder = tmp_path / "beir"
     (folder / "qrels").mkdir(parents=True)
-    docs = [("d1", "Paris store", "Apple opened its first store in Paris."),
-            ("d2", "Dreamliner", "Boeing delayed the 787 Dreamliner again."),
-            ("d3", "Jobs", "General Motors will cut 5,000 jobs in Michigan.")]
+    docs = [
+        ("d1", "Paris store", "Apple opened its first store in Paris."),
+        ("d2", "Dreamliner", "Boeing delayed the 787 Dreamliner again."),
+        ("d3", "Jobs", "General Motors will cut 5,000 jobs in Michigan."),
+    ]
     (folder / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": i, "title": t, "text": x}) for i, t, x in docs))
     queries = [("q1", "Boeing 787 delay"), ("q2", "jobs cut in Michigan"), ("q3", "unjudged")]
     (folder / "queries.jsonl").write_text("\n".join(json.dumps({"_id": i, "text": t}) for i, t in queries))

@@ -22,12 +22,15 @@ def test_convex_fusion_keeps_a_clear_lexical_winner_ahead():
     assert fuse(dense, lexical)[0][0] == 1  # rank fusion only sees the ranks
 
 
-@pytest.mark.parametrize(("dense", "lexical", "first"), [
-    ([], [], None),
-    ([(1, 0.9)], [], 1),
-    ([], [(4, 3.0)], 4),
-    ([(1, 0.9), (2, 0.1)], [(2, 5.0), (1, 4.9)], 1),
-])
+@pytest.mark.parametrize(
+    ("dense", "lexical", "first"),
+    [
+        ([], [], None),
+        ([(1, 0.9)], [], 1),
+        ([], [(4, 3.0)], 4),
+        ([(1, 0.9), (2, 0.1)], [(2, 5.0), (1, 4.9)], 1),
+    ],
+)
 def test_convex_fusion_edge_cases(dense, lexical, first):
     fused = fuse_scores(dense, lexical)
     assert (fused[0][0] if fused else None) == first
@@ -47,18 +50,34 @@ def test_bad_fusion_settings_are_refused(changes):
 
 
 def _passage(similarity, answer_score=None, text="Apple opened a store in Paris."):
-    return Passage(text, 1.0, "a", "", "", "", "", 0, len(text), 0, similarity=similarity,
-                   highlight_start=None if answer_score is None else 0,
-                   highlight_end=None if answer_score is None else len(text), answer_score=answer_score)
+    return Passage(
+        text,
+        1.0,
+        "a",
+        "",
+        "",
+        "",
+        "",
+        0,
+        len(text),
+        0,
+        similarity=similarity,
+        highlight_start=None if answer_score is None else 0,
+        highlight_end=None if answer_score is None else len(text),
+        answer_score=answer_score,
+    )
 
 
-@pytest.mark.parametrize(("passages", "question", "refused"), [
-    ([], "Where did Apple open a store?", True),
-    ([_passage(0.7, 1.4)], "Where did Apple open a store?", False),
-    ([_passage(0.7, 1.4)], "Where did Apple not open a store?", True),  # a negation costs 0.8
-    ([_passage(0.2, 0.4)], "Where did Apple open a store?", True),
-    ([_passage(0.9)], "Where did Apple open a store?", True),  # not highlighted: the cosine alone
-])
+@pytest.mark.parametrize(
+    ("passages", "question", "refused"),
+    [
+        ([], "Where did Apple open a store?", True),
+        ([_passage(0.7, 1.4)], "Where did Apple open a store?", False),
+        ([_passage(0.7, 1.4)], "Where did Apple not open a store?", True),  # a negation costs 0.8
+        ([_passage(0.2, 0.4)], "Where did Apple open a store?", True),
+        ([_passage(0.9)], "Where did Apple open a store?", True),  # not highlighted: the cosine alone
+    ],
+)
 def test_not_in_articles(passages, question, refused):
     assert not_in_articles(passages, Settings(), question) is refused
 
@@ -68,16 +87,20 @@ def test_answerability_weighs_cosines_and_overlap():
     features = answer_features([_passage(0.7, 1.4)], "Where did Apple opened a store?")
     assert features == pytest.approx({"similarity": 0.7, "sentence_cosine": 0.4, "overlap": 1.0, "negation": 0.0})
     assert answerability([_passage(0.7, 1.4)], "Where did Apple opened a store?") == pytest.approx(
-        ANSWERABILITY["similarity"] * 0.7 + ANSWERABILITY["sentence_cosine"] * 0.4 + ANSWERABILITY["overlap"])
+        ANSWERABILITY["similarity"] * 0.7 + ANSWERABILITY["sentence_cosine"] * 0.4 + ANSWERABILITY["overlap"]
+    )
 
 
-@pytest.mark.parametrize("settings", [
-    Settings(),
-    Settings(answer_candidates=0),
-    Settings(fusion="rrf"),
-    Settings(mode="dense"),
-    Settings(mode="lexical", answer_candidates=1),
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        Settings(),
+        Settings(answer_candidates=0),
+        Settings(fusion="rrf"),
+        Settings(mode="dense"),
+        Settings(mode="lexical", answer_candidates=1),
+    ],
+)
 def test_every_configuration_finds_the_known_answer(tiny_corpus, tmp_path, fake_embedder, settings):
     lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", settings=settings, embedder=fake_embedder)
     [top] = lib.search("How many jobs will General Motors cut in Michigan?", k=1, highlight=True)
@@ -107,20 +130,26 @@ def test_reranker_code_path_with_a_local_cross_encoder(tiny_corpus, tmp_path, re
 def test_reranker_that_cannot_load_says_what_to_do(tiny_corpus, tmp_path, fake_embedder):
     from qa import ModelError
 
-    lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=fake_embedder,
-                        settings=Settings(reranker=str(tmp_path / "no-such-model")))
+    lib = Library.build(
+        [tiny_corpus],
+        index_dir=tmp_path / "index",
+        embedder=fake_embedder,
+        settings=Settings(reranker=str(tmp_path / "no-such-model")),
+    )
     with pytest.raises(ModelError, match="QA_RERANKER"):
         lib.search("Where did Apple open a store?", k=1)
 
 
 # --- Sentence vectors kept by the build, for the answer stage ---
 
+
 def _sentence_rows(lib):
     import sqlite3
 
     with sqlite3.connect(lib._store.path / "meta.sqlite") as db:
-        return db.execute("SELECT s.chunk_id, s.start, s.end, c.start, c.end FROM sentences s "
-                          "LEFT JOIN chunks c ON c.id = s.chunk_id").fetchall()
+        return db.execute(
+            "SELECT s.chunk_id, s.start, s.end, c.start, c.end FROM sentences s LEFT JOIN chunks c ON c.id = s.chunk_id"
+        ).fetchall()
 
 
 def test_build_keeps_every_chunks_sentences_and_a_rebuild_drops_the_old_ones(tiny_corpus, tmp_path, fake_embedder):
@@ -176,8 +205,10 @@ def test_an_index_without_sentence_vectors_still_highlights(tiny_corpus, tmp_pat
 
 
 def test_pooled_sentence_vectors_are_the_sentences_own(real_embedder):
-    text = ("The Eiffel Tower was finished in 1889. Paris hosted the World's Fair that year. "
-            "Penguins live almost only in the Southern Hemisphere.")
+    text = (
+        "The Eiffel Tower was finished in 1889. Paris hosted the World's Fair that year. "
+        "Penguins live almost only in the Southern Hemisphere."
+    )
     spans = [(0, 38), (39, 80), (81, len(text))]
     vectors, [pooled] = real_embedder.encode_passages([text], [spans])
     assert real_embedder.pools_tokens
