@@ -9,27 +9,23 @@ While it runs, `qa build` of its index hands the build to it (the model is loade
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
+import signal
+import sys
+import time
+from pathlib import Path
 
-# Before gradio or huggingface_hub are imported: no analytics, no telemetry, no downloads.
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from qa import Library, QAError, Settings
+from qa.config import offline
+from qa.errors import NoIndexError
 
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from qa import Library, QAError, Settings  # noqa: E402
-from qa.errors import NoIndexError  # noqa: E402
+offline()  # before gradio or huggingface_hub are imported: no analytics, no telemetry, no downloads
 
 SEEDS = Path(__file__).resolve().parent / "seeds"
 # Searches are CPU-bound: a few at once keep every core busy; more would only thrash.
 DEFAULT_CONCURRENCY = 4
-MAX_SHOWN_QUESTION = 1000
 EXAMPLES = [
     "Who traveled to Mexico City?",
     "What did he say about the cycle of crime?",
@@ -113,21 +109,21 @@ def build_ui(library: Library, concurrency: int, collection: str | None = None):
 
     from qa import adding, chat
     from qa.render import EMPTY_QUESTION, escape_markdown, passages_html, reply_markdown
+    from qa.search import check_k, check_question
     from qa.uploads import FORMATS
-    from qa.web import passage_dict
 
     def respond(message, history, k):
         history = list(history or [])
-        text = " ".join(chat.message_text(message).split())
-        if not text:
+        try:
+            text = check_question(chat.message_text(message))
+        except QAError:
             return history + [{"role": "assistant", "content": EMPTY_QUESTION}], gr.skip(), ""
         try:
-            answer = chat.ask(library, text, history, k=int(k))
+            answer = chat.ask(library, text, history, k=check_k(int(k)))
         except QAError as e:
             raise gr.Error(str(e)) from None
-        shown = text if len(text) <= MAX_SHOWN_QUESTION else text[:MAX_SHOWN_QUESTION] + " …"
         history += [
-            {"role": "user", "content": escape_markdown(shown)},
+            {"role": "user", "content": escape_markdown(text)},
             {"role": "assistant", "content": reply_markdown(answer)},
         ]
         return history, passages_html(answer), ""
@@ -135,7 +131,7 @@ def build_ui(library: Library, concurrency: int, collection: str | None = None):
     def search(question: str, k: int = 5) -> list[dict]:
         """The k passages that best answer the question, with their fields and answering sentence."""
         try:
-            return [passage_dict(p) for p in library.search(question, k=int(k), highlight=True)]
+            return [p.as_dict() for p in library.search(check_question(question), k=check_k(k), highlight=True)]
         except QAError as e:
             raise gr.Error(str(e)) from None
 

@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.report import p95, write_section  # noqa: E402
 from qa import Library, Settings  # noqa: E402
-from qa.library import _load_embedder  # noqa: E402
+from qa.embedding import load_embedder  # noqa: E402
 
 WIKINEWS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "wikinews" / "articles.jsonl"
 
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating build/encode rounds")
     parser.add_argument("--articles", type=Path, default=WIKINEWS, help="articles to build from")
     args = parser.parse_args()
-    embedder = _load_embedder(Settings().model)
+    embedder = load_embedder(Settings().model)
     builds, encodes = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(args.rounds):
@@ -70,7 +70,7 @@ median **{statistics.median(latencies) * 1000:.1f} ms**, 95th percentile {p95(la
 
 def _column(lib: Library, sql: str) -> list[str]:
     """The first column of ``sql`` over the live generation's metadata."""
-    db = sqlite3.connect(lib._store.path / "meta.sqlite")
+    db = sqlite3.connect(lib.store.path / "meta.sqlite")
     try:
         return [row[0] for row in db.execute(sql)]
     finally:

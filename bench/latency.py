@@ -44,7 +44,7 @@ def main() -> None:
     emb = embedder()
     times: dict[str, list[float]] = {name: [] for name, _ in CONFIGS}
     with temporary_index(dataset, settings, emb) as lib:
-        libs = [(name, Library(lib._store, emb.inner, settings.with_(**changes))) for name, changes in CONFIGS]
+        libs = [(name, Library(lib.store, emb.inner, settings.with_(**changes))) for name, changes in CONFIGS]
         for _, each in libs:  # warm up: first calls load lazily initialised parts
             each.search(dataset.questions[0].text, k=args.k)
         load_before = os.getloadavg()[0]
@@ -53,7 +53,7 @@ def main() -> None:
                 began = time.perf_counter()
                 each.search(q.text, k=args.k)
                 times[name].append(1000 * (time.perf_counter() - began))
-        chunks = lib._store.manifest["chunks"]
+        chunks = lib.store.manifest["chunks"]
     base = statistics.median(times["dense only"])
     rows = [
         f"| {name} | {statistics.median(t):.1f} | {p95(t):.1f} | {statistics.median(t) / base:.2f}x |"

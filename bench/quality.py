@@ -59,10 +59,10 @@ CHUNK_SIZES = (64, 96, 128, 192, 254)
 
 
 def embedder() -> CachedEmbedder:
-    from qa.library import _load_embedder
+    from qa.embedding import load_embedder
 
     CACHE.parent.mkdir(parents=True, exist_ok=True)
-    return CachedEmbedder(_load_embedder(Settings().model)).load(CACHE)
+    return CachedEmbedder(load_embedder(Settings().model)).load(CACHE)
 
 
 def measure(dataset, settings: Settings, emb: CachedEmbedder, configs) -> list[tuple[str, dict, int]]:
@@ -75,7 +75,7 @@ def measure(dataset, settings: Settings, emb: CachedEmbedder, configs) -> list[t
         for name, changes in configs:
             lib.settings = settings.with_(**changes)
             metrics = beir_metrics(lib, dataset) if dataset.qrels else squad_metrics(lib, dataset)
-            rows.append((name, metrics, lib._store.manifest["chunks"]))
+            rows.append((name, metrics, lib.store.manifest["chunks"]))
             print(f"  {name}: {_fmt(metrics)}", file=sys.stderr)
         emb.save(CACHE)
     return rows

@@ -32,7 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.report import write_section  # noqa: E402
 from qa import Library, Settings  # noqa: E402
-from qa.library import _load_embedder  # noqa: E402
+from qa.embedding import load_embedder  # noqa: E402
 
 WIKINEWS = ROOT.parent / "shared" / "data" / "wikinews" / "articles.jsonl"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print, don't update docs/benchmarks.md")
     args = parser.parse_args()
     began = time.perf_counter()
-    embedder = _load_embedder(Settings().model)
+    embedder = load_embedder(Settings().model)
     load = time.perf_counter() - began
     times: dict[str, list[float]] = {}
     reports = {}

@@ -14,8 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from .errors import QuestionError
-from .search import Passage, weighted_rrf
+from .search import Passage, check_question, weighted_rrf
 
 # Earlier turns that can shape a follow-up, and the weight of each step back.
 CONTEXT_TURNS = 2
@@ -23,11 +22,9 @@ CONTEXT_DECAY = 0.5
 # A passage's similarity through a query with context counts this much towards "relevant enough".
 CONTEXT_SIMILARITY = 0.9
 # Passages each query contributes before fusion: a follow-up's passage may rank low on the question alone.
-CANDIDATES = 10
+PASSAGES_PER_QUERY = 10
 # A second quote only when its sentence is nearly as close to the question as the first.
 SECOND_QUOTE_MARGIN = 0.05
-# The question read for retrieval is cut here; the embedding model reads ~256 tokens anyway.
-MAX_QUESTION_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,7 @@ def ask(library, question: str, history: Iterable = (), k: int = 5, min_similari
 
     Args:
         library: an open ``qa.Library``.
-        question: the newest question; at most ``MAX_QUESTION_CHARS`` of it are searched.
+        question: the newest question; at most ``qa.search.MAX_QUESTION_CHARS`` of it are searched.
         history: earlier turns, oldest first: ``{"role", "content"}`` dicts (content a string
             or a list of ``{"type": "text", "text": ...}`` blocks) or strings (taken as user turns).
         k: how many passages to return.
@@ -69,15 +66,12 @@ def ask(library, question: str, history: Iterable = (), k: int = 5, min_similari
     Returns:
         An ``Answer``. Raises ``QuestionError`` for an empty question.
     """
-    question = " ".join(message_text(question).split())
-    if not question:
-        raise QuestionError("The question is empty. Ask something, e.g. “Who traveled to Mexico City?”.")
+    question = check_question(message_text(question))
     if min_similarity is None:
         min_similarity = library.settings.min_similarity
-    question = question[:MAX_QUESTION_CHARS]
     queries = contextual_queries(question, context(history))
-    rankings = [library.search(q, k=max(k, CANDIDATES), highlight=True) for q, _ in queries]
-    passages = fuse(rankings, [w for _, w in queries])[:k]
+    rankings = [library.search(q, k=max(k, PASSAGES_PER_QUERY), highlight=True) for q, _ in queries]
+    passages = merge(rankings, [w for _, w in queries])[:k]
     relevant = bool(passages) and passages[0].similarity >= min_similarity
     quotes = pick_quotes(library.embedder, question, passages) if relevant else ()
     return Answer(question, tuple(passages), quotes, relevant, tuple(q for q, _ in queries), min_similarity)
@@ -99,7 +93,7 @@ def contextual_queries(question: str, earlier: Sequence[str]) -> list[tuple[str,
     return queries
 
 
-def fuse(rankings: Sequence[Sequence[Passage]], weights: Sequence[float], rrf_k: int = 10) -> list[Passage]:
+def merge(rankings: Sequence[Sequence[Passage]], weights: Sequence[float], rrf_k: int = 10) -> list[Passage]:
     """Weighted reciprocal-rank fusion of several rankings of passages.
 
     A passage keeps the highlight of the first (most weighted) ranking it is in, and

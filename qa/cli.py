@@ -7,18 +7,18 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import sys
 from collections.abc import Iterator
 
 from . import serving
-from .config import SEARCH_MODES, Settings
+from .config import SEARCH_MODES, Settings, offline
 from .errors import HandOffError, QAError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    offline()
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         settings = Settings.from_env(index_dir=args.index, model=getattr(args, "model", None))
@@ -163,14 +163,13 @@ def _build(args, settings: Settings) -> int:
 
 def _search(args, settings: Settings) -> int:
     from .library import Library
+    from .search import check_k, check_question
 
-    if not args.question.strip():
-        print('error: The question is empty. Ask something, e.g. qa search "Who met in Mexico City?"', file=sys.stderr)
-        return 1
+    question, k = check_question(args.question), check_k(args.k)  # before seconds spent loading the model
     lib = Library.open(settings=settings.with_(mode=args.mode))
-    passages = lib.search(args.question, k=args.k, highlight=not args.json)
+    passages = lib.search(question, k=k, highlight=True)
     if args.json:
-        print(json.dumps([dataclasses.asdict(p) for p in passages], ensure_ascii=False, indent=1))
+        print(json.dumps([p.as_dict() for p in passages], ensure_ascii=False, indent=1))
         return 0
     for n, p in enumerate(passages, start=1):
         meta = " · ".join(x for x in (p.source, p.date) if x)
@@ -213,5 +212,4 @@ def _eval_beir(args, settings: Settings) -> int:
 
 
 if __name__ == "__main__":  # python -m qa.cli
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.exit(main())

@@ -11,6 +11,17 @@ SEARCH_MODES = ("hybrid", "dense", "lexical")
 FUSIONS = ("convex", "rrf")
 
 
+def offline() -> None:
+    """No downloads, analytics or telemetry unless the user's environment asks for them.
+
+    Called before sentence-transformers or Gradio is imported (they read these at import);
+    ``HF_HUB_OFFLINE=0`` lets named models download.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that shapes an index or a search.
@@ -29,7 +40,6 @@ class Settings:
     chunk_tokens: int = 192
     overlap_sentences: int = 1
     mode: str = "hybrid"
-    batch_size: int = 64
     # Hybrid fusion: "convex" (weighted z-scores) or "rrf" (reciprocal rank); convex won on
     # SQuAD v1.1 dev and SciFact (docs/benchmarks.md, section "quality").
     fusion: str = "convex"

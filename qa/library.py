@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from . import indexer
 from . import search as search_mod
 from .config import Settings
+from .embedding import Embedding, LazyEmbedder, load_embedder
 from .errors import IndexMismatchError, QAError, QuestionError, StoreError
 from .indexer import BuildReport
 from .search import Passage
@@ -70,7 +71,7 @@ class Library:
         store = Store.open(settings.index_dir)
         built_with = store.manifest["model"]
         wanted = model or (embedder.name if embedder else None) or built_with
-        embedder = embedder or _load_embedder(wanted)
+        embedder = embedder or load_embedder(wanted)
         if embedder.name != built_with or embedder.dim != store.manifest["dim"]:
             raise IndexMismatchError(
                 f"{settings.index_dir}/ was built with model {built_with!r}, not {embedder.name!r}. "
@@ -99,7 +100,7 @@ class Library:
             paths = [paths]
         settings = (settings or Settings.from_env()).with_(index_dir=index_dir, model=model)
         collection = indexer.collect(paths, settings.index_dir)  # before spending seconds on the model
-        embedder = embedder or _LazyEmbedder(settings.model)  # not loaded when nothing needs embedding
+        embedder = embedder or LazyEmbedder(settings.model)  # not loaded when nothing needs embedding
         report = indexer.build(collection, settings, embedder, full=full, progress=progress)
         lib = cls(Store.open(settings.index_dir), embedder, settings)
         lib.last_build = report
@@ -119,18 +120,22 @@ class Library:
         ``k`` is capped at the number of chunks. With ``highlight`` each passage
         has its answering sentence marked (``Passage.highlight``).
         """
-        if not isinstance(question, str) or not question.strip():
-            raise QuestionError('The question is empty. Ask something, e.g. `qa search "Who met in Mexico City?"`.')
-        if k < 1:
-            raise QuestionError(f"k must be 1 or more, got {k}.")
+        question = search_mod.check_question(question)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise QuestionError(f"k must be a whole number, 1 or more, got {k!r}.")
         store, embedder = self._fresh()
-        passages = search_mod.retrieve(store, embedder, question.strip(), k, self.settings)
+        passages = search_mod.retrieve(store, embedder, question, k, self.settings)
         return search_mod.highlight(passages, embedder, question, store) if highlight else passages
 
     @property
-    def embedder(self):
+    def embedder(self) -> Embedding:
         """The model that embeds questions: the one the live index was built with."""
         return self._fresh()[1]
+
+    @property
+    def store(self) -> Store:
+        """The live generation of the index (reopened when a build has swapped in a new one)."""
+        return self._fresh()[0]
 
     @property
     def sources(self) -> list[str]:
@@ -192,11 +197,6 @@ class Library:
         self._unusable = unusable
         return self._serving
 
-    @property
-    def _store(self) -> Store:
-        """The generation being served, as last checked."""
-        return self._serving[0]
-
     def close(self) -> None:
         self._serving[0].close()
 
@@ -205,26 +205,6 @@ class Library:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-_EMBEDDERS: dict[str, object] = {}
-_EMBEDDERS_LOCK = threading.Lock()
-
-
-class _LazyEmbedder:
-    """The embedder of ``model``, loaded on first use: a rebuild with nothing to embed skips the
-    seconds of loading it, and ``qa build`` with nothing changed returns at once."""
-
-    def __init__(self, model: str) -> None:
-        from .embedding import _PACKAGED, DEFAULT_MODEL  # the names Embedder itself reports
-
-        self.name = DEFAULT_MODEL if model in _PACKAGED else model
-        self._model = model
-
-    def __getattr__(self, attr: str):  # dim, encode, token_spans, ...: only what isn't set above
-        if attr.startswith("_"):
-            raise AttributeError(attr)
-        return getattr(_load_embedder(self._model), attr)
 
 
 def _embedder_for(store: Store, embedder):
@@ -236,17 +216,7 @@ def _embedder_for(store: Store, embedder):
     if model == embedder.name:
         return embedder
     log.warning("%s was rebuilt with model %r: loading it", store.path, model)
-    loaded = _load_embedder(model)
+    loaded = load_embedder(model)
     if loaded.dim != store.manifest["dim"]:
         raise IndexMismatchError(f"{model!r} gives {loaded.dim} dimensions, the index has {store.manifest['dim']}")
     return loaded
-
-
-def _load_embedder(model: str):
-    """One loaded model per name and process: loading takes seconds, encoding is thread-safe."""
-    from .embedding import Embedder
-
-    with _EMBEDDERS_LOCK:
-        if model not in _EMBEDDERS:
-            _EMBEDDERS[model] = Embedder(model)
-        return _EMBEDDERS[model]

@@ -7,17 +7,21 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from .chunking import sentence_spans
 from .config import Settings
+from .errors import QuestionError
 from .store import STOPWORDS, Store
 
 # How many candidates each retriever contributes before fusion, at least.
-CANDIDATES = 100
-MAX_QUESTION_CHARS = 2000
+RETRIEVER_CANDIDATES = 100
+# A question is cut here before anything else; the model reads about this much (256 tokens) anyway.
+MAX_QUESTION_CHARS = 1000
+# The most passages one request may ask for, on every interface (the app, HTTP, the CLI).
+MAX_K = 50
 # Runs each search's full-text query beside its question encoding.
 _LEXICAL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="qa-lexical")
 # Sentence vectors kept between questions (passages recur): about 1.5 kB each.
@@ -55,6 +59,36 @@ class Passage:
             return ""
         return self.text[self.highlight_start - self.start : self.highlight_end - self.start]
 
+    def as_dict(self) -> dict:
+        """The passage as JSON: its fields and its ``highlight`` sentence (the CLI's and the HTTP routes' shape)."""
+        return {**asdict(self), "highlight": self.highlight}
+
+
+def check_question(question: object) -> str:
+    """The question as it is searched: whitespace collapsed, cut to ``MAX_QUESTION_CHARS``.
+
+    The one check of a question, for every interface. QuestionError when it is empty or not text.
+
+    >>> check_question("  Who  went? ")
+    'Who went?'
+    """
+    if question is None or (isinstance(question, str) and not question.strip()):
+        raise QuestionError('The question is empty. Ask a non-empty question, e.g. "Who traveled to Mexico City?".')
+    if not isinstance(question, str):
+        raise QuestionError(f"The question must be text, not {type(question).__name__}.")
+    return " ".join(question.split())[:MAX_QUESTION_CHARS]
+
+
+def check_k(k: object) -> int:
+    """``k``, the number of passages asked for, if it is a whole number from 1 to ``MAX_K``; else QuestionError.
+
+    >>> check_k(3)
+    3
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise QuestionError(f'"k" must be a whole number from 1 to {MAX_K}, got {k!r}.')
+    return k
+
 
 def retrieve(store: Store, embedder, question: str, k: int, settings: Settings) -> list[Passage]:
     """The top ``k`` passages for ``question`` under ``settings.mode``.
@@ -64,8 +98,7 @@ def retrieve(store: Store, embedder, question: str, k: int, settings: Settings) 
     (``settings.answer_candidates``) re-order the best few. Passages that went through
     the answer stage come with their answering sentence marked.
     """
-    question = question[:MAX_QUESTION_CHARS]
-    n = max(CANDIDATES, 2 * k)
+    n = max(RETRIEVER_CANDIDATES, 2 * k)
     # The full-text query needs no vector: it runs while the model encodes the question.
     lexical_job = _LEXICAL.submit(store.lexical, question, n) if settings.mode != "dense" else None
     qvec = embedder.encode([question], progress=False)[0]
@@ -173,7 +206,7 @@ def answer_rerank(
     head, tail = passages[:n], passages[n:]
     if not head:
         return passages
-    qvec = embedder.encode([question[:MAX_QUESTION_CHARS]], progress=False)[0] if qvec is None else qvec
+    qvec = embedder.encode([question], progress=False)[0] if qvec is None else qvec
     stored = store.sentences(p.chunk_id for p in head) if store is not None else {}
     # Sentences the build kept no vector for are encoded now, all in one call (per-passage
     # calls cost ~10x the overhead).

@@ -248,7 +248,7 @@ def build_request(library: Library, body: object) -> BuildRequest:
     ValueError when it isn't a build request; HandOffError when it names another index or
     model (``qa build`` then builds by itself).
     """
-    from .library import _LazyEmbedder
+    from .embedding import model_name
 
     if not isinstance(body, dict):
         raise ValueError("the body must be a JSON object")
@@ -261,7 +261,7 @@ def build_request(library: Library, body: object) -> BuildRequest:
     index_dir = Path(library.settings.index_dir).resolve()
     if str(body.get("index_dir")) != str(index_dir):
         raise HandOffError(f"this app serves {index_dir}, not {body.get('index_dir')}")
-    wanted = _LazyEmbedder(str(body.get("model"))).name  # the name the built index records
+    wanted = model_name(str(body.get("model")))  # the name the built index records
     served = library.embedder.name
     if wanted != served:
         raise HandOffError(f"this app has model {served!r} loaded, not {wanted!r}")

@@ -316,7 +316,7 @@ class Writer:
         self._db.commit()
         self._db.close()
         faiss.write_index(self._index, str(self.tmp / "vectors.faiss"))
-        checkpoint("writing")
+        pause_point("writing")
         self.manifest.update(
             format=FORMAT,
             articles=n_articles,
@@ -334,9 +334,9 @@ class Writer:
         previous = current_generation(self.index_dir)
         os.rename(self.tmp, self.index_dir / gen)
         _fsync(self.index_dir)
-        checkpoint("renamed")
+        pause_point("renamed")
         _write_durably(self.index_dir / "CURRENT", gen + "\n")
-        checkpoint("swapped")
+        pause_point("swapped")
         _collect_garbage(self.index_dir, keep={gen, previous})
         return self.index_dir / gen
 
@@ -416,7 +416,7 @@ def _faiss_message(e: Exception) -> str:
     return re.sub(r"^Error in .*? at \S+:\d+: (Error: )?", "", text)
 
 
-def checkpoint(stage: str) -> None:
+def pause_point(stage: str) -> None:
     """Test hook: with QA_TEST_PAUSE_AT=<stage> a build says so on stderr and sleeps here, so a test
     can kill it at a known point. Stages: embedding, writing, renamed, swapped."""
     if os.environ.get("QA_TEST_PAUSE_AT") == stage:

@@ -12,7 +12,6 @@ the app (see qa.serving); requests without that token are refused.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import AsyncIterator
 
@@ -23,14 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from . import serving
 from .errors import HandOffError, QAError
-from .search import Passage
-
-MAX_K = 50
-
-
-def passage_dict(p: Passage) -> dict:
-    """A Passage as JSON: its fields and its ``highlight`` sentence."""
-    return {**dataclasses.asdict(p), "highlight": p.highlight}
+from .search import Passage, check_k, check_question
 
 
 def router(library, concurrency: int = 4, build_token: str | None = None) -> APIRouter:
@@ -63,16 +55,12 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
             return _error(400, 'The body must be JSON, e.g. {"question": "Who traveled to Mexico City?", "k": 5}.')
         if not isinstance(body, dict):
             return _error(400, 'The body must be a JSON object with a "question" and an optional "k".')
-        question, k = body.get("question"), body.get("k", 5)
-        if not isinstance(question, str) or not question.strip():
-            return _error(400, 'Give a non-empty "question", e.g. {"question": "Who traveled to Mexico City?"}.')
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-            return _error(400, f'"k" must be a whole number from 1 to {MAX_K}, got {k!r}.')
         try:
+            question, k = check_question(body.get("question")), check_k(body.get("k", 5))
             passages = await run_in_threadpool(_search, library, gate, question, k)
         except QAError as e:
             return _error(400, str(e))
-        return {"question": question, "k": k, "passages": [passage_dict(p) for p in passages]}
+        return {"question": question, "k": k, "passages": [p.as_dict() for p in passages]}
 
     return api
 

@@ -60,9 +60,9 @@ def fake_embedder():
 
 @pytest.fixture(scope="session")
 def real_embedder():
-    from qa.library import _load_embedder
+    from qa.embedding import load_embedder
 
-    return _load_embedder("sentence-transformers/all-MiniLM-L6-v2")
+    return load_embedder("sentence-transformers/all-MiniLM-L6-v2")
 
 
 TINY = {

@@ -7,10 +7,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import SEEDS, FakeEmbedder
 
 from qa import Library, Settings
 from qa.adding import NOTHING, add
+
+from conftest import SEEDS, FakeEmbedder
 
 LEXICAL = Settings(mode="lexical", answer_candidates=0)
 

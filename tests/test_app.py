@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from qa import Passage, Settings
-from tests.conftest import ROOT
+
+from conftest import ROOT
 
 FIELDS = {f.name for f in dataclasses.fields(Passage)} | {"highlight"}
 

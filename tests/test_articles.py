@@ -5,7 +5,8 @@ import json
 import pytest
 
 from qa.articles import Skipped, clean, read
-from tests.conftest import SEEDS, SHARED_DATA
+
+from conftest import SEEDS, SHARED_DATA
 
 
 def one(path):

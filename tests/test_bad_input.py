@@ -9,10 +9,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import TINY, FakeEmbedder
 
 from qa import Library, NoArticlesError, articles
 from qa.store import current_generation
+
+from conftest import TINY, FakeEmbedder
 
 SCRIPT_HTML = """<!doctype html><html><head><title>Lufthansa strike grounds flights</title>
 <script>var tracker = "SECRETTRACKER"; document.write("<p>BUYNOWBUYNOW</p>");</script>

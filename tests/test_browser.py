@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.conftest import ROOT, SEEDS
+from conftest import ROOT, SEEDS
 
 pytestmark = pytest.mark.browser
 

@@ -16,8 +16,9 @@ import uuid
 import pytest
 
 from qa import Library
+
+from conftest import SEEDS
 from tests import test_browser
-from tests.conftest import SEEDS
 from tests.test_app import post
 from tests.test_browser import ARTIFACTS, ask
 

@@ -11,7 +11,8 @@ from qa import Library, QuestionError, Settings
 from qa.chat import Answer, Quote, ask, context, contextual_queries, message_text, plain
 from qa.render import escape_markdown, passages_html, reply_markdown
 from qa.search import Passage
-from tests.conftest import ROOT, SEEDS, SHARED_DATA
+
+from conftest import ROOT, SEEDS, SHARED_DATA
 
 CASES = json.loads((ROOT / "tests" / "multiturn.json").read_text())
 WIKINEWS = SHARED_DATA / "wikinews" / "articles.jsonl"

@@ -3,7 +3,8 @@
 import pytest
 
 from qa.chunking import chunk, split_sentences
-from tests.conftest import FakeEmbedder
+
+from conftest import FakeEmbedder
 
 tokenize = FakeEmbedder().token_spans
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from qa.cli import _parser
-from tests.conftest import SEEDS
+
+from conftest import SEEDS
 
 QA = shutil.which("qa", path=str(Path(sys.executable).parent)) or "qa"
 

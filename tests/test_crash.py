@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, FakeEmbedder
 
 from qa import CorruptIndexError, IndexLockedError, Library, NoIndexError, Settings
 from qa.cli import main as cli_main
 from qa.store import current_generation
+
+from conftest import ROOT, FakeEmbedder
 
 # Searches with the fake model stay literal (no fusion or answer-stage re-ordering, which others tune).
 FAKE = Settings(mode="lexical", answer_candidates=0)

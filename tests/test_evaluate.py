@@ -22,7 +22,8 @@ from qa.evaluate import (
     precision_recall,
     recall_at,
 )
-from tests.conftest import SHARED_DATA
+
+from conftest import SHARED_DATA
 
 SQUAD1 = SHARED_DATA / "squad-v1.1-dev" / "dev-v1.1.json"
 SQUAD2 = SHARED_DATA / "squad-v2.0-dev" / "dev-v2.0.json"

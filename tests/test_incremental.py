@@ -6,11 +6,12 @@ import json
 import sqlite3
 
 import pytest
-from conftest import SHARED_DATA, FakeEmbedder
 
 from qa import Library, NoArticlesError, Settings
 from qa.cli import main as cli_main
 from qa.store import current_generation
+
+from conftest import SHARED_DATA, FakeEmbedder
 
 
 class CountingEmbedder(FakeEmbedder):
@@ -223,7 +224,7 @@ def test_nothing_changed_never_loads_the_model(tiny_corpus, tmp_path, monkeypatc
     index = tmp_path / "index"
     Library.build([tiny_corpus], index_dir=index, embedder=real_embedder)
     loads = []
-    monkeypatch.setattr(qa.library, "_load_embedder", lambda model: loads.append(model) or real_embedder)
+    monkeypatch.setattr(qa.library, "load_embedder", lambda model: loads.append(model) or real_embedder)
     lib = Library.build([tiny_corpus], index_dir=index, model="all-MiniLM-L6-v2")  # an alias of the default
     assert lib.last_build.unchanged == 3 and loads == []
     (tiny_corpus / "gm.md").write_text("# GM\nGeneral Motors hired 300 workers in Ohio.\n")

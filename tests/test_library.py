@@ -8,7 +8,8 @@ import pytest
 
 import qa
 from qa import IndexMismatchError, Library, NoIndexError, Passage, QuestionError
-from tests.conftest import SEEDS, SHARED_DATA
+
+from conftest import SEEDS, SHARED_DATA
 
 WIKINEWS = SHARED_DATA / "wikinews" / "articles.jsonl"
 
@@ -31,7 +32,7 @@ def test_passage_fields_and_offsets(seed_library):
     assert isinstance(p, Passage)
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.score = 1.0
-    article = seed_library._store.article_text(p.article_id)
+    article = seed_library.store.article_text(p.article_id)
     assert article[p.start : p.end] == p.text
     assert p.start <= p.highlight_start < p.highlight_end <= p.end and p.highlight in p.text
     assert p.title.startswith("Blinken") and p.source == "OAN Newsroom" and p.date == "2021-10-08"
@@ -57,7 +58,7 @@ def test_very_long_question_is_truncated_not_an_error(seed_library):
 
 @pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
 def test_every_mode_finds_the_merida_passage(seed_library, mode):
-    lib = Library(seed_library._store, seed_library.embedder, seed_library.settings.with_(mode=mode))
+    lib = Library(seed_library.store, seed_library.embedder, seed_library.settings.with_(mode=mode))
     assert "Merida" in lib.search("Merida Initiative drug trafficking cartels", k=1)[0].text
 
 
@@ -89,7 +90,7 @@ def test_build_report_and_info(tmp_path, tiny_corpus, fake_embedder):
 
 
 def test_index_directory_holds_plain_named_files(seed_library):
-    gen = seed_library._store.path
+    gen = seed_library.store.path
     assert sorted(f.name for f in gen.iterdir()) == ["manifest.json", "meta.sqlite", "vectors.faiss"]
     manifest = json.loads((gen / "manifest.json").read_text())
     assert manifest["format"] == 1 and manifest["dim"] == 384

@@ -9,12 +9,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import FakeEmbedder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qa import Library, NoArticlesError, Settings
 from qa.store import Store
+
+from conftest import FakeEmbedder
 
 WORDS = ["apple", "boeing", "strike", "union", "paris", "jobs", "oil", "gold", "rain", "market", "court", "bank"]
 QUERIES = ["apple paris", "boeing strike union", "oil gold market", "rain", "court bank jobs"]

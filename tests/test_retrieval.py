@@ -146,7 +146,7 @@ def test_reranker_that_cannot_load_says_what_to_do(tiny_corpus, tmp_path, fake_e
 def _sentence_rows(lib):
     import sqlite3
 
-    with sqlite3.connect(lib._store.path / "meta.sqlite") as db:
+    with sqlite3.connect(lib.store.path / "meta.sqlite") as db:
         return db.execute(
             "SELECT s.chunk_id, s.start, s.end, c.start, c.end FROM sentences s LEFT JOIN chunks c ON c.id = s.chunk_id"
         ).fetchall()
@@ -155,13 +155,13 @@ def _sentence_rows(lib):
 def test_build_keeps_every_chunks_sentences_and_a_rebuild_drops_the_old_ones(tiny_corpus, tmp_path, fake_embedder):
     lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=fake_embedder)
     rows = _sentence_rows(lib)
-    assert {r[0] for r in rows} == set(range(lib._store.manifest["chunks"]))
+    assert {r[0] for r in rows} == set(range(lib.store.manifest["chunks"]))
     assert all(c_start <= s < e <= c_end for _, s, e, c_start, c_end in rows)
     (tiny_corpus / "gm.txt").write_text("General Motors will cut 6,000 jobs. The plants close in May.\n")
     lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=fake_embedder)
     rows = _sentence_rows(lib)
     assert all(r[3] is not None for r in rows), "sentences of a replaced chunk were left behind"
-    assert len({r[0] for r in rows}) == lib._store.manifest["chunks"]
+    assert len({r[0] for r in rows}) == lib.store.manifest["chunks"]
     [top] = lib.search("How many jobs will General Motors cut?", k=1)
     assert top.highlight == "General Motors will cut 6,000 jobs."
 

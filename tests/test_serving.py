@@ -21,7 +21,8 @@ import pytest
 
 from qa import HandOffError, Library, NoArticlesError, QAError, Settings, serving
 from qa.store import current_generation
-from tests.conftest import ROOT, SEEDS, SHARED_DATA, FakeEmbedder, free_port
+
+from conftest import ROOT, SEEDS, SHARED_DATA, FakeEmbedder, free_port
 
 # A `qa build` that can't import torch or sentence-transformers: it must not load the model.
 NO_MODEL = (

@@ -7,12 +7,13 @@ import threading
 import time
 
 import pytest
-from conftest import FakeEmbedder
 
 from qa import Library, QAError, Settings, articles
 from qa.errors import UploadError
 from qa.store import lock
 from qa.uploads import MAX_UPLOAD_BYTES, safe_name, save_text, save_upload, update
+
+from conftest import FakeEmbedder
 
 ARTICLE = b"Lufthansa pilots walked out on Monday, grounding 800 flights across Germany.\n"
 
