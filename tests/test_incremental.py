@@ -219,12 +219,12 @@ def test_wikinews_records_hash_separately(tmp_path):
 
 
 def test_nothing_changed_never_loads_the_model(tiny_corpus, tmp_path, monkeypatch, real_embedder):
-    import qa.library
+    import qa.embedding
 
     index = tmp_path / "index"
     Library.build([tiny_corpus], index_dir=index, embedder=real_embedder)
     loads = []
-    monkeypatch.setattr(qa.library, "load_embedder", lambda model: loads.append(model) or real_embedder)
+    monkeypatch.setattr(qa.embedding, "load_embedder", lambda model: loads.append(model) or real_embedder)
     lib = Library.build([tiny_corpus], index_dir=index, model="all-MiniLM-L6-v2")  # an alias of the default
     assert lib.last_build.unchanged == 3 and loads == []
     (tiny_corpus / "gm.md").write_text("# GM\nGeneral Motors hired 300 workers in Ohio.\n")
