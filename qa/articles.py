@@ -8,8 +8,9 @@ import logging
 import math
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -32,6 +33,15 @@ SUFFIXES = {
 # (War and Peace is 3.2 MB.) A .jsonl file holds many articles, each under the article limit.
 MAX_ARTICLE_BYTES = 10 * 2**20
 MAX_JSONL_BYTES = 512 * 2**20
+# A title, source or date longer than this is not one (a paragraph, a dump): it is cut, with a warning.
+MAX_FIELD_CHARS = 300
+MAX_URL_CHARS = 2048
+# Front matter is a few lines of metadata; more is a mistake or an attack on the YAML parser.
+MAX_FRONT_MATTER_BYTES = 64 * 2**10
+# Lone surrogates can't be encoded (the tokenizer refuses them); control characters other than
+# tab and line ends are noise that some tools choke on.
+_UNENCODABLE = re.compile(r"[\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 # Whole lines that are page furniture, not content (matched case-insensitively).
 BOILERPLATE = re.compile(
@@ -76,6 +86,18 @@ class Skipped:
     reason: str
 
 
+def normalize(text: str) -> str:
+    """Text that every later stage can encode: lone surrogates become U+FFFD, control characters
+    (but tabs and line ends) are dropped, and the result is in Unicode normal form NFC.
+
+    >>> normalize("x \\ud800 y\\x07") == "x \\ufffd y"
+    True
+    >>> normalize("Cafe\\u0301") == "Caf\\u00e9"
+    True
+    """
+    return unicodedata.normalize("NFC", _CONTROL.sub("", _UNENCODABLE.sub("\ufffd", text)))
+
+
 def clean(text: str) -> str:
     """Normalise line ends and spaces, drop boilerplate lines and inline noise.
 
@@ -108,7 +130,7 @@ def read(paths: Iterable[str | os.PathLike], skipped: list[Skipped] | None = Non
         for path in _files(root, skipped):
             for item in _read_file(path, _article_id(root, path)):
                 if isinstance(item, Article):
-                    item = _first_copy(item, seen)
+                    item = _first_copy(_capped(item), seen)
                 if isinstance(item, Skipped):
                     log.warning("skipped %s: %s", item.path, item.reason)
                     skipped.append(item)
@@ -171,7 +193,7 @@ def _read_file(path: Path, article_id: str) -> Iterator[Article | Skipped]:
         yield Skipped(str(path), "looks binary, not text")
         return
     try:
-        raw = data.decode("utf-8-sig")
+        raw = normalize(data.decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         yield Skipped(str(path), f"is not valid UTF-8 (byte {e.start}); convert it to UTF-8")
         return
@@ -202,8 +224,12 @@ def _from_markdown(path: Path, article_id: str, raw: str) -> Article:
     meta: dict = {}
     m = FRONT_MATTER.match(raw.lstrip("\ufeff"))
     if m:
+        if len(m.group(1).encode("utf-8")) > MAX_FRONT_MATTER_BYTES:
+            raise ArticleError(
+                f"has front matter over {MAX_FRONT_MATTER_BYTES // 1024} KB; keep it to title, source, date, url"
+            )
         try:
-            meta = yaml.safe_load(m.group(1)) or {}
+            meta = yaml.load(m.group(1), Loader=_FrontMatterLoader) or {}
         except yaml.YAMLError as e:
             raise ArticleError(f"has invalid front matter: {str(e).splitlines()[0]}") from None
         if not isinstance(meta, dict):
@@ -223,6 +249,18 @@ def _from_markdown(path: Path, article_id: str, raw: str) -> Article:
         url=_str(meta.get("url")),
         path=str(path),
     )
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """Safe YAML without aliases: nested ``*name`` references expand a few hundred bytes into gigabytes."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(
+                None, None, "uses a YAML alias (*name), which qa does not read; write the value out", mark
+            )
+        return super().compose_node(parent, index)
 
 
 def _from_html(path: Path, article_id: str, raw: str) -> Article:
@@ -272,13 +310,16 @@ def _read_jsonl(path: Path, file_id: str, raw: str) -> Iterator[Article | Skippe
         except json.JSONDecodeError as e:
             yield Skipped(where, f"is not valid JSON ({e.msg})")
             continue
+        except RecursionError:
+            yield Skipped(where, "is JSON nested too deeply to be an article")
+            continue
         if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
             yield Skipped(where, 'has no "text" string field')
             continue
         if len(rec["text"]) > MAX_ARTICLE_BYTES:
             yield Skipped(where, too_big(len(rec["text"].encode("utf-8", "surrogatepass")), "text"))
             continue
-        text = clean(rec["text"])
+        text = clean(normalize(rec["text"]))
         if not text:
             yield Skipped(where, "has no text")
             continue
@@ -314,4 +355,32 @@ def _title_from_name(path: Path) -> str:
 
 
 def _str(value: object) -> str:
-    return "" if value is None else str(value).strip()
+    return "" if value is None else normalize(str(value)).strip()
+
+
+def _printable(text: str) -> str:
+    """``text`` with the bytes of a non-UTF-8 file name as \\x escapes, and nothing unencodable.
+
+    >>> _printable("caf\\udce9.txt")
+    'caf\\\\xe9.txt'
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+        return normalize(text)
+
+
+def _capped(article: Article) -> Article:
+    """``article`` with a title, source, date or url that is too long to be one cut, saying so, and an id,
+    path and title that can be stored (a file name that isn't UTF-8 is shown with \\x escapes)."""
+    limits = {"title": MAX_FIELD_CHARS, "source": MAX_FIELD_CHARS, "date": MAX_FIELD_CHARS, "url": MAX_URL_CHARS}
+    article = replace(
+        article, id=_printable(article.id), path=_printable(article.path), title=_printable(article.title)
+    )
+    cut = {}
+    for name, limit in limits.items():
+        value = getattr(article, name)
+        if len(value) > limit:
+            log.warning("%s: its %s is %d characters; cut to %d", article.path or article.id, name, len(value), limit)
+            cut[name] = value[:limit].rstrip() + "…"
+    return replace(article, **cut) if cut else article

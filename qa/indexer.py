@@ -132,22 +132,24 @@ def build(
                 base.close()
                 base = None
             todo = [a for a in found if base is None or old.get(a.id) != a.hash]
-            added = sum(1 for a in found if a.id not in old)
-            changed = sum(1 for a in found if a.id in old and old[a.id] != a.hash)
             if collection.paths:
                 manifest["sources"] = list(collection.paths)
-            embedded, total = _write(settings, manifest, base, todo, removed, old, embedder, progress)
+            embedded, total, failed = _write(settings, manifest, base, todo, removed, old, embedder, progress)
         finally:
             if base is not None:
                 base.close()
+    lost = {s.path for s in failed}
+    indexed = [a for a in found if (a.path or a.id) not in lost]
+    added = sum(1 for a in indexed if a.id not in old)
+    changed = sum(1 for a in indexed if a.id in old and old[a.id] != a.hash)
     return BuildReport(
         added,
         changed,
         len(removed),
-        len(found) - added - changed,
+        len(indexed) - added - changed,
         embedded,
         total,
-        skipped,
+        skipped + failed,
         full_reason,
         time.perf_counter() - began,
     )
@@ -162,19 +164,18 @@ def _write(
     old: dict[str, str],
     embedder,
     progress: Progress,
-) -> tuple[int, int]:
+) -> tuple[int, int, list[Skipped]]:
     """Write the next generation: ``base`` minus removed and changed articles, plus ``todo``.
 
-    Returns (chunks embedded, chunks in the new generation)."""
+    An article that fails to chunk or embed is left out, with a warning, and the build goes on.
+    Returns (chunks embedded, chunks in the new generation, the articles left out)."""
     writer = Writer(settings.index_dir, manifest, base)
     try:
         if base is not None:
             writer.remove(removed + [a.id for a in todo if a.id in old])
-        pieces = [
-            chunk(a.id, a.text, embedder.token_spans, settings.chunk_tokens, settings.overlap_sentences) for a in todo
-        ]
+        todo, pieces, failed = _chunk_each(todo, settings, embedder)
         pause_point("embedding")
-        vectors, sentences = _embed([c for cs in pieces for c in cs], embedder, progress)
+        todo, pieces, (vectors, sentences), lost = _embed_articles(todo, pieces, embedder, progress)
         offset = 0
         for article, cs in zip(todo, pieces, strict=True):
             writer.add(article, cs, vectors[offset : offset + len(cs)], sentences[offset : offset + len(cs)])
@@ -183,7 +184,63 @@ def _write(
     except BaseException:
         writer.abort()
         raise
-    return offset, writer.manifest["chunks"]
+    return offset, writer.manifest["chunks"], failed + lost
+
+
+def _chunk_each(todo: list[Article], settings: Settings, embedder) -> tuple[list[Article], list[list], list[Skipped]]:
+    """Each article's chunks; an article whose chunking fails is left out with the reason."""
+    kept, pieces, failed = [], [], []
+    for a in todo:
+        try:
+            pieces.append(chunk(a.id, a.text, embedder.token_spans, settings.chunk_tokens, settings.overlap_sentences))
+        except Exception as e:  # a bug or a text the tokenizer refuses: this article only, never the build
+            failed.append(_left_out(a, "could not be split into passages", e))
+            continue
+        kept.append(a)
+    return kept, pieces, failed
+
+
+def _embed_articles(todo: list[Article], pieces: list[list], embedder, progress: Progress):
+    """``_embed`` of all articles' chunks at once; if that fails, article by article, leaving out
+    those that fail. Returns (articles kept, their chunks, (vectors, sentences), articles left out).
+
+    What the progress function raises (a `qa build` that went away) stops the build, as it should.
+    """
+    stopped: list[BaseException] = []
+    if callable(progress):
+        report = progress
+
+        def progress(done: int, total: int) -> None:
+            try:
+                report(done, total)
+            except BaseException as e:
+                stopped.append(e)
+                raise
+
+    try:
+        return todo, pieces, _embed([c for cs in pieces for c in cs], embedder, progress), []
+    except Exception as e:
+        if stopped:
+            raise
+        log.warning("embedding failed (%s); embedding article by article to leave out the one at fault", e)
+    kept, kept_pieces, parts, lost = [], [], [], []
+    for a, cs in zip(todo, pieces, strict=True):
+        try:
+            parts.append(_embed(cs, embedder, False))
+        except Exception as e:
+            lost.append(_left_out(a, "could not be embedded", e))
+            continue
+        kept.append(a)
+        kept_pieces.append(cs)
+    dim = embedder.dim
+    vectors = np.concatenate([v for v, _ in parts]) if parts else np.zeros((0, dim), dtype=np.float32)
+    return kept, kept_pieces, (vectors, [s for _, ss in parts for s in ss]), lost
+
+
+def _left_out(article: Article, what: str, error: Exception) -> Skipped:
+    reason = f"{what} ({type(error).__name__}: {str(error)[:200]}); the build went on without it"
+    log.warning("skipped %s: %s", article.path or article.id, reason)
+    return Skipped(article.path or article.id, reason)
 
 
 def _embed(chunks: list, embedder, progress: Progress) -> tuple[np.ndarray, list]:
