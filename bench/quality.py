@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import write_section  # noqa: E402
 from qa.config import Settings  # noqa: E402
+from qa.embedding import CachedEmbedder, load_embedder  # noqa: E402
 from qa.evaluate import (  # noqa: E402
-    CachedEmbedder,
     beir_metrics,
     load_beir,
     load_squad,
@@ -59,8 +59,6 @@ CHUNK_SIZES = (64, 96, 128, 192, 254)
 
 
 def embedder() -> CachedEmbedder:
-    from qa.embedding import load_embedder
-
     CACHE.parent.mkdir(parents=True, exist_ok=True)
     return CachedEmbedder(load_embedder(Settings().model)).load(CACHE)
 

@@ -22,10 +22,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from .articles import Article
 from .config import Settings
+from .embedding import CachedEmbedder
 from .errors import QAError
 
 UNITS = ("article", "paragraph")
@@ -218,78 +217,6 @@ def precision_recall(predicted: Sequence[bool], actual: Sequence[bool]) -> tuple
 
 
 # ---- running -----------------------------------------------------------------------------------
-
-
-class CachedEmbedder:
-    """An embedder that remembers each text's vector, so repeated texts are embedded once.
-
-    Questions, passages and sentences recur across configurations and questions; the
-    model is deterministic, so a cached vector equals a fresh one. ``save``/``load`` keep
-    the cache in a plain ``.npz`` file (benchmarks keep theirs under /tmp).
-    """
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.name, self.dim = inner.name, inner.dim
-        self.max_tokens = getattr(inner, "max_tokens", 254)
-        self._vectors: dict[str, np.ndarray] = {}
-
-    def token_spans(self, texts):
-        return self.inner.token_spans(texts)
-
-    def encode(self, texts: Sequence[str], progress: bool | None = None) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
-        if missing:
-            for text, vec in zip(missing, self.inner.encode(missing, progress=progress)):
-                self._vectors[text] = vec
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([self._vectors[t] for t in texts])
-
-    def encode_passages(self, texts: Sequence[str], spans, progress: bool | None = None):
-        """As ``Embedder.encode_passages``; a sentence's vector is kept under its passage and span."""
-        keys = [[f"{t}\x00{s}:{e}" for s, e in sp] for t, sp in zip(texts, spans, strict=True)]
-        known = self._vectors
-        todo = [n for n, t in enumerate(texts) if t not in known or any(k not in known for k in keys[n])]
-        if todo and hasattr(self.inner, "encode_passages"):
-            vectors, pooled = self.inner.encode_passages([texts[n] for n in todo], [spans[n] for n in todo], progress)
-            for n, vec, sentences in zip(todo, vectors, pooled):
-                self._vectors[texts[n]] = vec
-                if sentences is not None:
-                    self._vectors.update(zip(keys[n], sentences))
-        vectors = self.encode(texts, progress)
-        return vectors, [
-            np.stack([self._vectors[k] for k in ks]) if all(k in self._vectors for k in ks) else None for ks in keys
-        ]
-
-    def save(self, path: str | Path) -> None:
-        """Write ``PATH.npy`` (vectors) and ``PATH.json`` (model name and texts, in order).
-
-        Vectors already saved there by another run are kept (merged), and each file is
-        replaced whole by a rename, so concurrent benchmark runs only ever add.
-        """
-        path = Path(path)
-        self.load(path)
-        texts = list(self._vectors)
-        vecs = np.stack([self._vectors[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
-        with open(path.with_suffix(".tmp.npy"), "wb") as f:
-            np.save(f, vecs)
-        path.with_suffix(".tmp.json").write_text(json.dumps({"model": self.name, "texts": texts}), "utf-8")
-        path.with_suffix(".tmp.npy").replace(path.with_suffix(".npy"))
-        path.with_suffix(".tmp.json").replace(path.with_suffix(".json"))
-
-    def load(self, path: str | Path) -> CachedEmbedder:
-        """Add the vectors saved at ``path`` when they were made by the same model."""
-        path = Path(path)
-        try:
-            meta = json.loads(path.with_suffix(".json").read_text("utf-8"))
-            vecs = np.load(path.with_suffix(".npy"))
-        except (OSError, ValueError):
-            return self
-        if meta.get("model") == self.name and len(meta["texts"]) == len(vecs):
-            for text, vec in zip(meta["texts"], vecs):
-                self._vectors.setdefault(text, vec)
-        return self
 
 
 def build_index(dataset: Dataset, settings: Settings, embedder, index_dir: str | Path):
