@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.report import write_section  # noqa: E402
 from qa.config import Settings  # noqa: E402
 from qa.embedding import CachedEmbedder, load_embedder  # noqa: E402
-from qa.evaluate import (  # noqa: E402
+from qa.eval import (  # noqa: E402
     beir_metrics,
     load_beir,
     load_squad,
@@ -73,7 +73,7 @@ def measure(dataset, settings: Settings, emb: CachedEmbedder, configs) -> list[t
         for name, changes in configs:
             lib.settings = settings.with_(**changes)
             metrics = beir_metrics(lib, dataset) if dataset.qrels else squad_metrics(lib, dataset)
-            rows.append((name, metrics, lib.store.manifest["chunks"]))
+            rows.append((name, metrics, lib.info().chunks))
             print(f"  {name}: {_fmt(metrics)}", file=sys.stderr)
         emb.save(CACHE)
     return rows

@@ -7,7 +7,7 @@ import pytest
 
 from qa import Settings
 from qa.cli import main
-from qa.evaluate import (
+from qa.eval import (
     DatasetError,
     contains,
     evaluate_beir,
