@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.quality import SCIFACT, embedder  # noqa: E402
 from bench.report import p95, write_section  # noqa: E402
 from qa.config import Settings  # noqa: E402
-from qa.evaluate import load_beir, temporary_index  # noqa: E402
+from qa.eval import load_beir, temporary_index  # noqa: E402
 from qa.library import Library  # noqa: E402
 
 CONFIGS = [
@@ -53,7 +53,7 @@ def main() -> None:
                 began = time.perf_counter()
                 each.search(q.text, k=args.k)
                 times[name].append(1000 * (time.perf_counter() - began))
-        chunks = lib.store.manifest["chunks"]
+        chunks = lib.info().chunks
     base = statistics.median(times["dense only"])
     rows = [
         f"| {name} | {statistics.median(t):.1f} | {p95(t):.1f} | {statistics.median(t) / base:.2f}x |"

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.quality import SQUAD2, _every, embedder  # noqa: E402
 from bench.report import write_section  # noqa: E402
 from qa.config import Settings  # noqa: E402
-from qa.evaluate import load_squad, temporary_index  # noqa: E402
+from qa.eval import load_squad, temporary_index  # noqa: E402
 from qa.search import ANSWERABILITY, answer_features  # noqa: E402
 
 

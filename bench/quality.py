@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import write_section  # noqa: E402
 from qa.config import Settings  # noqa: E402
-from qa.evaluate import (  # noqa: E402
-    CachedEmbedder,
+from qa.embedding import CachedEmbedder, load_embedder  # noqa: E402
+from qa.eval import (  # noqa: E402
     beir_metrics,
     load_beir,
     load_squad,
@@ -59,8 +59,6 @@ CHUNK_SIZES = (64, 96, 128, 192, 254)
 
 
 def embedder() -> CachedEmbedder:
-    from qa.embedding import load_embedder
-
     CACHE.parent.mkdir(parents=True, exist_ok=True)
     return CachedEmbedder(load_embedder(Settings().model)).load(CACHE)
 
@@ -75,7 +73,7 @@ def measure(dataset, settings: Settings, emb: CachedEmbedder, configs) -> list[t
         for name, changes in configs:
             lib.settings = settings.with_(**changes)
             metrics = beir_metrics(lib, dataset) if dataset.qrels else squad_metrics(lib, dataset)
-            rows.append((name, metrics, lib.store.manifest["chunks"]))
+            rows.append((name, metrics, lib.info().chunks))
             print(f"  {name}: {_fmt(metrics)}", file=sys.stderr)
         emb.save(CACHE)
     return rows

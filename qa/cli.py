@@ -196,7 +196,7 @@ def _info(args, settings: Settings) -> int:
 
 
 def _eval_squad(args, settings: Settings) -> int:
-    from .evaluate import evaluate_squad
+    from .eval import evaluate_squad
 
     report = evaluate_squad(args.file, unit=args.unit, settings=settings.with_(mode=args.mode), limit=args.limit)
     print(json.dumps(report.as_dict(), indent=1) if args.json else report.summary())
@@ -204,7 +204,7 @@ def _eval_squad(args, settings: Settings) -> int:
 
 
 def _eval_beir(args, settings: Settings) -> int:
-    from .evaluate import evaluate_beir
+    from .eval import evaluate_beir
 
     report = evaluate_beir(args.folder, split=args.split, settings=settings.with_(mode=args.mode), limit=args.limit)
     print(json.dumps(report.as_dict(), indent=1) if args.json else report.summary())

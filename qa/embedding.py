@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -233,6 +235,82 @@ class LazyEmbedder:
         if attr.startswith("_"):
             raise AttributeError(attr)
         return getattr(load_embedder(self._model), attr)
+
+
+class CachedEmbedder:
+    """An embedder that remembers each text's vector, so repeated texts are embedded once.
+
+    Questions, passages and sentences recur across configurations and questions; the
+    model is deterministic, so a cached vector equals a fresh one. ``save``/``load`` keep
+    the cache in two plain files, ``.npy`` and ``.json`` (benchmarks keep theirs under /tmp).
+    """
+
+    def __init__(self, inner: Embedding) -> None:
+        self.inner = inner
+        self.name, self.dim = inner.name, inner.dim
+        self.max_tokens = getattr(inner, "max_tokens", 254)
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """The inner embedder's token spans (not cached: tokenizing is cheap)."""
+        return self.inner.token_spans(texts)
+
+    def encode(self, texts: Sequence[str], progress: Progress = None) -> np.ndarray:
+        """As ``Embedder.encode``; only texts not seen before reach the inner embedder."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if missing:
+            for text, vec in zip(missing, self.inner.encode(missing, progress=progress)):
+                self._vectors[text] = vec
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._vectors[t] for t in texts])
+
+    def encode_passages(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], progress: Progress = None
+    ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """As ``Embedder.encode_passages``; a sentence's vector is kept under its passage and span."""
+        keys = [[f"{t}\x00{s}:{e}" for s, e in sp] for t, sp in zip(texts, spans, strict=True)]
+        known = self._vectors
+        todo = [n for n, t in enumerate(texts) if t not in known or any(k not in known for k in keys[n])]
+        if todo and hasattr(self.inner, "encode_passages"):
+            vectors, pooled = self.inner.encode_passages([texts[n] for n in todo], [spans[n] for n in todo], progress)
+            for n, vec, sentences in zip(todo, vectors, pooled):
+                self._vectors[texts[n]] = vec
+                if sentences is not None:
+                    self._vectors.update(zip(keys[n], sentences))
+        vectors = self.encode(texts, progress)
+        return vectors, [
+            np.stack([self._vectors[k] for k in ks]) if all(k in self._vectors for k in ks) else None for ks in keys
+        ]
+
+    def save(self, path: str | Path) -> None:
+        """Write ``PATH.npy`` (vectors) and ``PATH.json`` (model name and texts, in order).
+
+        Vectors already saved there by another run are kept (merged), and each file is
+        replaced whole by a rename, so concurrent benchmark runs only ever add.
+        """
+        path = Path(path)
+        self.load(path)
+        texts = list(self._vectors)
+        vecs = np.stack([self._vectors[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+        with open(path.with_suffix(".tmp.npy"), "wb") as f:
+            np.save(f, vecs)
+        path.with_suffix(".tmp.json").write_text(json.dumps({"model": self.name, "texts": texts}), "utf-8")
+        path.with_suffix(".tmp.npy").replace(path.with_suffix(".npy"))
+        path.with_suffix(".tmp.json").replace(path.with_suffix(".json"))
+
+    def load(self, path: str | Path) -> CachedEmbedder:
+        """Add the vectors saved at ``path`` when they were made by the same model; returns self."""
+        path = Path(path)
+        try:
+            meta = json.loads(path.with_suffix(".json").read_text("utf-8"))
+            vecs = np.load(path.with_suffix(".npy"))
+        except (OSError, ValueError):
+            return self
+        if meta.get("model") == self.name and len(meta["texts"]) == len(vecs):
+            for text, vec in zip(meta["texts"], vecs):
+                self._vectors.setdefault(text, vec)
+        return self
 
 
 class Reranker:

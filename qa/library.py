@@ -83,7 +83,7 @@ class Library:
     @classmethod
     def build(
         cls,
-        paths: str | os.PathLike | Sequence[str | os.PathLike] = ("seeds",),
+        paths: str | os.PathLike | Sequence[str | os.PathLike] | indexer.Collection = ("seeds",),
         index_dir: str | os.PathLike | None = None,
         model: str | None = None,
         full: bool = False,
@@ -93,13 +93,17 @@ class Library:
     ) -> Library:
         """Build (or update incrementally) the index of ``paths`` and open it.
 
+        ``paths``: folders and files to read, or articles already in memory as an ``indexer.Collection``
+        (``Collection(articles, [])``: an evaluation's data set; the index then records no source folders).
         ``progress``: a bar on stderr or not (None: on a terminal, for over 256 passages), or a
         function called with (passages embedded, passages) as the embedding goes on.
         """
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         settings = (settings or Settings.from_env()).with_(index_dir=index_dir, model=model)
-        collection = indexer.collect(paths, settings.index_dir)  # before spending seconds on the model
+        collection = (  # read before spending seconds on the model
+            paths if isinstance(paths, indexer.Collection) else indexer.collect(paths, settings.index_dir)
+        )
         embedder = embedder or LazyEmbedder(settings.model)  # not loaded when nothing needs embedding
         report = indexer.build(collection, settings, embedder, full=full, progress=progress)
         lib = cls(Store.open(settings.index_dir), embedder, settings)

@@ -7,8 +7,7 @@ import pytest
 
 from qa import Settings
 from qa.cli import main
-from qa.evaluate import (
-    CachedEmbedder,
+from qa.eval import (
     DatasetError,
     contains,
     evaluate_beir,
@@ -240,25 +239,6 @@ def test_squad_metrics_on_a_known_corpus(tiny_squad, fake_embedder):
     assert m["hit@1"] == 1.0 and m["mrr@10"] == 1.0  # each answerable question names its paragraph's words
     assert 0 <= m["no_answer_precision"] <= 1 and "answerable_refused" in m
     assert report.as_dict()["questions"] == 4
-
-
-def test_cached_embedder_embeds_each_text_once_and_round_trips(tmp_path, fake_embedder):
-    calls = []
-
-    class Counting:
-        name, dim = fake_embedder.name, fake_embedder.dim
-
-        def encode(self, texts, progress=None):
-            calls.append(list(texts))
-            return fake_embedder.encode(texts)
-
-    cached = CachedEmbedder(Counting())
-    first = cached.encode(["a b", "c", "a b"])
-    assert calls == [["a b", "c"]]
-    assert np.allclose(cached.encode(["c"]), fake_embedder.encode(["c"])) and len(calls) == 1
-    cached.save(tmp_path / "cache")
-    again = CachedEmbedder(Counting()).load(tmp_path / "cache")
-    assert np.allclose(again.encode(["a b", "c", "a b"]), first) and len(calls) == 1
 
 
 # ---- `qa eval` end to end, with the real model, on a small slice of each shared data set ----
