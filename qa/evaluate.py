@@ -379,8 +379,8 @@ def _report(dataset: Dataset, unit: str, lib, metrics: dict[str, float]) -> Repo
 
 def latency_ms(lib, questions: Sequence[str], k: int = 10) -> float:
     """Median milliseconds of ``lib.search`` over ``questions``, embedding each with the bare model."""
+    from .answering import forget_sentences
     from .library import Library
-    from .search import forget_sentences
 
     forget_sentences()  # the measuring pass warmed it; time what a fresh process would do
     embedder = lib.embedder.inner if isinstance(lib.embedder, CachedEmbedder) else lib.embedder
@@ -401,7 +401,7 @@ def squad_metrics(lib, dataset: Dataset) -> dict[str, float]:
     A passage is a hit when it comes from the question's article and its span contains a
     reference answer's span; the answer sentence is the top passage's highlight.
     """
-    from .search import not_in_articles
+    from .answering import not_in_articles
 
     lib.embedder.encode([q.text for q in dataset.questions])  # one batch instead of one call each
     ranks, sentence_hits, words, refused, impossible = [], [], [], [], []
