@@ -4,10 +4,10 @@
     python bench/noanswer.py --every 4    # every 4th question (all paragraphs indexed)
 
 The questions of even-numbered Wikipedia articles choose, from a grid, the weights of
-``qa.search.answer_features`` that give the best precision when the threshold refuses
+``qa.answering.answer_features`` that give the best precision when the threshold refuses
 ``--recall`` of that half's unanswerable questions. The other half (other articles,
 other questions) then gives the precision and recall reported, next to the weights in
-use now. Copy the printed weights and threshold into ``qa/search.py`` and ``qa/config.py``.
+use now. Copy the printed weights and threshold into ``qa/answering.py`` and ``qa/config.py``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.quality import SQUAD2, _every, embedder  # noqa: E402
 from bench.report import write_section  # noqa: E402
+from qa.answering import ANSWERABILITY, answer_features  # noqa: E402
 from qa.config import Settings  # noqa: E402
 from qa.eval import load_squad, temporary_index  # noqa: E402
-from qa.search import ANSWERABILITY, answer_features  # noqa: E402
 
 
 def collect(every: int, settings: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

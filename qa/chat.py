@@ -14,7 +14,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from .search import Passage, check_question, weighted_rrf
+from .retrieval import rrf
+from .search import Passage, check_question
 
 # Earlier turns that can shape a follow-up, and the weight of each step back.
 CONTEXT_TURNS = 2
@@ -100,7 +101,7 @@ def merge(rankings: Sequence[Sequence[Passage]], weights: Sequence[float], rrf_k
     the highest similarity it had to any query, so a follow-up that names nobody is
     judged by the query that gave it context.
     """
-    scores = weighted_rrf([[p.chunk_id for p in ranking] for ranking in rankings], weights, rrf_k)
+    fused = rrf([[p.chunk_id for p in ranking] for ranking in rankings], weights, rrf_k)
     best: dict[int, Passage] = {}
     sims: dict[int, float] = {}
     for ranking, weight in zip(rankings, weights, strict=True):
@@ -108,8 +109,7 @@ def merge(rankings: Sequence[Sequence[Passage]], weights: Sequence[float], rrf_k
             best.setdefault(p.chunk_id, p)
             sims[p.chunk_id] = max(sims.get(p.chunk_id, -1.0), p.similarity * _similarity_weight(weight))
     total = sum(weights)
-    order = sorted(scores, key=lambda i: -scores[i])
-    return [_with(best[i], round(scores[i] / total, 6), round(sims[i], 6)) for i in order]
+    return [_with(best[i], round(score / total, 6), round(sims[i], 6)) for i, score in fused]
 
 
 def _similarity_weight(weight: float) -> float:

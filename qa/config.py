@@ -35,29 +35,24 @@ class Settings:
 
     index_dir: Path = Path("index")
     model: str = DEFAULT_MODEL
-    # Chunk budget in the model's own tokens (special tokens excluded). 192: best hit@1 and answer-sentence
-    # accuracy of 64/96/128/192/254 on SQuAD v1.1 dev articles, a quarter fewer words than 254 (docs/benchmarks.md).
+    # Chunk budget in the model's own tokens (special tokens excluded), chosen by a sweep (docs/benchmarks.md).
     chunk_tokens: int = 192
     overlap_sentences: int = 1
     mode: str = "hybrid"
-    # Hybrid fusion: "convex" (weighted z-scores) or "rrf" (reciprocal rank); convex won on
-    # SQuAD v1.1 dev and SciFact (docs/benchmarks.md, section "quality").
+    # Hybrid fusion: "convex" (weighted z-scores) or "rrf" (reciprocal rank); convex measured better (benchmarks.md).
     fusion: str = "convex"
     # Weight of the dense side in the fusion (lexical gets 1 - this).
     dense_weight: float = 0.5
+    # Reciprocal-rank fusion's constant (fusion="rrf"): the larger, the less rank 1 outweighs rank 10.
     rrf_k: int = 60
-    # The best this many fused passages are re-ordered by their answering sentence (0: off), the
-    # sentence weighing answer_weight against the passage: chosen on all of SQuAD v1.1 dev and
-    # SciFact (10 and 0.5 gave hit@5 .957 and nDCG@10 .737; 20 and 1.0 give .961 and .731).
+    # The best this many fused passages are re-ordered by their answering sentence (0: off), weighed answer_weight.
     answer_candidates: int = 20
     answer_weight: float = 1.0
-    # "Not in the articles" below this search.answerability (about 0..2.1); fitted on half of
-    # SQuAD v2.0 dev by bench/noanswer.py: on the other half it refuses 57% of the unanswerable
-    # questions at precision 0.68, and 28% of the answerable ones.
+    # "Not in the articles" below answering.answerability (fitted by bench/noanswer.py): for `qa eval`, not the chat.
     no_answer_threshold: float = 1.089
     # Optional sentence-transformers CrossEncoder (name or local path) re-scoring the top passages.
     reranker: str = ""
-    # Below this cosine between question and best passage, the chat says nothing relevant was found.
+    # Below this cosine between question and best passage, the chat (chat.ask) says nothing relevant was found.
     min_similarity: float = 0.3
 
     def __post_init__(self) -> None:
@@ -70,8 +65,12 @@ class Settings:
             raise ValueError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {self.mode!r}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
-        if not 0.0 <= self.dense_weight <= 1.0 or self.answer_candidates < 0:
-            raise ValueError("dense_weight must be between 0 and 1, answer_candidates 0 or more")
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise ValueError(f"dense_weight must be between 0 and 1, got {self.dense_weight}")
+        if self.rrf_k < 0:
+            raise ValueError(f"rrf_k must be 0 or more, got {self.rrf_k}")
+        if self.answer_candidates < 0 or self.answer_weight < 0:
+            raise ValueError("answer_candidates and answer_weight must be 0 or more")
         if not -1.0 <= self.min_similarity <= 1.0:
             raise ValueError(f"min_similarity is a cosine between -1 and 1, got {self.min_similarity}")
 

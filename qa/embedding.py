@@ -131,9 +131,8 @@ class Embedder:
 
         A span's vector is the mean of its tokens' vectors *in the passage's context*,
         unit length: what ``encode`` would pool had the passage been that sentence
-        alone, but for free and with its surroundings mixed in. (Checked once by hand on every
-        10th SQuAD v1.1 dev question, gold paragraph given: the sentence picked by cosine plus
-        term overlap held the answer 82.6% of the time, 81.9% with sentences encoded alone.)
+        alone, but for free and with its surroundings mixed in (it picks answering sentences
+        as well as encoding them alone does: docs/benchmarks.md, "Tuning notes").
         The list holds None for a passage whose sentence vectors can't be had this way
         (a model that doesn't mean-pool; a tokenizer that disagrees with itself).
         ``progress`` as in ``encode``, or a function called with (passages done, passages) at

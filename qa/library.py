@@ -128,8 +128,7 @@ class Library:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise QuestionError(f"k must be a whole number, 1 or more, got {k!r}.")
         store, embedder = self._fresh()
-        passages = search_mod.retrieve(store, embedder, question, k, self.settings)
-        return search_mod.highlight(passages, embedder, question, store) if highlight else passages
+        return search_mod.retrieve(store, embedder, question, k, self.settings, highlight=highlight)
 
     @property
     def embedder(self) -> Embedding:

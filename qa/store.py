@@ -38,6 +38,7 @@ import faiss
 import numpy as np
 
 from .errors import CorruptIndexError, IndexLockedError, IndexMismatchError, NoIndexError
+from .text import fts_query
 
 FORMAT = 1
 FILES = ("manifest.json", "vectors.faiss", "meta.sqlite")
@@ -56,14 +57,6 @@ SENTENCES = """
 CREATE TABLE IF NOT EXISTS sentences (chunk_id INTEGER NOT NULL, start INTEGER, end INTEGER, vector BLOB);
 CREATE INDEX IF NOT EXISTS sentences_chunk ON sentences(chunk_id);
 """
-
-STOPWORDS = frozenset(
-    "a an the and or but if of at by for with about against between into through during before after "
-    "above below to from up down in out on off over under again then once here there when where why how "
-    "all any both each few more most other some such no nor not only own same so than too very can will "
-    "just should now is are was were be been being have has had having do does did doing i me my we our "
-    "you your he him his she her it its they them their what which who whom this that these those am".split()
-)
 
 
 @dataclass(frozen=True)
@@ -218,19 +211,6 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def fts_query(question: str, max_terms: int = 64) -> str:
-    """An FTS5 OR-query of the question's distinct non-stopword terms.
-
-    >>> fts_query("What is the Merida Initiative?")
-    '"merida" OR "initiative"'
-    """
-    terms = []
-    for word in re.findall(r"\w+", question.lower()):
-        if word not in STOPWORDS and word not in terms:
-            terms.append(word)
-    return " OR ".join(f'"{t}"' for t in terms[:max_terms])
 
 
 def current_generation(index_dir: Path) -> str | None:

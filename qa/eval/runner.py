@@ -14,7 +14,7 @@ from ..config import Settings
 from ..embedding import CachedEmbedder, Embedding, load_embedder
 from ..indexer import Collection
 from ..library import Library
-from ..search import forget_sentences, not_in_articles
+from ..answering import forget_sentences, not_in_articles
 from .datasets import Dataset, load_beir, load_squad
 from .metrics import contains, first_hit, hit_at, mrr_at, ndcg_at, precision_recall, recall_at
 

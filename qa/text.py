@@ -1,0 +1,44 @@
+"""Words of a text as search sees them: lower-case words, terms (stopwords aside), the FTS5 query."""
+
+from __future__ import annotations
+
+import re
+
+STOPWORDS = frozenset(
+    "a an the and or but if of at by for with about against between into through during before after "
+    "above below to from up down in out on off over under again then once here there when where why how "
+    "all any both each few more most other some such no nor not only own same so than too very can will "
+    "just should now is are was were be been being have has had having do does did doing i me my we our "
+    "you your he him his she her it its they them their what which who whom this that these those am".split()
+)
+
+
+def words(text: str) -> set[str]:
+    """The distinct lower-case words of ``text``.
+
+    >>> sorted(words("Ann won, ann lost."))
+    ['ann', 'lost', 'won']
+    """
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def terms(text: str) -> set[str]:
+    """The words of ``text`` that say something: ``words`` less ``STOPWORDS``.
+
+    >>> sorted(terms("Who won the cup?"))
+    ['cup', 'won']
+    """
+    return words(text) - STOPWORDS
+
+
+def fts_query(question: str, max_terms: int = 64) -> str:
+    """An FTS5 OR-query of the question's distinct non-stopword terms, in their order.
+
+    >>> fts_query("What is the Merida Initiative?")
+    '"merida" OR "initiative"'
+    """
+    found = []
+    for word in re.findall(r"\w+", question.lower()):
+        if word not in STOPWORDS and word not in found:
+            found.append(word)
+    return " OR ".join(f'"{t}"' for t in found[:max_terms])

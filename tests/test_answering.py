@@ -1,0 +1,138 @@
+"""The answer stage: the answering sentence, "not in the articles", and the sentence vectors the build keeps."""
+
+import pytest
+
+from qa import Library, Settings
+from qa.answering import ANSWERABILITY, answer_features, answerability, mark_answers, not_in_articles
+from qa.search import Passage
+
+
+def _passage(similarity, answer_score=None, text="Apple opened a store in Paris."):
+    return Passage(
+        text,
+        1.0,
+        "a",
+        "",
+        "",
+        "",
+        "",
+        0,
+        len(text),
+        0,
+        similarity=similarity,
+        highlight_start=None if answer_score is None else 0,
+        highlight_end=None if answer_score is None else len(text),
+        answer_score=answer_score,
+    )
+
+
+@pytest.mark.parametrize(
+    ("passages", "question", "refused"),
+    [
+        ([], "Where did Apple open a store?", True),
+        ([_passage(0.7, 1.4)], "Where did Apple open a store?", False),
+        ([_passage(0.7, 1.4)], "Where did Apple not open a store?", True),  # a negation costs 0.8
+        ([_passage(0.2, 0.4)], "Where did Apple open a store?", True),
+        ([_passage(0.9)], "Where did Apple open a store?", True),  # not highlighted: the cosine alone
+    ],
+)
+def test_not_in_articles(passages, question, refused):
+    assert not_in_articles(passages, Settings(), question) is refused
+
+
+def test_answerability_weighs_cosines_and_overlap():
+    # answer_score 1.4 = sentence cosine 0.4 + overlap 1.0 (apple, opened, store all in the sentence)
+    features = answer_features([_passage(0.7, 1.4)], "Where did Apple opened a store?")
+    assert features == pytest.approx({"similarity": 0.7, "sentence_cosine": 0.4, "overlap": 1.0, "negation": 0.0})
+    assert answerability([_passage(0.7, 1.4)], "Where did Apple opened a store?") == pytest.approx(
+        ANSWERABILITY["similarity"] * 0.7 + ANSWERABILITY["sentence_cosine"] * 0.4 + ANSWERABILITY["overlap"]
+    )
+
+
+def test_mark_answers_keeps_sentences_the_answer_stage_marked(tiny_corpus, tmp_path, fake_embedder):
+    lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=fake_embedder)
+    passages = lib.search("When is the first 787 delivery?", k=3)
+    assert passages[0].highlight == "The first delivery moves to 2009."  # the answer stage ran in search
+    again = mark_answers(passages, fake_embedder, "something else entirely")
+    assert again[0].highlight == passages[0].highlight
+
+
+# --- Sentence vectors kept by the build, for the answer stage ---
+
+
+def _sentence_rows(lib):
+    import sqlite3
+
+    with sqlite3.connect(lib.store.path / "meta.sqlite") as db:
+        return db.execute(
+            "SELECT s.chunk_id, s.start, s.end, c.start, c.end FROM sentences s LEFT JOIN chunks c ON c.id = s.chunk_id"
+        ).fetchall()
+
+
+def test_build_keeps_every_chunks_sentences_and_a_rebuild_drops_the_old_ones(tiny_corpus, tmp_path, fake_embedder):
+    lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=fake_embedder)
+    rows = _sentence_rows(lib)
+    assert {r[0] for r in rows} == set(range(lib.store.manifest["chunks"]))
+    assert all(c_start <= s < e <= c_end for _, s, e, c_start, c_end in rows)
+    (tiny_corpus / "gm.txt").write_text("General Motors will cut 6,000 jobs. The plants close in May.\n")
+    lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=fake_embedder)
+    rows = _sentence_rows(lib)
+    assert all(r[3] is not None for r in rows), "sentences of a replaced chunk were left behind"
+    assert len({r[0] for r in rows}) == lib.store.manifest["chunks"]
+    [top] = lib.search("How many jobs will General Motors cut?", k=1)
+    assert top.highlight == "General Motors will cut 6,000 jobs."
+
+
+class _Counting:
+    """Wraps an embedder and records the texts it is asked to encode."""
+
+    def __init__(self, inner, passages=True):
+        self.inner, self.calls = inner, []
+        self.name, self.dim, self.max_tokens = inner.name, inner.dim, inner.max_tokens
+        if passages:
+            self.encode_passages = inner.encode_passages
+
+    def token_spans(self, texts):
+        return self.inner.token_spans(texts)
+
+    def encode(self, texts, progress=None):
+        self.calls.append(list(texts))
+        return self.inner.encode(texts, progress)
+
+
+def test_the_answer_stage_encodes_only_the_question(tiny_corpus, tmp_path, fake_embedder):
+    emb = _Counting(fake_embedder)
+    lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=emb)
+    emb.calls.clear()
+    [top] = lib.search("When is the first 787 delivery?", k=1, highlight=True)
+    assert top.highlight == "The first delivery moves to 2009."
+    assert emb.calls == [["When is the first 787 delivery?"]]
+
+
+def test_an_index_without_sentence_vectors_still_highlights(tiny_corpus, tmp_path, fake_embedder):
+    # An embedder that can't pool sentences (and indexes built before sentence vectors were
+    # kept): the answer stage encodes the candidates' sentences at question time instead.
+    emb = _Counting(fake_embedder, passages=False)
+    lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=emb)
+    assert _sentence_rows(lib) == []
+    emb.calls.clear()
+    [top] = lib.search("When is the first 787 delivery?", k=1, highlight=True)
+    assert top.highlight == "The first delivery moves to 2009."
+    assert len(emb.calls) == 2 and "The first delivery moves to 2009." in emb.calls[1]
+
+
+def test_pooled_sentence_vectors_are_the_sentences_own(real_embedder):
+    text = (
+        "The Eiffel Tower was finished in 1889. Paris hosted the World's Fair that year. "
+        "Penguins live almost only in the Southern Hemisphere."
+    )
+    spans = [(0, 38), (39, 80), (81, len(text))]
+    vectors, [pooled] = real_embedder.encode_passages([text], [spans])
+    assert real_embedder.pools_tokens
+    assert abs(float(vectors[0] @ real_embedder.encode([text])[0]) - 1) < 1e-4  # the usual passage vector
+    alone = real_embedder.encode([text[s:e] for s, e in spans])
+    cos = pooled @ alone.T
+    assert list(cos.argmax(axis=1)) == [0, 1, 2]  # each pooled vector is nearest its own sentence
+    assert all(cos[i, i] > 0.6 for i in range(3)), cos
+    vectors, pooled = real_embedder.encode_passages([], [])  # a rebuild that only removes articles
+    assert vectors.shape == (0, real_embedder.dim) and pooled == []
