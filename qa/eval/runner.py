@@ -10,11 +10,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..answering import forget_sentences, not_in_articles
 from ..config import Settings
 from ..embedding import CachedEmbedder, Embedding, load_embedder
 from ..indexer import Collection
 from ..library import Library
-from ..answering import forget_sentences, not_in_articles
 from .datasets import Dataset, load_beir, load_squad
 from .metrics import contains, first_hit, hit_at, mrr_at, ndcg_at, precision_recall, recall_at
 
