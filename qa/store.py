@@ -83,7 +83,7 @@ class Store:
         self._index = index
         self._db = db
         self._lock = threading.Lock()
-        self._has_sentences = bool(db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sentences'").fetchone())
+        self._has_sentences = bool(self._rows("SELECT 1 FROM sqlite_master WHERE name = 'sentences'"))
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike) -> Store:
@@ -97,7 +97,9 @@ class Store:
             gen = current_generation(index_dir)
             if gen is None:
                 if (index_dir / "CURRENT").exists():
-                    raise CorruptIndexError(f"{index_dir}/CURRENT is unreadable. {_REBUILD.format(index_dir)}")
+                    raise CorruptIndexError(
+                        f"{index_dir}/CURRENT does not name a generation (gen-NNNNNN). {_REBUILD.format(index_dir)}"
+                    )
                 raise NoIndexError(f"No index at {index_dir}/. Run `qa build seeds/ --index {index_dir}` first.")
             try:
                 return cls._open_generation(index_dir / gen)
@@ -154,11 +156,10 @@ class Store:
         match = fts_query(query)
         if not match or k <= 0:
             return []
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
-                (match, k),
-            ).fetchall()
+        rows = self._rows(
+            "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
+            (match, k),
+        )
         return [(int(i), -float(s)) for i, s in rows]
 
     def vectors(self, ids: Iterable[int]) -> np.ndarray:
@@ -178,10 +179,9 @@ class Store:
         if not ids or not self._has_sentences:
             return {}
         marks = ",".join("?" * len(ids))
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT chunk_id, start, end, vector FROM sentences WHERE chunk_id IN ({marks}) ORDER BY rowid", ids
-            ).fetchall()
+        rows = self._rows(
+            f"SELECT chunk_id, start, end, vector FROM sentences WHERE chunk_id IN ({marks}) ORDER BY rowid", ids
+        )
         found: dict[int, tuple[list, list]] = {}
         for chunk_id, start, end, blob in rows:
             spans, vectors = found.setdefault(chunk_id, ([], []))
@@ -195,18 +195,28 @@ class Store:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT c.id, c.article_id, c.text, c.start, c.end, a.title, a.source, a.date, a.url "
-                f"FROM chunks c JOIN articles a ON a.id = c.article_id WHERE c.id IN ({marks})",
-                ids,
-            ).fetchall()
+        rows = self._rows(
+            "SELECT c.id, c.article_id, c.text, c.start, c.end, a.title, a.source, a.date, a.url "
+            f"FROM chunks c JOIN articles a ON a.id = c.article_id WHERE c.id IN ({marks})",
+            ids,
+        )
         return {r[0]: ChunkRow(*r) for r in rows}
 
     def article_text(self, article_id: str) -> str:
-        with self._lock:
-            row = self._db.execute("SELECT text FROM articles WHERE id = ?", (article_id,)).fetchone()
-        return row[0] if row else ""
+        rows = self._rows("SELECT text FROM articles WHERE id = ?", (article_id,))
+        return rows[0][0] if rows else ""
+
+    def _rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        """The rows of a query; a damaged meta.sqlite is a CorruptIndexError that names it and the fix."""
+        try:
+            with self._lock:
+                return self._db.execute(sql, params).fetchall()
+        except sqlite3.ProgrammingError:  # a closed connection or a bad query: a bug, not damage
+            raise
+        except sqlite3.DatabaseError as e:
+            raise CorruptIndexError(
+                f"{self.path / 'meta.sqlite'} is damaged ({e}). {_REBUILD.format(self.path.parent)}"
+            ) from None
 
     def close(self) -> None:
         with self._lock:
@@ -215,8 +225,8 @@ class Store:
 
 def current_generation(index_dir: Path) -> str | None:
     try:
-        gen = (Path(index_dir) / "CURRENT").read_text("utf-8").strip()
-    except FileNotFoundError:
+        gen = (Path(index_dir) / "CURRENT").read_bytes().decode("ascii", "replace").strip()
+    except OSError:  # missing (no index yet), or not a file: Store.open tells the two apart
         return None
     return gen if re.fullmatch(r"gen-\d+", gen) else None
 
