@@ -8,7 +8,6 @@ import logging
 import math
 import os
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from .errors import ArticleError
+from .text import normalize
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,6 @@ MAX_FIELD_CHARS = 300
 MAX_URL_CHARS = 2048
 # Front matter is a few lines of metadata; more is a mistake or an attack on the YAML parser.
 MAX_FRONT_MATTER_BYTES = 64 * 2**10
-# Lone surrogates can't be encoded (the tokenizer refuses them); control characters other than
-# tab and line ends are noise that some tools choke on.
-_UNENCODABLE = re.compile(r"[\ud800-\udfff]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-
 # Whole lines that are page furniture, not content (matched case-insensitively).
 BOILERPLATE = re.compile(
     r"^\s*(be the first to comment|\d+\s+comments?|comments?|leave a (comment|reply)|"
@@ -84,18 +79,6 @@ class Skipped:
 
     path: str
     reason: str
-
-
-def normalize(text: str) -> str:
-    """Text that every later stage can encode: lone surrogates become U+FFFD, control characters
-    (but tabs and line ends) are dropped, and the result is in Unicode normal form NFC.
-
-    >>> normalize("x \\ud800 y\\x07") == "x \\ufffd y"
-    True
-    >>> normalize("Cafe\\u0301") == "Caf\\u00e9"
-    True
-    """
-    return unicodedata.normalize("NFC", _CONTROL.sub("", _UNENCODABLE.sub("\ufffd", text)))
 
 
 def clean(text: str) -> str:

@@ -8,6 +8,7 @@ from . import answering, retrieval
 from .config import Settings
 from .errors import QuestionError
 from .store import Store
+from .text import normalize
 
 # How many candidates each retriever contributes before fusion, at least.
 RETRIEVER_CANDIDATES = 100
@@ -54,18 +55,21 @@ class Passage:
 
 
 def check_question(question: object) -> str:
-    """The question as it is searched: whitespace collapsed, cut to ``MAX_QUESTION_CHARS``.
-
-    The one check of a question, for every interface. QuestionError when it is empty or not text.
+    """The question as it is searched: normalised (``text.normalize``), whitespace collapsed, cut to
+    ``MAX_QUESTION_CHARS``. The one check of a question, for every interface: QuestionError when it is
+    empty or not text.
 
     >>> check_question("  Who  went? ")
     'Who went?'
+    >>> check_question("\\ud800 a")
+    '\ufffd a'
     """
-    if question is None or (isinstance(question, str) and not question.strip()):
-        raise QuestionError('The question is empty. Ask a non-empty question, e.g. "Who traveled to Mexico City?".')
-    if not isinstance(question, str):
+    if question is not None and not isinstance(question, str):
         raise QuestionError(f"The question must be text, not {type(question).__name__}.")
-    return " ".join(question.split())[:MAX_QUESTION_CHARS]
+    question = " ".join(normalize(question or "").split())
+    if not question:
+        raise QuestionError('The question is empty. Ask a non-empty question, e.g. "Who traveled to Mexico City?".')
+    return question[:MAX_QUESTION_CHARS]
 
 
 def check_k(k: object) -> int:

@@ -1,8 +1,27 @@
-"""Words of a text as search sees them: lower-case words, terms (stopwords aside), the FTS5 query."""
+"""Text as qa sees it: normalised (encodable, NFC), lower-case words, terms (stopwords aside), the FTS5 query."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
+
+# Lone surrogates can't be encoded (the tokenizer refuses them); control characters other than
+# tab and line ends are noise that some tools choke on.
+_UNENCODABLE = re.compile(r"[\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def normalize(text: str) -> str:
+    """Text that every later stage can encode: lone surrogates become U+FFFD, control characters
+    (but tabs and line ends) are dropped, and the result is in Unicode normal form NFC.
+
+    >>> normalize("x \\ud800 y\\x07") == "x \\ufffd y"
+    True
+    >>> normalize("Cafe\\u0301") == "Caf\\u00e9"
+    True
+    """
+    return unicodedata.normalize("NFC", _CONTROL.sub("", _UNENCODABLE.sub("\ufffd", text)))
+
 
 STOPWORDS = frozenset(
     "a an the and or but if of at by for with about against between into through during before after "
