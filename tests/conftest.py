@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -13,7 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
-SHARED_DATA = ROOT.parent / "shared" / "data"
+FIXTURES = ROOT / "tests" / "fixtures"  # slices of the public data sets: see tests/fixtures/README.md
+WIKINEWS = FIXTURES / "wikinews" / "articles.jsonl"
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
@@ -89,6 +91,22 @@ def seed_library(tmp_path_factory, real_embedder):
     from qa import Library
 
     return Library.build([SEEDS], index_dir=tmp_path_factory.mktemp("seed") / "index", embedder=real_embedder)
+
+
+def wikinews_records(n: int) -> list[str]:
+    """``n`` JSON lines of Wikinews articles: the fixture's records, then copies of them once those run out.
+
+    Each copy has its own id and a first sentence naming it, so the reader keeps it (it drops repeated ids and texts).
+    """
+    lines = WIKINEWS.read_text("utf-8").splitlines()
+    records = []
+    for i in range(n):
+        record, copy = json.loads(lines[i % len(lines)]), i // len(lines)
+        if copy:
+            record["id"] = f"{record['id']}-copy{copy}"
+            record["text"] = f"Copy {copy} of this article. {record['text']}" if record["text"] else ""
+        records.append(json.dumps(record))
+    return records
 
 
 # --- The app as a real server (tests/test_app.py, tests/test_browser.py) ---

@@ -6,7 +6,7 @@ import pytest
 
 from qa.articles import Skipped, clean, read
 
-from conftest import SEEDS, SHARED_DATA
+from conftest import SEEDS, WIKINEWS
 
 
 def one(path):
@@ -131,11 +131,10 @@ def test_seed_article_reads_with_metadata():
     assert "Be the first to comment" not in a.text and "pic.twitter.com" not in a.text
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "wikinews").exists(), reason="shared data not present")
 def test_wikinews_jsonl_reads_all_articles():
-    found, skipped = one(SHARED_DATA / "wikinews" / "articles.jsonl")
-    assert len(found) + len(skipped) == 263
-    assert len(found) >= 260
+    found, skipped = one(WIKINEWS)
+    assert len(found) + len(skipped) == 58
+    assert len(found) >= 55
     assert all(a.title and a.text and a.id.startswith("articles.jsonl#") for a in found)
     assert len({a.id for a in found}) == len(found)
 

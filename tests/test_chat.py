@@ -12,10 +12,9 @@ from qa.chat import Answer, Quote, ask, context, contextual_queries, message_tex
 from qa.render import escape_markdown, passages_html, reply_markdown
 from qa.search import Passage
 
-from conftest import ROOT, SEEDS, SHARED_DATA
+from conftest import ROOT, SEEDS, WIKINEWS
 
 CASES = json.loads((ROOT / "tests" / "multiturn.json").read_text())
-WIKINEWS = SHARED_DATA / "wikinews" / "articles.jsonl"
 HOSTILE = (
     '<script>alert(1)</script> ![x](http://example.com/x.png) <img src=x onerror="alert(2)"> *a* [l](u) `c` www.x.org'
 )
@@ -142,9 +141,7 @@ def test_a_question_of_10000_characters_is_answered(seed_library):
 
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory, real_embedder):
-    """The seed article and the 260 Wikinews articles, indexed with the real model."""
-    if not WIKINEWS.exists():
-        pytest.fail(f"{WIKINEWS} is missing: the shared data must be beside the repository")
+    """The seed article and the 55 Wikinews articles of the fixture, indexed with the real model."""
     index = tmp_path_factory.mktemp("chat-wn") / "index"
     return Library.build([SEEDS, WIKINEWS], index_dir=index, embedder=real_embedder)
 

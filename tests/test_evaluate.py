@@ -22,11 +22,11 @@ from qa.eval import (
     recall_at,
 )
 
-from conftest import SHARED_DATA
+from conftest import FIXTURES
 
-SQUAD1 = SHARED_DATA / "squad-v1.1-dev" / "dev-v1.1.json"
-SQUAD2 = SHARED_DATA / "squad-v2.0-dev" / "dev-v2.0.json"
-SCIFACT = SHARED_DATA / "scifact"
+SQUAD1 = FIXTURES / "squad-v1.1-dev" / "dev-v1.1.json"
+SQUAD2 = FIXTURES / "squad-v2.0-dev" / "dev-v2.0.json"
+SCIFACT = FIXTURES / "scifact"
 
 
 @pytest.mark.parametrize(
@@ -241,9 +241,7 @@ def test_squad_metrics_on_a_known_corpus(tiny_squad, fake_embedder):
     assert report.as_dict()["questions"] == 4
 
 
-# ---- `qa eval` end to end, with the real model, on a small slice of each shared data set ----
-
-needs_data = pytest.mark.skipif(not SQUAD1.exists(), reason="shared data sets not present")
+# ---- `qa eval` end to end, with the real model, on a small slice of each data set (tests/fixtures) ----
 
 
 @pytest.fixture
@@ -256,7 +254,6 @@ def _eval(capsys, *args):
     return json.loads(capsys.readouterr().out)
 
 
-@needs_data
 def test_eval_squad_v1_paragraphs(capsys, real_model):
     out = _eval(capsys, "squad", SQUAD1, "--limit", "20")  # Super Bowl 50: 54 look-alike paragraphs
     assert out["questions"] == 20 and out["unit"] == "paragraph"
@@ -264,21 +261,18 @@ def test_eval_squad_v1_paragraphs(capsys, real_model):
     assert out["latency_ms"] > 0 and "no_answer_precision" not in out
 
 
-@needs_data
 def test_eval_squad_v1_articles(capsys, real_model):
     out = _eval(capsys, "squad", SQUAD1, "--unit", "article", "--limit", "20")
     assert out["articles"] == 1 and out["hit@5"] >= 0.7
 
 
-@needs_data
 def test_eval_squad_v2_reports_no_answer_precision_and_recall(capsys, real_model):
     out = _eval(capsys, "squad", SQUAD2, "--limit", "20")
     assert {"no_answer_precision", "no_answer_recall", "answerable_refused"} <= set(out)
 
 
-@needs_data
 def test_eval_beir_scifact(capsys, real_model):
-    out = _eval(capsys, "beir", SCIFACT, "--limit", "5")  # 5 claims over 105 abstracts: a CI-sized slice
+    out = _eval(capsys, "beir", SCIFACT, "--limit", "5")  # 5 claims over 106 abstracts: a CI-sized slice
     assert out["questions"] == 5 and out["ndcg@10"] >= 0.5 and out["recall@100"] >= 0.8
 
 

@@ -11,7 +11,7 @@ from qa import Library, NoArticlesError, Settings
 from qa.cli import main as cli_main
 from qa.store import current_generation
 
-from conftest import SHARED_DATA, FakeEmbedder
+from conftest import WIKINEWS, FakeEmbedder
 
 
 class CountingEmbedder(FakeEmbedder):
@@ -203,9 +203,8 @@ def write_jsonl(path, records) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "wikinews" / "articles.jsonl").exists(), reason="no shared Wikinews data")
 def test_wikinews_records_hash_separately(tmp_path):
-    lines = (SHARED_DATA / "wikinews" / "articles.jsonl").read_text().splitlines()[:30]
+    lines = WIKINEWS.read_text().splitlines()[:30]
     folder = tmp_path / "wikinews"
     folder.mkdir()
     (folder / "articles.jsonl").write_text("\n".join(lines) + "\n")

@@ -22,7 +22,7 @@ import pytest
 from qa import HandOffError, Library, NoArticlesError, QAError, Settings, serving
 from qa.store import current_generation
 
-from conftest import ROOT, SEEDS, SHARED_DATA, FakeEmbedder, free_port
+from conftest import ROOT, SEEDS, FakeEmbedder, free_port, wikinews_records
 
 # A `qa build` that can't import torch or sentence-transformers: it must not load the model.
 NO_MODEL = (
@@ -367,7 +367,7 @@ def test_ctrl_c_in_qa_build_stops_the_apps_build_with_the_real_model(start_app, 
     folder, index = tmp_path / "articles", tmp_path / "index"
     shutil.copytree(SEEDS, folder)
     Library.build([folder], index_dir=index, embedder=real_embedder)
-    records = (SHARED_DATA / "wikinews" / "articles.jsonl").read_text("utf-8").splitlines()
+    records = wikinews_records(180)
     with start_app(index):
         (folder / "news.jsonl").write_text("\n".join(records[:180]) + "\n", "utf-8")  # ~530 passages
         before = current_generation(index)
