@@ -8,6 +8,9 @@ from pathlib import Path
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SEARCH_MODES = ("hybrid", "dense", "lexical")
+# Bounds that no model or collection needs more of: a chunk is cut to the model's own limit anyway.
+MAX_CHUNK_TOKENS = 8192
+MAX_OVERLAP_SENTENCES = 20
 FUSIONS = ("convex", "rrf")
 
 
@@ -57,10 +60,12 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_dir", Path(self.index_dir))
-        if self.chunk_tokens < 8:
-            raise ValueError(f"chunk_tokens must be at least 8, got {self.chunk_tokens}")
-        if self.overlap_sentences < 0:
-            raise ValueError("overlap_sentences must be 0 or more")
+        if not 8 <= self.chunk_tokens <= MAX_CHUNK_TOKENS:
+            raise ValueError(f"chunk_tokens must be from 8 to {MAX_CHUNK_TOKENS}, got {self.chunk_tokens}")
+        if not 0 <= self.overlap_sentences <= MAX_OVERLAP_SENTENCES:
+            raise ValueError(
+                f"overlap_sentences must be from 0 to {MAX_OVERLAP_SENTENCES}, got {self.overlap_sentences}"
+            )
         if self.mode not in SEARCH_MODES:
             raise ValueError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {self.mode!r}")
         if self.fusion not in FUSIONS:

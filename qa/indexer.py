@@ -190,9 +190,15 @@ def _write(
 def _chunk_each(todo: list[Article], settings: Settings, embedder) -> tuple[list[Article], list[list], list[Skipped]]:
     """Each article's chunks; an article whose chunking fails is left out with the reason."""
     kept, pieces, failed = [], [], []
+    budget = settings.chunk_tokens
+    if todo and budget > embedder.max_tokens:  # longer chunks would be cut silently by the model
+        log.warning(
+            "chunks of %d tokens are longer than %s reads: cut to %d", budget, embedder.name, embedder.max_tokens
+        )
+        budget = embedder.max_tokens
     for a in todo:
         try:
-            pieces.append(chunk(a.id, a.text, embedder.token_spans, settings.chunk_tokens, settings.overlap_sentences))
+            pieces.append(chunk(a.id, a.text, embedder.token_spans, budget, settings.overlap_sentences))
         except Exception as e:  # a bug or a text the tokenizer refuses: this article only, never the build
             failed.append(_left_out(a, "could not be split into passages", e))
             continue

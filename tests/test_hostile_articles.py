@@ -234,3 +234,31 @@ def test_seed_build_is_unchanged_by_normalisation(tmp_path, fake_embedder):
     """Ordinary articles read exactly as before: normalisation only touches what can't be encoded."""
     (article,) = articles.read([SEEDS])
     assert normalize(article.text) == article.text
+
+
+# ---- bounded settings: a build asked for absurd chunks ----
+
+
+@pytest.mark.parametrize("changes", [{"chunk_tokens": 10**12}, {"chunk_tokens": 4}, {"overlap_sentences": 10**6}])
+def test_absurd_chunk_settings_are_refused(changes):
+    from qa import Settings
+
+    with pytest.raises(ValueError, match="must be from"):
+        Settings(**changes)
+
+
+def test_chunks_never_exceed_what_the_model_reads(tmp_path, caplog):
+    from qa import Settings
+
+    class Short(FakeEmbedder):
+        max_tokens = 16
+
+    folder = tiny_folder(tmp_path / "articles")
+    with caplog.at_level(logging.WARNING, logger="qa.indexer"):
+        lib = Library.build(
+            [folder], embedder=Short(), settings=Settings(index_dir=tmp_path / "index", chunk_tokens=500)
+        )
+    assert any("cut to 16" in r.getMessage() for r in caplog.records)
+    spans = Short().token_spans
+    rows = lib.store.chunks(range(lib.info().chunks))
+    assert rows and all(len(spans([r.text])[0]) <= 16 for r in rows.values())
