@@ -9,8 +9,8 @@ import pytest
 
 from qa import Library, QuestionError, Settings
 from qa.chat import Answer, Quote, ask, context, contextual_queries, message_text, plain
-from qa.render import escape_markdown, passages_html, reply_markdown
 from qa.search import Passage
+from qa.web.render import escape_markdown, passages_html, reply_markdown
 
 from conftest import ROOT, SEEDS, SHARED_DATA
 
