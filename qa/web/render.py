@@ -42,7 +42,7 @@ def escape_markdown(text: str) -> str:
 def reply_markdown(answer: Answer) -> str:
     """The assistant's reply: the quoted sentences with [n] citations, then the cited articles.
 
-    Each quote is a ``> `` line; ``qa.chat.context`` reads them back for follow-ups.
+    Only shown: follow-ups read the answer's ``Turn``, never this text.
     """
     if not answer.passages:
         return "The collection is empty: there is nothing to search yet."

@@ -1,4 +1,9 @@
-"""The Gradio page: the chat, the passages panel and the "Add articles" panel, and their handlers."""
+"""The Gradio page: the chat, the passages panel and the "Add articles" panel, and their handlers.
+
+The conversation is kept twice per browser session: as the Chatbot's messages (what is shown)
+and as a ``gr.State`` of ``qa.chat.Turn`` (what follow-ups read). Programs get the same through
+the ``/chat`` endpoint: gradio_client keeps the session, and so the turns, between its calls.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import gradio as gr
 from gradio import utils as gr_utils
 
 from .. import chat
+from ..chat import Turn
 from ..errors import QAError
 from ..search import check_k, check_question
 from . import adding, render
@@ -29,32 +35,52 @@ def header(library) -> str:
     )
 
 
-def respond(library, message, history, k) -> tuple[list[dict], str, str]:
-    """One turn of the chat: ``message`` answered in the context of the chat ``history``.
+def respond(library, message, history, k, turns) -> tuple[list[dict], str, str, tuple[Turn, ...]]:
+    """One turn of the chat: ``message`` answered in the context of the earlier ``turns``.
 
-    Returns the chat with the question and its reply appended, the passages panel and "" for the question box.
+    Returns the chat ``history`` with the question and its reply appended, the passages panel,
+    "" for the question box, and the turns with this one appended.
     """
     history = list(history or [])
+    turns = continued(turns, history)
     try:
         text = check_question(chat.message_text(message))
     except QAError:
-        return history + [{"role": "assistant", "content": render.EMPTY_QUESTION}], gr.skip(), ""
+        return history + [{"role": "assistant", "content": render.EMPTY_QUESTION}], gr.skip(), "", turns
     try:
-        answer = chat.ask(library, text, history, k=check_k(int(k)))
+        answer = chat.ask(library, text, turns, k=check_k(int(k)))
     except QAError as e:
         raise gr.Error(str(e)) from None
     history += [
         {"role": "user", "content": render.escape_markdown(text)},
         {"role": "assistant", "content": render.reply_markdown(answer)},
     ]
-    return history, render.passages_html(answer), ""
+    return history, render.passages_html(answer), "", (*turns, answer.turn)
+
+
+def continued(turns, history) -> tuple[Turn, ...]:
+    """The session's ``turns`` that the chat ``history`` sent with a question still holds.
+
+    The page sends the chat it shows: all of them. A program may send a shorter one ([] starts
+    a new conversation): only that many of the first turns go on. A chat with more questions than
+    the session answered (one from another session) starts over.
+    """
+    turns = tuple(turns or ())
+    asked = sum(1 for message in history if _role(message) == "user")
+    return turns[:asked] if asked <= len(turns) else ()
+
+
+def _role(message) -> str:
+    if isinstance(message, dict):
+        return message.get("role", "")
+    return getattr(message, "role", "")  # gradio's ChatMessage and the like
 
 
 def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blocks:
     """The Blocks app: chat on the left with the "Add articles" panel under it, the passages panel on the right."""
 
-    def answer(message, history, k):
-        return respond(library, message, history, k)
+    def answer(message, history, k, turns):
+        return respond(library, message, history, k, turns)
 
     def search(question: str, k: int = 5) -> list[dict]:
         """The k passages that best answer the question, with their fields and answering sentence."""
@@ -91,6 +117,7 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
     )
     with gr.Blocks(title="qa: ask the articles", fill_height=True) as demo:
         title_md = gr.Markdown(header(library))
+        turns = gr.State(())  # the conversation as data, beside the chat as shown
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
@@ -132,15 +159,17 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
                 panel = gr.HTML(render.passages_html(None), elem_id="qa-passages")
         io = dict(
             fn=answer,
-            inputs=[box, chatbot, k],
-            outputs=[chatbot, panel, box],
+            inputs=[box, chatbot, k, turns],  # the State is no parameter of the /chat endpoint: the session holds it
+            outputs=[chatbot, panel, box, turns],
             concurrency_id="search",
             concurrency_limit=concurrency,
         )
         box.submit(**io, api_name="chat")
         ask.click(**io, api_visibility="private")
         clear.click(
-            lambda: ([], render.passages_html(None), ""), outputs=[chatbot, panel, box], api_visibility="private"
+            lambda: ([], render.passages_html(None), "", ()),
+            outputs=[chatbot, panel, box, turns],
+            api_visibility="private",
         )
         gr.api(search, api_name="search", concurrency_id="search", concurrency_limit=concurrency)
         add_button.click(
