@@ -5,13 +5,17 @@ turns before it do. So besides the question alone, qa searches the question join
 with each earlier turn (newest first, up to ``CONTEXT_TURNS``), and fuses the rankings
 with weights that halve per turn back: the newest question counts most, an older
 topic only breaks near-ties. A question that stands on its own wins on its own ranking.
+
+The conversation is kept as data (``Turn``: the question, the sentences its answer quoted,
+the passages it showed), never read back from the rendered reply:
+
+    >>> first = ask(library, "Who traveled to Mexico City?")                        # doctest: +SKIP
+    >>> ask(library, "What did he say about the cycle of crime?", [first.turn])     # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import html
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .retrieval import rrf
@@ -37,6 +41,27 @@ class Quote:
 
 
 @dataclass(frozen=True)
+class Turn:
+    """One question of a conversation and what its answer quoted: what a follow-up reads.
+
+    ``passage_ids`` are the chunk ids of the passages the answer showed, best first.
+    """
+
+    question: str
+    quotes: tuple[str, ...] = ()
+    passage_ids: tuple[int, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """The question and its answer's quotes on one line, as joined to a follow-up.
+
+        >>> Turn("Who went?", ("Blinken went.",)).text
+        'Who went? Blinken went.'
+        """
+        return " ".join(" ".join((self.question, *self.quotes)).split())
+
+
+@dataclass(frozen=True)
 class Answer:
     """What one turn of the chat found.
 
@@ -51,15 +76,20 @@ class Answer:
     queries: tuple[str, ...]
     min_similarity: float
 
+    @property
+    def turn(self) -> Turn:
+        """This question and answer as a turn of the conversation, for the questions after it."""
+        return Turn(self.question, tuple(q.text for q in self.quotes), tuple(p.chunk_id for p in self.passages))
 
-def ask(library, question: str, history: Iterable = (), k: int = 5, min_similarity: float | None = None) -> Answer:
-    """Answer ``question`` in the context of ``history`` (Gradio messages or plain strings).
+
+def ask(library, question: str, turns: Sequence[Turn] = (), k: int = 5, min_similarity: float | None = None) -> Answer:
+    """Answer ``question`` in the context of the conversation's earlier ``turns``.
 
     Args:
         library: an open ``qa.Library``.
-        question: the newest question; at most ``qa.search.MAX_QUESTION_CHARS`` of it are searched.
-        history: earlier turns, oldest first: ``{"role", "content"}`` dicts (content a string
-            or a list of ``{"type": "text", "text": ...}`` blocks) or strings (taken as user turns).
+        question: the newest question (a string, or chat message content: see ``message_text``);
+            at most ``qa.search.MAX_QUESTION_CHARS`` of it are searched.
+        turns: the earlier turns, oldest first: each earlier answer's ``turn``.
         k: how many passages to return.
         min_similarity: below this cosine the best passage is not an answer
             (default: ``library.settings.min_similarity``).
@@ -70,7 +100,7 @@ def ask(library, question: str, history: Iterable = (), k: int = 5, min_similari
     question = check_question(message_text(question))
     if min_similarity is None:
         min_similarity = library.settings.min_similarity
-    queries = contextual_queries(question, context(history))
+    queries = contextual_queries(question, context(turns))
     rankings = [library.search(q, k=max(k, PASSAGES_PER_QUERY), highlight=True) for q, _ in queries]
     passages = merge(rankings, [w for _, w in queries])[:k]
     relevant = bool(passages) and passages[0].similarity >= min_similarity
@@ -158,38 +188,10 @@ def message_text(content: object) -> str:
     return str(content)
 
 
-def context(history: Iterable) -> list[str]:
-    """Earlier turns as plain text, newest first: each user question with the reply's quotes.
+def context(turns: Sequence[Turn]) -> list[str]:
+    """Earlier turns as plain text, newest first: each question with its answer's quotes.
 
-    >>> context(["Who went?", {"role": "assistant", "content": "> Blinken went\\\\. \\\\[1\\\\]"}])
-    ['Who went? Blinken went.']
+    >>> context([Turn("Who went?", ("Blinken went.",)), Turn("When?")])
+    ['When?', 'Who went? Blinken went.']
     """
-    turns: list[str] = []
-    for message in history:
-        if isinstance(message, str):
-            role, content = "user", message
-        elif isinstance(message, dict):
-            role, content = message.get("role", "user"), message.get("content")
-        else:  # gradio's ChatMessage and the like
-            role, content = getattr(message, "role", "user"), getattr(message, "content", "")
-        text = message_text(content)
-        if role == "user" and text.strip():
-            turns.append(plain(text))
-        elif role == "assistant" and turns and (quoted := quotes_of(text)):
-            turns[-1] = f"{turns[-1]} {quoted}"
-    return turns[::-1]
-
-
-def quotes_of(reply: str) -> str:
-    """The quoted sentences of a reply written by ``qa.render.reply_markdown``, as plain text."""
-    lines = [line[2:] for line in reply.splitlines() if line.startswith("> ")]
-    return plain(re.sub(r"\\\[\d+\\\]", "", " ".join(lines)))
-
-
-def plain(markdown: str) -> str:
-    """Escaped Markdown back to the text it shows, on one line.
-
-    >>> plain("U.S. \\\\$99 &lt;b&gt;")
-    'U.S. $99 <b>'
-    """
-    return " ".join(html.unescape(re.sub(r"\\(.)", r"\1", markdown)).split())
+    return [turn.text for turn in reversed(turns)]

@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Iterator
 
-from . import serving
+from . import handoff
 from .config import SEARCH_MODES, Settings, offline
 from .errors import HandOffError, QAError
 
@@ -137,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
 def _build(args, settings: Settings) -> int:
     where = f"{settings.index_dir}/ from {', '.join(args.paths)}"
     report = None
-    server = None if args.no_app else serving.find(settings.index_dir)
+    server = None if args.no_app else handoff.find(settings.index_dir)
     if server is not None:
         print(f"Building {where} in the app serving it at {server.url} (pid {server.pid}) ...", file=sys.stderr)
         try:

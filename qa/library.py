@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from . import indexer
 from . import search as search_mod
 from .config import Settings
 from .embedding import Embedding, LazyEmbedder, load_embedder
-from .errors import IndexMismatchError, QAError, QuestionError, StoreError
+from .errors import IndexLockedError, IndexMismatchError, QAError, QuestionError, StoreError, UploadError
 from .indexer import BuildReport
 from .search import Passage
 from .store import Store, current_generation
@@ -111,12 +112,66 @@ class Library:
         return lib
 
     def update(
-        self, collection: indexer.Collection, settings: Settings, full: bool = False, progress: Progress = None
+        self,
+        paths: Sequence[str | os.PathLike] | None = None,
+        settings: Settings | None = None,
+        full: bool = False,
+        progress: Progress = None,
+        wait: float = 0.0,
     ) -> BuildReport:
-        """Build ``collection`` (``indexer.collect``) into this library's index with its loaded model,
-        chunked by ``settings``; searches go on meanwhile and pick up the result."""
-        self.last_build = indexer.build(collection, settings, self.embedder, full=full, progress=progress)
-        return self.last_build
+        """Re-index a collection into this library's index with its loaded model; searches go on
+        meanwhile and pick up the result.
+
+        >>> lib.update()                                      # doctest: +SKIP
+        BuildReport(added=1, changed=0, removed=0, unchanged=3, ...)
+
+        Args:
+            paths: folders and files to index; None: the ones the index records (``update_paths``).
+            settings: how to chunk (its ``index_dir`` is this library's); None: as the index was chunked,
+                so that adding one article never re-embeds the collection because this process was
+                started with other settings.
+            full: re-embed every article, even unchanged ones.
+            progress: as for ``Library.build``.
+            wait: seconds to wait for another build that holds the index's lock (0: don't wait).
+
+        Returns:
+            The build's report, also kept as ``last_build``. UploadError when ``paths`` is None and
+            the index records none; IndexLockedError when another build still holds the lock.
+        """
+        if paths is None:
+            paths = self.update_paths()
+        if settings is None:
+            manifest = self.manifest
+            settings = self.settings.with_(
+                chunk_tokens=manifest["chunk_tokens"], overlap_sentences=manifest.get("overlap_sentences")
+            )
+        settings = settings.with_(index_dir=self.settings.index_dir)
+        collection = indexer.collect(paths, settings.index_dir)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                self.last_build = indexer.build(collection, settings, self.embedder, full=full, progress=progress)
+                return self.last_build
+            except IndexLockedError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
+
+    def update_paths(self, folder: str | os.PathLike | None = None) -> list[str]:
+        """The folders and files the index records, plus ``folder`` unless it is inside one of them.
+
+        UploadError, saying how to fix it, when the index records none (built before they were
+        recorded): an update from ``folder`` alone would drop every other article.
+        """
+        paths = self.sources
+        if not paths:
+            raise UploadError(
+                f"{self.settings.index_dir}/ does not record which folders it was built from. "
+                "Rebuild it once with `qa build FOLDER...`, then add articles."
+            )
+        if folder is not None and not any(Path(folder).resolve().is_relative_to(Path(p).resolve()) for p in paths):
+            paths.append(str(Path(folder).resolve()))
+        return paths
 
     def search(self, question: str, k: int = 5, highlight: bool = False) -> list[Passage]:
         """The ``k`` passages that best answer ``question``, best first.

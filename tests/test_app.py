@@ -156,3 +156,14 @@ def test_app_help_names_its_options():
     out = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True, check=True)
     for option in ("--host", "--port", "--index", "QA_HOST", "QA_PORT", "QA_INDEX_DIR"):
         assert option in out.stdout
+
+
+def test_app_takes_the_collection_folder_from_an_option_or_qa_collection(monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    try:
+        import app
+    finally:
+        sys.path.remove(str(ROOT))
+    assert app.parse_args(["--collection", "inbox"]).collection == "inbox"
+    monkeypatch.setenv("QA_COLLECTION", "from-env")
+    assert app.parse_args([]).collection == "from-env"

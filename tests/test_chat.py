@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
 import pytest
 
 from qa import Library, QuestionError, Settings
-from qa.chat import Answer, Quote, ask, context, contextual_queries, message_text, plain
-from qa.render import escape_markdown, passages_html, reply_markdown
+from qa.chat import Answer, Quote, Turn, ask, context, contextual_queries, message_text
 from qa.search import Passage
+from qa.web.render import escape_markdown, passages_html, reply_markdown
 
 from conftest import ROOT, SEEDS, WIKINEWS
 
@@ -36,13 +37,11 @@ def test_message_text_reads_strings_and_blocks(content, text):
 
 
 def test_context_is_newest_first_and_carries_the_quotes():
-    history = [
-        {"role": "user", "content": [{"type": "text", "text": "Who traveled to Mexico City?"}]},
-        {"role": "assistant", "content": "> Blinken traveled\\. \\[1\\]\n\n\\[1\\] *Title*"},
-        {"role": "assistant", "content": "Please type a question first"},
-        {"role": "user", "content": "What about U\\.S\\. &lt;policy&gt;?"},
+    turns = [
+        Turn("Who traveled to Mexico City?", ("Blinken traveled.",), (3, 1)),
+        Turn("What about U.S. <policy>?"),
     ]
-    assert context(history) == ["What about U.S. <policy>?", "Who traveled to Mexico City? Blinken traveled."]
+    assert context(turns) == ["What about U.S. <policy>?", "Who traveled to Mexico City? Blinken traveled."]
     assert context([]) == []
 
 
@@ -54,6 +53,9 @@ def test_contextual_queries_weigh_the_newest_turn_most():
 
 @pytest.mark.parametrize("text", [HOSTILE, "1. listed", "- item", "# heading", "> quoted", "$x$ and \\ back"])
 def test_escaped_markdown_reads_back_as_the_same_text(text):
+    def plain(markdown: str) -> str:  # what the Markdown shows: escapes and entities undone, on one line
+        return " ".join(html.unescape(re.sub(r"\\(.)", r"\1", markdown)).split())
+
     escaped = escape_markdown(text)
     assert "<" not in escaped and "![" not in escaped and "](" not in escaped
     assert "://" not in escaped  # no bare URL for the Markdown renderer to turn into a link
@@ -104,11 +106,7 @@ def test_ask_quotes_the_answering_sentence_with_a_citation(seed_library):
 
 def test_the_issue_follow_up_finds_blinkens_quote(seed_library):
     first = ask(seed_library, "Who traveled to Mexico City?")
-    history = [
-        {"role": "user", "content": "Who traveled to Mexico City?"},
-        {"role": "assistant", "content": reply_markdown(first)},
-    ]
-    answer = ask(seed_library, "What did he say about the cycle of crime?", history)
+    answer = ask(seed_library, "What did he say about the cycle of crime?", [first.turn])
     assert "This is a cycle that continues" in answer.passages[0].text
     assert any("This is a cycle that continues" in q.text for q in answer.quotes)
     assert len(answer.queries) == 2
@@ -148,13 +146,10 @@ def collection(tmp_path_factory, real_embedder):
 
 def converse(library: Library, turns: list[str]) -> Answer:
     """Ask each turn in order, the way the app does, and return the last answer."""
-    history: list[dict] = []
+    earlier: list[Turn] = []
     for question in turns:
-        answer = ask(library, question, history)
-        history += [
-            {"role": "user", "content": escape_markdown(question)},
-            {"role": "assistant", "content": reply_markdown(answer)},
-        ]
+        answer = ask(library, question, earlier)
+        earlier.append(answer.turn)
     return answer
 
 

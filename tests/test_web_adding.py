@@ -1,4 +1,5 @@
-"""The app's "Add articles" panel logic: files and pasted text saved, refusals collected, one update, escaped HTML."""
+"""Adding articles from the app: safe names, size limits, clear refusals; files and pasted text saved, then indexed
+in one update; the collection folder; escaped HTML."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from qa import Library, Settings
-from qa.adding import NOTHING, add
+from qa import Library, QAError, Settings, articles
+from qa.errors import UploadError
+from qa.web import adding
+from qa.web.adding import MAX_UPLOAD_BYTES, add, collection_folder, safe_name, save_text, save_upload
+from qa.web.render import NOTHING, added_html
 
 from conftest import SEEDS, FakeEmbedder
 
@@ -46,7 +50,7 @@ def test_files_and_pasted_text_are_saved_then_indexed_in_one_update(library, tin
     assert (added.report.added, added.report.unchanged, added.error) == (2, 3, "")
     assert library.search("oil barrel", k=1)[0].article_id == "articles/oil.txt"
     assert library.search("train drivers France", k=1)[0].title == "Rail strike"
-    status = added.html()
+    status = added_html(added)
     assert "Indexed: 2 added, 0 changed" in status and "Not added (2):" in status
     assert sorted(p.name for p in tiny_corpus.iterdir()) == [
         "apple.md",
@@ -60,7 +64,7 @@ def test_files_and_pasted_text_are_saved_then_indexed_in_one_update(library, tin
 def test_user_text_in_the_status_is_escaped(library, tiny_corpus, tmp_path):
     title = '<img src=x onerror="alert(1)"> & <b>Harbour</b>'
     added = add(library, tiny_corpus, [upload(tmp_path, "<i>x&y.pdf", b"%PDF")], title, "The harbour reopened.")
-    status = added.html()
+    status = added_html(added)
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; &lt;b&gt;Harbour&lt;/b&gt;" in status
     assert "&lt;i&gt;x&amp;y.pdf" in status
     assert "<img" not in status and "<b>" not in status and "<i>" not in status
@@ -69,7 +73,7 @@ def test_user_text_in_the_status_is_escaped(library, tiny_corpus, tmp_path):
 def test_nothing_given_says_what_to_do_and_builds_nothing(library, tiny_corpus):
     added = add(library, tiny_corpus, [], "  ", "")
     assert (added.saved, added.refused, added.report) == ([], [], None)
-    assert NOTHING.split(",")[0] in added.html()
+    assert NOTHING.split(",")[0] in added_html(added)
 
 
 def test_the_same_file_again_is_not_indexed_twice(library, tiny_corpus, tmp_path):
@@ -77,14 +81,14 @@ def test_the_same_file_again_is_not_indexed_twice(library, tiny_corpus, tmp_path
     assert add(library, tiny_corpus, [upload(tmp_path, "oil.txt", data)]).report.added == 1
     again = add(library, tiny_corpus, [upload(tmp_path, "oil.txt", data)])
     assert [p.name for _, p in again.saved] == ["oil.txt"]
-    assert "already in the collection" in again.html()
+    assert "already in the collection" in added_html(again)
 
 
 def test_a_copy_of_an_indexed_article_is_saved_but_reported_as_skipped(library, tiny_corpus, tmp_path):
     copy = (tiny_corpus / "boeing.txt").read_bytes()
     added = add(library, tiny_corpus / "uploads", [upload(tmp_path, "boeing-again.txt", copy)])
     assert added.report.added == 0
-    status = added.html()
+    status = added_html(added)
     assert "Saved but not indexed:" in status and "boeing-again.txt</code>: same text as" in status
 
 
@@ -113,7 +117,7 @@ def test_the_users_own_file_name_names_the_file_harmlessly(library, tiny_corpus,
     added = add(library, tiny_corpus / "uploads", files)
     assert [(shown, path.name) for shown, path in added.saved] == [("../../etc/passwd", "etc-passwd.txt")]
     assert added.refused == ["'<i>a</i>.exe' was not added: qa reads .txt, .md, .html and .jsonl files, not .exe."]
-    assert "“../../etc/passwd” as <code>etc-passwd.txt</code>" in added.html()
+    assert "“../../etc/passwd” as <code>etc-passwd.txt</code>" in added_html(added)
     assert [p for p in tmp_path.rglob("etc-passwd*")] == [tiny_corpus / "uploads" / "etc-passwd.txt"]
 
 
@@ -131,9 +135,7 @@ def test_paths_outside_the_upload_folder_are_refused_unread(library, tiny_corpus
     ]
 
 
-def test_the_app_saves_in_the_chosen_folder_else_seeds_else_the_first_folder_indexed(tmp_path, monkeypatch):
-    import app
-
+def test_the_app_saves_in_the_chosen_folder_else_seeds_else_the_first_folder_indexed(tmp_path):
     class Indexed:
         def __init__(self, *sources):
             self.sources = [str(s) for s in sources]
@@ -141,10 +143,105 @@ def test_the_app_saves_in_the_chosen_folder_else_seeds_else_the_first_folder_ind
     other, single = tmp_path / "news", tmp_path / "one.txt"
     other.mkdir()
     single.write_text("One article.")
-    assert app.collection_folder(Indexed(other, SEEDS.resolve()), "inbox") == Path("inbox")
-    assert app.collection_folder(Indexed(other, SEEDS.resolve()), None) == app.SEEDS
-    assert app.collection_folder(Indexed(single, other), None) == other
-    assert app.collection_folder(Indexed(single), None) is None
-    assert app.parse_args(["--collection", "inbox"]).collection == "inbox"
-    monkeypatch.setenv("QA_COLLECTION", "from-env")
-    assert app.parse_args([]).collection == "from-env"
+    assert collection_folder(Indexed(other, SEEDS.resolve()), "inbox") == Path("inbox")
+    assert collection_folder(Indexed(other, SEEDS.resolve()), None) == adding.SEEDS
+    assert collection_folder(Indexed(single, other), None) == other
+    assert collection_folder(Indexed(single), None) is None
+
+
+# --- saving an upload or pasted text ---
+
+ARTICLE = b"Lufthansa pilots walked out on Monday, grounding 800 flights across Germany.\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "saved"),
+    [
+        ("../../etc/passwd", "etc-passwd.txt"),
+        ("/etc/cron.d/evil.md", "etc-cron.d-evil.md"),
+        ("..\\..\\Windows\\system.ini.txt", "Windows-system.ini.txt"),
+        ("C:\\Users\\me\\Café report.MD", "Users-me-Café-report.MD"),
+        (".bashrc", "bashrc.txt"),
+        ("notes", "notes.txt"),
+        ("my story .html", "my-story.html"),
+        ("a\x00b\nc.txt", "a-b-c.txt"),
+        ("...", "upload.txt"),
+        ("", "upload.txt"),
+        ("x" * 300 + ".jsonl", "x" * 94 + ".jsonl"),
+    ],
+)
+def test_uploaded_names_become_harmless_file_names_in_the_folder(tmp_path, name, saved):
+    folder = tmp_path / "collection" / "uploads"
+    assert safe_name(name) == saved
+    path = save_upload(folder, name, ARTICLE if not saved.endswith(".jsonl") else b'{"text": "Hi there."}\n')
+    assert path == folder / saved and path.read_bytes()
+    assert path.resolve().parent == folder.resolve()
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [saved]
+
+
+def big(n: int) -> bytes:
+    return (b"Words for a very long article. " * (n // 31 + 1))[:n]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        (
+            "report.pdf",
+            b"%PDF-1.7",
+            "'report.pdf' was not added: qa reads .txt, .md, .html and .jsonl files, not .pdf.",
+        ),
+        (
+            "huge.txt",
+            big(MAX_UPLOAD_BYTES + 1),
+            "'huge.txt' was not added: it is 10.1 MB; one article can be at most 10 MB.",
+        ),
+        ("photo.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "'photo.txt' was not added: it looks binary, not text."),
+        ("latin1.md", "Café".encode("latin-1"), "'latin1.md' was not added: it is not valid UTF-8 (byte 3)"),
+        ("empty.txt", b"", "'empty.txt' was not added: it has no text."),
+        ("spaces.md", b"   \n\n ", "'spaces.md' was not added: it has no text."),
+        ("script.html", b"<html><script>alert(1)</script></html>", "'script.html' was not added: it has no text."),
+        ("bad.jsonl", b"{oops\n", "'bad.jsonl' was not added: line 1 is not valid JSON"),
+        (
+            "../../x.jsonl",
+            b'{"title": "no text"}\n',
+            "'../../x.jsonl' was not added: line 1 has no \"text\" string field.",
+        ),
+    ],
+)
+def test_refused_uploads_say_why_and_write_nothing(tmp_path, name, data, message):
+    with pytest.raises(UploadError) as e:
+        save_upload(tmp_path / "uploads", name, data)
+    assert str(e.value).startswith(message), str(e.value)
+    assert isinstance(e.value, QAError)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # not even a temp file
+
+
+def test_upload_at_the_limit_is_accepted_and_the_reader_agrees(tmp_path):
+    path = save_upload(tmp_path, "long.txt", big(MAX_UPLOAD_BYTES))
+    assert path.stat().st_size == MAX_UPLOAD_BYTES <= articles.MAX_ARTICLE_BYTES
+
+
+def test_same_name_never_overwrites_but_same_content_is_not_duplicated(tmp_path):
+    first = save_upload(tmp_path, "story.txt", ARTICLE)
+    assert save_upload(tmp_path, "story.txt", ARTICLE) == first
+    second = save_upload(tmp_path, "story.txt", b"Another story about trains.\n")
+    assert (first.name, second.name) == ("story.txt", "story-2.txt")
+    assert first.read_bytes() == ARTICLE
+
+
+def test_pasted_text_becomes_a_markdown_article_with_its_title(tmp_path):
+    title = 'Strike: "Lufthansa" --- grounds 800 flights # today'
+    path = save_text(tmp_path, title, "Pilots walked out on Monday.\n\nThe union wants a better pension.")
+    assert path.name == "strike-lufthansa-grounds-800-flights-today.md"
+    [article] = articles.read([path])
+    assert article.title == title
+    assert article.text == "Pilots walked out on Monday.\n\nThe union wants a better pension."
+
+
+def test_pasted_text_without_title_uses_its_first_line_and_empty_text_is_refused(tmp_path):
+    assert save_text(tmp_path, "  ", "Markets fell sharply.\nMore text.").name == "markets-fell-sharply.md"
+    with pytest.raises(UploadError, match="The text was not added: it is empty"):
+        save_text(tmp_path, "Title", " \n ")
+    with pytest.raises(UploadError, match="one article can be at most 10 MB"):
+        save_text(tmp_path, "Huge", "word " * (MAX_UPLOAD_BYTES // 5 + 1))

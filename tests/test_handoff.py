@@ -1,4 +1,4 @@
-"""`qa build` handing its build to the app that serves the index (qa.serving, POST /api/build)."""
+"""`qa build` handing its build to the app that serves the index (qa.handoff, qa.web.builds, POST /api/build)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from qa import HandOffError, Library, NoArticlesError, QAError, Settings, serving
+from qa import HandOffError, Library, NoArticlesError, QAError, Settings, handoff
 from qa.store import current_generation
+from qa.web import builds
 
 from conftest import ROOT, SEEDS, FakeEmbedder, free_port, wikinews_records
 
@@ -31,67 +32,79 @@ NO_MODEL = (
 )
 
 
+def test_the_command_side_imports_only_the_standard_library():
+    """`qa build` must start fast: qa.handoff alone (without qa/__init__.py) pulls in no numpy, faiss or web stack."""
+    code = (
+        "import sys, types; qa = types.ModuleType('qa'); qa.__path__ = [sys.argv[1]]; sys.modules['qa'] = qa\n"
+        "for heavy in ('numpy', 'faiss', 'torch', 'fastapi', 'gradio', 'yaml', 'tqdm'): sys.modules[heavy] = None\n"
+        "import qa.handoff\n"
+        "print(sorted(m for m in sys.modules if m.startswith('qa.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "qa")], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["['qa.config',", "'qa.errors',", "'qa.handoff']"]
+
+
 def test_announce_writes_a_private_file_and_removes_it(tmp_path):
-    with serving.announce(tmp_path, "0.0.0.0", 7860, "secret") as written:
+    with builds.announce(tmp_path, "0.0.0.0", 7860, "secret") as written:
         assert written
-        path = tmp_path / serving.SERVER_FILE
+        path = tmp_path / handoff.SERVER_FILE
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        server = serving.find(tmp_path)
-        assert server == serving.Server(os.getpid(), "127.0.0.1", 7860, "secret")
+        server = handoff.find(tmp_path)
+        assert server == handoff.Server(os.getpid(), "127.0.0.1", 7860, "secret")
         assert server.url == "http://127.0.0.1:7860"
     assert not path.exists()
 
 
 def test_announce_leaves_the_file_of_an_app_started_since(tmp_path):
-    with serving.announce(tmp_path, "127.0.0.1", 7860, "mine"):
-        with serving.announce(tmp_path, "::", 7861, "theirs"):
+    with builds.announce(tmp_path, "127.0.0.1", 7860, "mine"):
+        with builds.announce(tmp_path, "::", 7861, "theirs"):
             pass  # the second app stops first: its file goes, ours was replaced and is gone too
-        with serving.announce(tmp_path, "::", 7862, "theirs"):
-            server = serving.find(tmp_path)
+        with builds.announce(tmp_path, "::", 7862, "theirs"):
+            server = handoff.find(tmp_path)
             assert (server.host, server.url, server.token) == ("::1", "http://[::1]:7862", "theirs")
         other = {"pid": os.getpid(), "host": "h", "port": 1, "token": "x"}
-        (tmp_path / serving.SERVER_FILE).write_text(json.dumps(other))
-    assert (tmp_path / serving.SERVER_FILE).exists()  # not ours: left alone
+        (tmp_path / handoff.SERVER_FILE).write_text(json.dumps(other))
+    assert (tmp_path / handoff.SERVER_FILE).exists()  # not ours: left alone
 
 
 def test_announce_without_a_writable_folder_warns_and_goes_on(tmp_path, caplog):
     blocker = tmp_path / "index"
     blocker.write_text("a file where the folder should be")
-    with serving.announce(blocker, "127.0.0.1", 7860, "t") as written:
+    with builds.announce(blocker, "127.0.0.1", 7860, "t") as written:
         assert not written
     assert "load the model itself" in caplog.text
 
 
 def test_find_ignores_a_file_others_could_have_written(tmp_path):
-    with serving.announce(tmp_path, "127.0.0.1", 7860, "t"):
-        (tmp_path / serving.SERVER_FILE).chmod(0o644)
-        assert serving.find(tmp_path) is None
+    with builds.announce(tmp_path, "127.0.0.1", 7860, "t"):
+        (tmp_path / handoff.SERVER_FILE).chmod(0o644)
+        assert handoff.find(tmp_path) is None
 
 
 def test_an_app_on_any_free_port_is_not_announced(tmp_path):
-    with serving.announce(tmp_path, "127.0.0.1", 0, "t") as written:
-        assert not written and serving.find(tmp_path) is None
+    with builds.announce(tmp_path, "127.0.0.1", 0, "t") as written:
+        assert not written and handoff.find(tmp_path) is None
 
 
 def test_find_ignores_missing_garbled_and_stale_files(tmp_path):
-    assert serving.find(tmp_path) is None
-    path = tmp_path / serving.SERVER_FILE
+    assert handoff.find(tmp_path) is None
+    path = tmp_path / handoff.SERVER_FILE
     for garbage in ["", "not json", "[1, 2]", '{"pid": "x", "host": "h", "port": 1, "token": "t"}', '{"pid": 1}']:
         path.write_text(garbage)
-        assert serving.find(tmp_path) is None, garbage
+        assert handoff.find(tmp_path) is None, garbage
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     path.write_text(json.dumps({"pid": gone.pid, "host": "127.0.0.1", "port": 1, "token": "t"}))
-    assert serving.find(tmp_path) is None
+    assert handoff.find(tmp_path) is None
 
 
 @contextlib.contextmanager
-def serve(library: Library) -> Iterator[serving.Server]:
+def serve(library: Library) -> Iterator[handoff.Server]:
     """``library`` behind a real uvicorn server with the build route, on a thread."""
     import uvicorn
     from fastapi import FastAPI
 
-    from qa.web import router
+    from qa.web.api import router
 
     app = FastAPI()
     app.include_router(router(library, build_token="right"))
@@ -104,7 +117,7 @@ def serve(library: Library) -> Iterator[serving.Server]:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
     try:
-        yield serving.Server(os.getpid(), "127.0.0.1", port, "right")
+        yield handoff.Server(os.getpid(), "127.0.0.1", port, "right")
     finally:
         server.should_exit = True
         thread.join(10)
@@ -153,7 +166,7 @@ def test_the_app_refuses_another_index_or_model_and_says_why(served, tmp_path, t
         server.build([str(tiny_corpus)], settings_of(library, index_dir=tmp_path / "other"), full=False)
     with pytest.raises(HandOffError, match="'fake-bow' loaded, not 'other-model'"):
         server.build([str(tiny_corpus)], settings_of(library, model="other-model"), full=False)
-    stranger = serving.Server(server.pid, server.host, server.port, "wrong")
+    stranger = handoff.Server(server.pid, server.host, server.port, "wrong")
     with pytest.raises(HandOffError, match="build token"):
         stranger.build([str(tiny_corpus)], settings_of(library), full=False)
 
@@ -261,7 +274,7 @@ def test_qa_build_builds_here_when_the_app_refuses(served, tiny_corpus, capsys, 
 
     library, server = served
     index = library.settings.index_dir
-    with serving.announce(index, server.host, server.port, server.token):
+    with builds.announce(index, server.host, server.port, server.token):
         assert cli_main(["build", str(tiny_corpus), "--index", str(index)]) == 0
     err = capsys.readouterr().err
     assert "in the app serving it" in err and "'fake-bow' loaded, not" in err and "building here" in err
@@ -273,7 +286,7 @@ def test_qa_build_builds_here_when_the_app_does_not_answer(tiny_corpus, tmp_path
 
     index = tmp_path / "index"
     index.mkdir()
-    with serving.announce(index, "127.0.0.1", free_port(), "t"):  # this process, but no server
+    with builds.announce(index, "127.0.0.1", free_port(), "t"):  # this process, but no server
         assert cli_main(["build", str(tiny_corpus), "--index", str(index)]) == 0
     err = capsys.readouterr().err
     assert "no answer from" in err and "building here" in err
@@ -308,7 +321,7 @@ def test_bad_requests_are_refused(served):
 
 def test_an_unreachable_app_is_a_hand_off_error():
     with pytest.raises(HandOffError, match="no answer"):
-        serving.Server(os.getpid(), "127.0.0.1", free_port(), "t").build(["/a"], Settings(), full=False)
+        handoff.Server(os.getpid(), "127.0.0.1", free_port(), "t").build(["/a"], Settings(), full=False)
 
 
 def run_cli(*args, no_model: bool = False) -> subprocess.CompletedProcess:
@@ -326,7 +339,7 @@ def test_qa_build_hands_over_to_the_running_app(start_app, real_embedder, tmp_pa
     Library.build([folder], index_dir=index, embedder=real_embedder)
     article = next(folder.glob("*.md"))
     with start_app(index) as url:
-        assert serving.find(index) is not None
+        assert handoff.find(index) is not None
         article.write_text(article.read_text("utf-8") + "\n\nThe delegation toured a lighthouse in Veracruz.\n")
         (folder / "noise.txt").write_bytes(b"\x00\x01binary")
         done = run_cli("build", folder, "--index", index, no_model=True)
@@ -347,12 +360,12 @@ def test_qa_build_hands_over_to_the_running_app(start_app, real_embedder, tmp_pa
         unchanged = run_cli("build", folder, "--index", index, "--no-app", no_model=True)
         assert unchanged.returncode == 0 and "in the app" not in unchanged.stderr
         assert unchanged.stderr.count("noise.txt") == 1, unchanged.stderr
-    assert serving.find(index) is None and not (index / serving.SERVER_FILE).exists()
+    assert handoff.find(index) is None and not (index / handoff.SERVER_FILE).exists()
     # A file left by an app that was killed: `qa build` notices and builds here.
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     stale = {"pid": gone.pid, "host": "127.0.0.1", "port": 9, "token": "t"}
-    (index / serving.SERVER_FILE).write_text(json.dumps(stale))
+    (index / handoff.SERVER_FILE).write_text(json.dumps(stale))
     article.write_text(article.read_text("utf-8") + "\nA second edit.\n")
     alone = run_cli("build", folder, "--index", index)
     assert alone.returncode == 0, alone.stderr
@@ -385,7 +398,7 @@ def test_ctrl_c_in_qa_build_stops_the_apps_build_with_the_real_model(start_app, 
             time.sleep(0.2)
         assert current_generation(index) == before  # nothing was written
         settings = Settings(index_dir=index)
-        result = serving.find(index).build([str(folder)], settings, full=False, progress=True)
+        result = handoff.find(index).build([str(folder)], settings, full=False, progress=True)
     assert result.report.added + len(result.report.skipped) == 180 and result.report.chunks_embedded > 256
     drawn = capsys.readouterr().err
     assert "Embedding" in drawn and f"{result.report.chunks_embedded}/{result.report.chunks_embedded}" in drawn

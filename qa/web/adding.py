@@ -1,11 +1,13 @@
-"""Adding articles from the UI: save an upload or pasted text safely into a collection folder, then index it.
+"""Adding articles from the app: save uploads and pasted text safely in the collection folder, index them.
 
-    >>> path = save_upload("seeds/uploads", "../../etc/passwd", b"Hello.")  # doctest: +SKIP
-    >>> path.name                                                            # doctest: +SKIP
+    >>> added = add(library, "seeds/", ["/tmp/gradio/1f/oil.txt"], "Rail strike", "Drivers stopped.")  # doctest: +SKIP
+    >>> [(shown, path.name) for shown, path in added.saved]                                    # doctest: +SKIP
+    [('oil.txt', 'oil.txt'), ('Rail strike', 'rail-strike.md')]
+    >>> save_upload("seeds/uploads", "../../etc/passwd", b"Hello.").name                       # doctest: +SKIP
     'etc-passwd.txt'
-    >>> report = update(library, "seeds/uploads")                            # doctest: +SKIP
 
-Every refusal is an UploadError whose message names the file and says why.
+Every refusal is an UploadError whose message names the file and says why; ``add`` collects
+them. ``qa.web.render.added_html`` says what happened (it escapes the user's names and titles).
 """
 
 from __future__ import annotations
@@ -13,20 +15,106 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-import time
 import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from . import articles, indexer
-from .errors import IndexLockedError, UploadError
-from .indexer import BuildReport
+from .. import articles
+from ..articles import Skipped
+from ..errors import QAError, UploadError
+from ..indexer import BuildReport
 
 MAX_UPLOAD_BYTES = articles.MAX_ARTICLE_BYTES  # one article: what the reader accepts
 MAX_JSONL_UPLOAD_BYTES = 100 * 2**20  # many articles in one upload; the reader's own limit is higher
 MAX_NAME_CHARS = 100
 FORMATS = ".txt, .md, .html and .jsonl"
+NO_FOLDER = "Nothing was added: the index records no folder to save in. Start the app with --collection DIR."
+SEEDS = Path(__file__).resolve().parents[2] / "seeds"  # the sample articles `python app.py` starts with
+
+
+@dataclass(frozen=True)
+class Added:
+    """What one press of the panel's button did.
+
+    ``saved`` pairs the user's name for each file (or the pasted title) with the file written;
+    ``refused`` holds one message per file or text that was not saved; ``report`` is the
+    index update (None when nothing was saved); ``error`` says why saved files were not indexed.
+    """
+
+    folder: Path
+    saved: list[tuple[str, Path]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    report: BuildReport | None = None
+    error: str = ""
+
+    @property
+    def skipped(self) -> list[Skipped]:
+        """The build's reasons for skipping files saved now (a copy of an indexed article, say)."""
+        if self.report is None:
+            return []
+        ours = {str(path.resolve()) for _, path in self.saved}
+        # "file.jsonl:3" is a line of one.
+        return [s for s in self.report.skipped if s.path in ours or s.path.rpartition(":")[0] in ours]
+
+
+def add(
+    library,
+    folder: str | os.PathLike | None,
+    files: Sequence[str | os.PathLike | tuple[str | os.PathLike, str]] = (),
+    title: str = "",
+    text: str = "",
+    wait: float = 60.0,
+    within: str | os.PathLike | None = None,
+) -> Added:
+    """Save ``files`` and the pasted ``text`` into ``folder``, then index them into ``library``.
+
+    Each of ``files`` is a path, or a (path, name) pair where name is the user's own file name:
+    it names the saved file (made harmless: ``../../etc/passwd`` is saved as ``etc-passwd.txt``) and the messages.
+    With ``within``, a path outside that folder is refused: the web client names the paths, and
+    only the files it uploaded may be read, never any other file on the server.
+
+    ``folder`` None means the app knows no folder to save in: everything is refused, saying so.
+    ``folder`` joins the folders the index was built from; if another build holds the index,
+    the update waits up to ``wait`` seconds for it.
+
+    Refusals (format, size, encoding, empty text) are collected, never raised, so one bad file
+    does not stop the others. Returns what was saved, refused and indexed.
+    """
+    try:
+        paths = library.update_paths(folder)
+    except UploadError as e:
+        return Added(Path(folder or "."), refused=[f"Nothing was added: {e}"])
+    if folder is None:
+        return Added(Path("."), refused=[NO_FOLDER])
+    folder = Path(folder)
+    saved, refused = _save_files(folder, files, within)
+    if (title or "").strip() or (text or "").strip():
+        try:
+            saved.append(((title or "").strip() or "the pasted text", save_text(folder, title, text)))
+        except UploadError as e:
+            refused.append(str(e))
+    if not saved:
+        return Added(folder, saved, refused)
+    try:
+        return Added(folder, saved, refused, library.update(paths, wait=wait))
+    except QAError as e:
+        return Added(folder, saved, refused, error=str(e))
+
+
+def collection_folder(library, chosen: str | os.PathLike | None) -> Path | None:
+    """Where added articles go: ``chosen``, else seeds/ if the index was built from it, else its first folder.
+
+    None when the index records no folder (built from single files, or before folders were recorded).
+    """
+    if chosen:
+        return Path(chosen)
+    folders = [Path(s) for s in library.sources if Path(s).is_dir()]
+    if SEEDS.resolve() in folders:
+        return SEEDS
+    return folders[0] if folders else None
 
 
 def save_upload(folder: str | os.PathLike, name: str, data: bytes) -> Path:
@@ -68,39 +156,6 @@ def save_text(folder: str | os.PathLike, title: str, text: str) -> Path:
     return _store(Path(folder), _slug(title) + ".md", data, title)
 
 
-def update(library, folder: str | os.PathLike | None = None, wait: float = 60.0) -> BuildReport:
-    """Index what changed in ``library``'s collection (plus ``folder``) and make ``library`` serve it.
-
-    The collection is the folders the index was built from (recorded in its manifest), chunked
-    as the index was. If another build holds the index, waits up to ``wait`` seconds for it.
-    """
-    manifest = library.manifest
-    paths = list(manifest.get("sources", []))
-    # Without recorded folders, building from ``folder`` alone would drop every other article.
-    unknown_sources = not paths and manifest.get("articles", 0) > 0
-    if folder is not None and not any(_inside(Path(folder), Path(p)) for p in paths):
-        paths.append(str(Path(folder).resolve()))
-    if not paths or unknown_sources:
-        raise UploadError(
-            f"{library.settings.index_dir}/ does not record which folders it was built from. "
-            "Rebuild it once with `qa build FOLDER...`, then add articles."
-        )
-    collection = indexer.collect(paths, library.settings.index_dir)
-    # The index's own chunking, not this process's defaults: adding one article must never
-    # turn into re-embedding the collection because the app was started with other settings.
-    settings = library.settings.with_(
-        chunk_tokens=manifest["chunk_tokens"], overlap_sentences=manifest.get("overlap_sentences")
-    )
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return library.update(collection, settings)
-        except IndexLockedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 def safe_name(name: str) -> str:
     """A harmless file name from an uploaded name: no folders, no leading dots, no odd characters.
 
@@ -118,6 +173,24 @@ def safe_name(name: str) -> str:
         stem, suffix = base, ".txt"
     stem = stem[: MAX_NAME_CHARS - len(suffix)].rstrip("-._") or "upload"
     return stem + suffix
+
+
+def _save_files(folder: Path, files, within) -> tuple[list[tuple[str, Path]], list[str]]:
+    """Save each file into ``folder``: (the user's name, the path written) pairs, and the refusals."""
+    saved: list[tuple[str, Path]] = []
+    refused: list[str] = []
+    for item in files or ():
+        path, name = item if isinstance(item, tuple) else (item, Path(item).name)
+        if within is not None and not Path(path).resolve().is_relative_to(Path(within).resolve()):
+            refused.append(f"{_shown(name)} was not added: it is not a file uploaded through this page.")
+            continue
+        try:
+            saved.append((name, save_upload(folder, name, Path(path).read_bytes())))
+        except UploadError as e:
+            refused.append(str(e))
+        except OSError as e:
+            refused.append(f"{_shown(name)} was not added: it could not be read ({e.strerror or e}).")
+    return saved, refused
 
 
 def _store(folder: Path, safe: str, data: bytes, shown: str) -> Path:
@@ -157,7 +230,7 @@ def _place(tmp: Path, target: Path, data: bytes) -> None:
 
 def _check_readable(path: Path, shown: str) -> None:
     """UploadError with the reader's reason unless ``path`` yields at least one article."""
-    skipped: list[articles.Skipped] = []
+    skipped: list[Skipped] = []
     if list(articles.read([path], skipped)):
         return
     if not skipped:
@@ -170,10 +243,6 @@ def _check_readable(path: Path, shown: str) -> None:
 def _slug(title: str) -> str:
     slug = re.sub(r"[^\w]+", "-", unicodedata.normalize("NFC", title).lower()).strip("-_")
     return slug[:80].rstrip("-_") or "pasted-article"
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path.resolve().is_relative_to(root.resolve())
 
 
 def _shown(name: str) -> str:

@@ -1,4 +1,4 @@
-"""The plain JSON route beside the chat UI: ``POST /api/search`` with ``{"question", "k"}``.
+"""The JSON routes beside the chat page: ``POST /api/search`` with ``{"question", "k"}``, and ``POST /api/build``.
 
     curl -s localhost:7860/api/search -H 'Content-Type: application/json' \\
          -d '{"question": "Who traveled to Mexico City?", "k": 3}'
@@ -7,7 +7,7 @@ answers ``{"question": ..., "k": ..., "passages": [...]}``, each passage with th
 fields of ``qa.Passage`` plus ``highlight`` (the answering sentence).
 
 With a ``build_token``, ``POST /api/build`` also runs the builds that `qa build` hands to
-the app (see qa.serving); requests without that token are refused.
+the app (see qa.web.builds); requests without that token are refused.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from . import serving
-from .errors import HandOffError, QAError
-from .search import Passage, check_k, check_question
+from ..errors import HandOffError, QAError
+from ..search import Passage, check_k, check_question
+from . import builds
 
 
 def router(library, concurrency: int = 4, build_token: str | None = None) -> APIRouter:
@@ -37,15 +37,15 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
 
         @api.post("/api/build")
         async def build(request: Request):
-            if not serving.authorized(request.headers.get("authorization"), build_token):
+            if not builds.authorized(request.headers.get("authorization"), build_token):
                 return _error(401, "This app's build token was not given (it is in the index folder's .server file).")
             try:
-                job = serving.build_request(library, await request.json())
+                handed = builds.build_request(library, await request.json())
             except HandOffError as e:
                 return _error(409, str(e))
             except ValueError as e:  # not JSON, or not what qa build sends
                 return _error(422, f"Not a build request: {e}")
-            return _BuildStream(serving.BuildJob(library, job), request)
+            return _BuildStream(builds.BuildJob(library, handed), request)
 
     @api.post("/api/search")
     async def search(request: Request):  # async only to read the body; the search runs in a thread
@@ -68,7 +68,7 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
 class _BuildStream(StreamingResponse):
     """A handed-over build's answer, a JSON line at a time; the build stops if the client goes away."""
 
-    def __init__(self, job: serving.BuildJob, request: Request) -> None:
+    def __init__(self, job: builds.BuildJob, request: Request) -> None:
         super().__init__(_lines(job, request), media_type="application/x-ndjson")
         self.job = job
 
@@ -79,7 +79,7 @@ class _BuildStream(StreamingResponse):
             self.job.cancel()
 
 
-async def _lines(job: serving.BuildJob, request: Request) -> AsyncIterator[str]:
+async def _lines(job: builds.BuildJob, request: Request) -> AsyncIterator[str]:
     # abandon_on_cancel: a client that goes away is noticed now, not when the wait for a line ends.
     while (line := await anyio.to_thread.run_sync(job.next_line, abandon_on_cancel=True)) is not None:
         if line:

@@ -1,18 +1,25 @@
-"""Answers to Markdown for the chat and HTML for the passages panel; article text is always escaped.
+"""Everything the app shows: answers as Markdown for the chat, HTML for the passages and the "Add articles" panel, CSS.
 
-Article text is data, never markup: an article containing ``<script>`` or
-``![x](http://...)`` must show those characters, not run or load them.
+Article text and the user's names and titles are data, never markup: an article containing
+``<script>`` or ``![x](http://...)`` must show those characters, not run or load them.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .chat import Answer
-from .search import Passage
+from ..chat import Answer
+from ..search import Passage
+
+if TYPE_CHECKING:
+    from ..indexer import BuildReport
+    from .adding import Added
 
 EMPTY_QUESTION = "Please type a question first, for example: “Who traveled to Mexico City?”"
+NOTHING = "Choose one or more files, or paste an article's text, then press “Add to the collection”."
 # Characters that Markdown (and Gradio's LaTeX handling) would read as syntax anywhere in a line...
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~$])")
 # ...and those that only matter at the start of one (lists, quotes, headings).
@@ -35,7 +42,7 @@ def escape_markdown(text: str) -> str:
 def reply_markdown(answer: Answer) -> str:
     """The assistant's reply: the quoted sentences with [n] citations, then the cited articles.
 
-    Each quote is a ``> `` line; ``qa.chat.context`` reads them back for follow-ups.
+    Only shown: follow-ups read the answer's ``Turn``, never this text.
     """
     if not answer.passages:
         return "The collection is empty: there is nothing to search yet."
@@ -89,11 +96,11 @@ def _card(n: int, p: Passage) -> str:
         f'<div class="qa-passage" data-n="{n}"><div class="qa-head"><span class="qa-n">[{n}]</span> '
         f'<span class="qa-title">{title}</span></div>'
         f'<div class="qa-meta">{meta}{" · " if meta else ""}score {p.score:.3f} · similarity {p.similarity:.2f}'
-        f'</div><div class="qa-text">{_highlighted(p)}</div></div>'
+        f'</div><div class="qa-text">{_marked(p)}</div></div>'
     )
 
 
-def _highlighted(p: Passage) -> str:
+def _marked(p: Passage) -> str:
     """The passage text with the answering sentence in <mark>, every piece escaped."""
     if p.highlight_start is None:
         return html.escape(p.text)
@@ -105,6 +112,57 @@ def _highlighted(p: Passage) -> str:
         + "</mark>"
         + html.escape(p.text[b:])
     )
+
+
+def added_html(added: Added) -> str:
+    """The "Add articles" panel's status: what was saved, indexed and refused, every name escaped."""
+    if not added.saved and not added.refused:
+        return _div(f"<p>{html.escape(NOTHING)}</p>")
+    parts = []
+    if added.saved:
+        items = "".join(f"<li>{_quoted(shown)} as {_code(path.name)}</li>" for shown, path in added.saved)
+        parts.append(f"<p>Saved in {_code(str(added.folder))}:</p><ul>{items}</ul>")
+    if added.report is not None:
+        parts.append(f"<p>{_indexed(added.report)}</p>")
+        skipped = "".join(f"<li>{_code(Path(s.path).name)}: {html.escape(s.reason)}</li>" for s in added.skipped)
+        if skipped:
+            parts.append(f'<p class="qa-refused">Saved but not indexed:</p><ul>{skipped}</ul>')
+    if added.error:
+        parts.append(
+            f'<p class="qa-refused">Saved, but not indexed yet: {html.escape(added.error)} '
+            "The next addition or <code>qa build</code> indexes them.</p>"
+        )
+    if added.refused:
+        items = "".join(f"<li>{html.escape(m)}</li>" for m in added.refused)
+        parts.append(f'<p class="qa-refused">Not added ({len(added.refused)}):</p><ul>{items}</ul>')
+    return _div("".join(parts))
+
+
+def _indexed(report: BuildReport) -> str:
+    if not report.added and not report.changed:
+        return "These were already in the collection: nothing new to index."
+    n = report.added + report.changed + report.unchanged
+    embedded = _count(report.chunks_embedded, "passage")
+    return (
+        f"Indexed: {report.added} added, {report.changed} changed ({embedded} embedded in {report.seconds:.1f} s). "
+        f"The collection now holds {_count(n, 'article')}; ask about them in the chat."
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _quoted(text: str) -> str:
+    return f"“{html.escape(' '.join(text.split())[:120])}”"
+
+
+def _code(text: str) -> str:
+    return f"<code>{html.escape(text)}</code>"
+
+
+def _div(inner: str) -> str:
+    return f'<div class="qa-added">{inner}</div>'
 
 
 CSS = """

@@ -1,0 +1,184 @@
+"""The Gradio page: the chat, the passages panel and the "Add articles" panel, and their handlers.
+
+The conversation is kept twice per browser session: as the Chatbot's messages (what is shown)
+and as a ``gr.State`` of ``qa.chat.Turn`` (what follow-ups read). Programs get the same through
+the ``/chat`` endpoint: gradio_client keeps the session, and so the turns, between its calls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+from gradio import utils as gr_utils
+
+from .. import chat
+from ..chat import Turn
+from ..errors import QAError
+from ..search import check_k, check_question
+from . import adding, render
+
+EXAMPLES = [
+    "Who traveled to Mexico City?",
+    "What did he say about the cycle of crime?",
+    "What is the new security framework meant to replace?",
+]
+
+
+def header(library) -> str:
+    """The page's title line, with the collection's size."""
+    info = library.info()
+    return (
+        f"## Ask the articles\nChat with {info.articles} articles ({info.chunks} passages). "
+        "Answers quote the articles, with numbered citations; follow-up questions are read in the "
+        "context of the conversation."
+    )
+
+
+def respond(library, message, history, k, turns) -> tuple[list[dict], str, str, tuple[Turn, ...]]:
+    """One turn of the chat: ``message`` answered in the context of the earlier ``turns``.
+
+    Returns the chat ``history`` with the question and its reply appended, the passages panel,
+    "" for the question box, and the turns with this one appended.
+    """
+    history = list(history or [])
+    turns = continued(turns, history)
+    try:
+        text = check_question(chat.message_text(message))
+    except QAError:
+        return history + [{"role": "assistant", "content": render.EMPTY_QUESTION}], gr.skip(), "", turns
+    try:
+        answer = chat.ask(library, text, turns, k=check_k(int(k)))
+    except QAError as e:
+        raise gr.Error(str(e)) from None
+    history += [
+        {"role": "user", "content": render.escape_markdown(text)},
+        {"role": "assistant", "content": render.reply_markdown(answer)},
+    ]
+    return history, render.passages_html(answer), "", (*turns, answer.turn)
+
+
+def continued(turns, history) -> tuple[Turn, ...]:
+    """The session's ``turns`` that the chat ``history`` sent with a question still holds.
+
+    The page sends the chat it shows: all of them. A program may send a shorter one ([] starts
+    a new conversation): only that many of the first turns go on. A chat with more questions than
+    the session answered (one from another session) starts over.
+    """
+    turns = tuple(turns or ())
+    asked = sum(1 for message in history if _role(message) == "user")
+    return turns[:asked] if asked <= len(turns) else ()
+
+
+def _role(message) -> str:
+    if isinstance(message, dict):
+        return message.get("role", "")
+    return getattr(message, "role", "")  # gradio's ChatMessage and the like
+
+
+def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blocks:
+    """The Blocks app: chat on the left with the "Add articles" panel under it, the passages panel on the right."""
+
+    def answer(message, history, k, turns):
+        return respond(library, message, history, k, turns)
+
+    def search(question: str, k: int = 5) -> list[dict]:
+        """The k passages that best answer the question, with their fields and answering sentence."""
+        try:
+            return [p.as_dict() for p in library.search(check_question(question), k=check_k(k), highlight=True)]
+        except QAError as e:
+            raise gr.Error(str(e)) from None
+
+    def add_articles(files, title, text):
+        # Runs beside searches (its own concurrency group): they keep answering from the old index
+        # until the update swaps the new one in, and the Library reloads it by itself.
+        # ``files`` arrive unprocessed (file data dicts) for their orig_name: the name the browser sent,
+        # which Gradio's copy shortens (no folders, no <>); qa.web.adding makes it a harmless file name.
+        files = [f for f in files or [] if isinstance(f, dict) and isinstance(f.get("path"), str)]
+        uploads = [(f["path"], str(f.get("orig_name") or Path(f["path"]).name)) for f in files]
+        folder = adding.collection_folder(library, collection)
+        # The client names the paths: only files in Gradio's upload folder are read (see qa.web.server).
+        within = gr_utils.get_upload_folder()
+        added = adding.add(library, folder, uploads, title or "", text or "", within=within)
+        keep = bool(added.refused)  # let the user fix what was refused; clear what all went in
+        return (
+            render.added_html(added),
+            gr.skip() if keep else None,
+            gr.skip() if keep else "",
+            gr.skip() if keep else "",
+            header(library),
+        )
+
+    folder = adding.collection_folder(library, collection)
+    where = (
+        render.escape_markdown(str(folder))
+        if folder
+        else "the collection folder (start the app with `--collection DIR`)"
+    )
+    with gr.Blocks(title="qa: ask the articles", fill_height=True) as demo:
+        title_md = gr.Markdown(header(library))
+        turns = gr.State(())  # the conversation as data, beside the chat as shown
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(
+                    label="Chat",
+                    height=560,
+                    elem_id="qa-chat",
+                    latex_delimiters=[],
+                    feedback_options=None,
+                    buttons=["copy"],
+                    group_consecutive_messages=False,
+                )
+                with gr.Row():
+                    box = gr.Textbox(
+                        placeholder="Ask a question, e.g. Who traveled to Mexico City?",
+                        show_label=False,
+                        scale=5,
+                        elem_id="qa-question",
+                        max_lines=6,
+                    )
+                    ask = gr.Button("Ask", variant="primary", scale=1, elem_id="qa-ask")
+                with gr.Row():
+                    k = gr.Slider(1, 10, value=5, step=1, label="Passages to show", elem_id="qa-k")
+                    clear = gr.Button("New conversation", elem_id="qa-clear")
+                gr.Examples(EXAMPLES, inputs=[box], label="Try")
+                with gr.Accordion("Add articles", open=False, elem_id="qa-add-panel"):
+                    gr.Markdown(
+                        f"Upload {adding.FORMATS} files, or paste an article with its title. They are saved in "
+                        f"{where} and indexed at once; restarts and the next `qa build` of that folder keep them."
+                    )
+                    with gr.Row(equal_height=False):
+                        files = gr.File(label="Files", file_count="multiple", type="filepath", elem_id="qa-files")
+                        with gr.Column():
+                            new_title = gr.Textbox(label="Title", max_lines=1, elem_id="qa-new-title")
+                            new_text = gr.Textbox(label="Text", lines=6, max_lines=20, elem_id="qa-new-text")
+                    add_button = gr.Button("Add to the collection", variant="secondary", elem_id="qa-add")
+                    status = gr.HTML("", elem_id="qa-add-status")
+            with gr.Column(scale=2):
+                gr.Markdown("### Passages")
+                panel = gr.HTML(render.passages_html(None), elem_id="qa-passages")
+        io = dict(
+            fn=answer,
+            inputs=[box, chatbot, k, turns],  # the State is no parameter of the /chat endpoint: the session holds it
+            outputs=[chatbot, panel, box, turns],
+            concurrency_id="search",
+            concurrency_limit=concurrency,
+        )
+        box.submit(**io, api_name="chat")
+        ask.click(**io, api_visibility="private")
+        clear.click(
+            lambda: ([], render.passages_html(None), "", ()),
+            outputs=[chatbot, panel, box, turns],
+            api_visibility="private",
+        )
+        gr.api(search, api_name="search", concurrency_id="search", concurrency_limit=concurrency)
+        add_button.click(
+            add_articles,
+            inputs=[files, new_title, new_text],
+            outputs=[status, files, new_title, new_text, title_md],
+            concurrency_id="add",
+            concurrency_limit=1,  # one update at a time; a second waits in the queue, not on the index lock
+            api_visibility="private",
+            preprocess=False,  # Gradio still checks that every file is one it received
+        )
+    return demo
