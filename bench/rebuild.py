@@ -7,7 +7,7 @@ with one record's text changed: the build must still embed only that record. Eac
 case runs in this process with the model already loaded (as in the app, or a script
 using the API); as `qa build` in a fresh process (as from a shell), which adds Python's
 start and, whenever something must be embedded, loading the model; and as `qa build`
-while `python app.py` serves the index, which hands the build to the app (qa.serving).
+while `python app.py` serves the index, which hands the build to the app (qa.handoff).
 Medians of ``--rounds`` runs; the section is written to docs/benchmarks.md.
 """
 
