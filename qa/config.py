@@ -57,6 +57,8 @@ class Settings:
     reranker: str = ""
     # Below this cosine between question and best passage, the chat (chat.ask) says nothing relevant was found.
     min_similarity: float = 0.3
+    # The app's "Add articles" panel refuses a file or text whose indexing would take longer (estimated).
+    max_add_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_dir", Path(self.index_dir))
@@ -76,6 +78,8 @@ class Settings:
             raise ValueError(f"rrf_k must be 0 or more, got {self.rrf_k}")
         if self.answer_candidates < 0 or self.answer_weight < 0:
             raise ValueError("answer_candidates and answer_weight must be 0 or more")
+        if self.max_add_seconds <= 0:
+            raise ValueError(f"max_add_seconds must be above 0, got {self.max_add_seconds}")
         if not -1.0 <= self.min_similarity <= 1.0:
             raise ValueError(f"min_similarity is a cosine between -1 and 1, got {self.min_similarity}")
 

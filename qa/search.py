@@ -75,9 +75,13 @@ def check_question(question: object) -> str:
 def check_k(k: object) -> int:
     """``k``, the number of passages asked for, if it is a whole number from 1 to ``MAX_K``; else QuestionError.
 
-    >>> check_k(3)
-    3
+    The one rule for every interface. A whole float (a slider's 5.0) is that number; "5" and 2.7 are not.
+
+    >>> check_k(3), check_k(5.0)
+    (3, 5)
     """
+    if isinstance(k, float) and k.is_integer():
+        k = int(k)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise QuestionError(f'"k" must be a whole number from 1 to {MAX_K}, got {k!r}.')
     return k

@@ -133,7 +133,8 @@ def free_port() -> int:
 def start_app(tmp_path_factory):
     """A factory: ``with start_app(index_dir) as url:`` runs `python app.py` on a free port until the block ends.
 
-    ``args`` are more options for app.py, e.g. ``["--collection", str(folder)]``.
+    ``args`` are more options for app.py, e.g. ``["--collection", str(folder)]``; ``env`` more
+    environment variables, e.g. ``{"QA_MAX_ADD_SECONDS": "1"}``.
     """
     import contextlib
     import subprocess
@@ -142,11 +143,11 @@ def start_app(tmp_path_factory):
     import urllib.request
 
     @contextlib.contextmanager
-    def start(index_dir: Path, timeout: float = 180.0, args: Sequence[str] = ()):
+    def start(index_dir: Path, timeout: float = 180.0, args: Sequence[str] = (), env: dict | None = None):
         port = free_port()
         log = tmp_path_factory.mktemp("app") / "app.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-        env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_DISABLE_TELEMETRY="1")
+        extra, env = env or {}, {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+        env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_DISABLE_TELEMETRY="1", **extra)
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "app.py", "--port", str(port), "--index", str(index_dir), *args],

@@ -245,3 +245,58 @@ def test_pasted_text_without_title_uses_its_first_line_and_empty_text_is_refused
         save_text(tmp_path, "Title", " \n ")
     with pytest.raises(UploadError, match="one article can be at most 10 MB"):
         save_text(tmp_path, "Huge", "word " * (MAX_UPLOAD_BYTES // 5 + 1))
+
+
+# ---- hostile and heavy additions (issue 11) ----
+
+
+@pytest.mark.parametrize("title, text", [(["a list"], "Some text."), ("Title", {"a": "dict"}), (None, 5)])
+def test_a_title_or_text_that_is_not_text_is_refused_with_a_message(library, tiny_corpus, title, text):
+    added = add(library, tiny_corpus, [], title, text)
+    assert added.saved == [] and len(added.refused) == 1
+    assert added.refused[0].startswith("The text was not added: its title and text must be text, not ")
+
+
+def test_saved_articles_are_readable_like_the_collection_s_own(library, tiny_corpus, tmp_path):
+    added = add(library, tiny_corpus, [upload(tmp_path, "oil.txt", b"Oil rose.\n")], "Rail strike", "Trains stopped.")
+    modes = {path.name: path.stat().st_mode & 0o777 for _, path in added.saved}
+    own = (tiny_corpus / "boeing.txt").stat().st_mode & 0o777  # written by this user with this umask
+    assert modes == {"oil.txt": own, "rail-strike.md": own}
+
+
+def test_an_addition_that_would_take_too_long_is_refused_before_it_is_saved(tiny_corpus, tmp_path):
+    settings = LEXICAL.with_(max_add_seconds=2.0)
+    library = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=FakeEmbedder(), settings=settings)
+    lines = "".join(json.dumps({"id": n, "text": f"Market note {n}: shares moved."}) + "\n" for n in range(5000))
+    big, small = upload(tmp_path, "notes.jsonl", lines.encode()), upload(tmp_path, "one.txt", b"One short note.\n")
+    added = add(library, tiny_corpus, [big, small])
+    assert [shown for shown, _ in added.saved] == ["one.txt"]
+    assert added.refused == [
+        "'notes.jsonl' was not added: indexing its 5,000 articles would take about 3 minutes here, over the "
+        "app's limit of 1 minute (QA_MAX_ADD_SECONDS). Index it with `qa build`, or split it into smaller files."
+    ]
+    assert not (tiny_corpus / "notes.jsonl").exists() and added.report.added == 1
+
+
+def test_pasted_text_over_the_paste_limit_is_refused(library, tiny_corpus):
+    added = add(library, tiny_corpus, [], "Huge", "word " * (adding.MAX_PASTE_CHARS // 5 + 1))
+    assert added.refused == [
+        f"The text was not added: it is {adding.MAX_PASTE_CHARS + 5:,} characters; paste at most "
+        f"{adding.MAX_PASTE_CHARS:,}, or upload it as a file."
+    ]
+
+
+def test_the_indexing_of_an_addition_reports_its_progress(library, tiny_corpus, tmp_path):
+    class Reporting(FakeEmbedder):  # calls its progress function as Embedder.encode_passages does
+        def encode_passages(self, texts, spans, progress=None):
+            progress(0, len(texts))
+            out = super().encode_passages(texts, spans)
+            progress(len(texts), len(texts))
+            return out
+
+    reporting = Library.open(library.settings.index_dir, embedder=Reporting(), settings=LEXICAL)
+    seen = []
+    add(
+        reporting, tiny_corpus, [upload(tmp_path, "oil.txt", b"Oil rose.\n")], progress=lambda d, t: seen.append((d, t))
+    )
+    assert seen[0] == (0, 1) and seen[-1] == (1, 1)

@@ -12,6 +12,7 @@ them. ``qa.web.render.added_html`` says what happened (it escapes the user's nam
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -24,12 +25,19 @@ import yaml
 
 from .. import articles
 from ..articles import Skipped
+from ..embedding import Progress
 from ..errors import QAError, UploadError
 from ..indexer import BuildReport
 
 MAX_UPLOAD_BYTES = articles.MAX_ARTICLE_BYTES  # one article: what the reader accepts
 MAX_JSONL_UPLOAD_BYTES = 100 * 2**20  # many articles in one upload; the reader's own limit is higher
 MAX_NAME_CHARS = 100
+# Pasted text travels in the page's request (qa.web.limits.MAX_PAGE_BYTES); longer articles are uploaded as files.
+MAX_PASTE_CHARS = 400_000
+# For the time an addition will take: passages per character of text, and passages embedded per second
+# on a 2-core laptop CPU (docs/benchmarks.md, full builds of the Wikinews articles).
+CHARS_PER_PASSAGE = 650
+PASSAGES_PER_SECOND = 30.0
 FORMATS = ".txt, .md, .html and .jsonl"
 NO_FOLDER = "Nothing was added: the index records no folder to save in. Start the app with --collection DIR."
 SEEDS = Path(__file__).resolve().parents[2] / "seeds"  # the sample articles `python app.py` starts with
@@ -68,6 +76,7 @@ def add(
     text: str = "",
     wait: float = 60.0,
     within: str | os.PathLike | None = None,
+    progress: Progress = None,
 ) -> Added:
     """Save ``files`` and the pasted ``text`` into ``folder``, then index them into ``library``.
 
@@ -80,8 +89,10 @@ def add(
     ``folder`` joins the folders the index was built from; if another build holds the index,
     the update waits up to ``wait`` seconds for it.
 
-    Refusals (format, size, encoding, empty text) are collected, never raised, so one bad file
-    does not stop the others. Returns what was saved, refused and indexed.
+    Refusals (format, size, encoding, empty text, an indexing time estimated over
+    ``library.settings.max_add_seconds``) are collected, never raised, so one bad file does not
+    stop the others. ``progress`` follows the indexing (as for ``Library.build``). Returns what
+    was saved, refused and indexed.
     """
     try:
         paths = library.update_paths(folder)
@@ -90,16 +101,24 @@ def add(
     if folder is None:
         return Added(Path("."), refused=[NO_FOLDER])
     folder = Path(folder)
-    saved, refused = _save_files(folder, files, within)
-    if (title or "").strip() or (text or "").strip():
+    budget = library.settings.max_add_seconds
+    saved, refused = _save_files(folder, files, within, budget)
+    if not isinstance(title, str) or not isinstance(text, str):
+        refused.append(f"The text was not added: its title and text must be text, not {_kinds(title, text)}.")
+    elif len(text) > MAX_PASTE_CHARS:  # the page's text box stops there; a program may send more
+        refused.append(
+            f"The text was not added: it is {len(text):,} characters; paste at most {MAX_PASTE_CHARS:,}, "
+            "or upload it as a file."
+        )
+    elif title.strip() or text.strip():
         try:
-            saved.append(((title or "").strip() or "the pasted text", save_text(folder, title, text)))
+            saved.append((title.strip() or "the pasted text", save_text(folder, title, text, budget)))
         except UploadError as e:
             refused.append(str(e))
     if not saved:
         return Added(folder, saved, refused)
     try:
-        return Added(folder, saved, refused, library.update(paths, wait=wait))
+        return Added(folder, saved, refused, library.update(paths, wait=wait, progress=progress))
     except QAError as e:
         return Added(folder, saved, refused, error=str(e))
 
@@ -117,14 +136,15 @@ def collection_folder(library, chosen: str | os.PathLike | None) -> Path | None:
     return folders[0] if folders else None
 
 
-def save_upload(folder: str | os.PathLike, name: str, data: bytes) -> Path:
+def save_upload(folder: str | os.PathLike, name: str, data: bytes, max_seconds: float | None = None) -> Path:
     """Save uploaded ``data`` as ``folder``/<safe version of ``name``>; returns the path written.
 
     ``name`` is only a hint: path parts and odd characters are dropped (``../../etc/passwd``
     becomes ``etc-passwd.txt``), a name without a suffix gets ``.txt``, and an existing file is
     never overwritten (``name-2.txt``...) unless it holds the same bytes. The data must be
     something the reader can index (.txt, .md, .html, .jsonl; UTF-8; not empty; under the
-    size limit), else UploadError says why and nothing is written.
+    size limit; with ``max_seconds``, indexed in about that time at most, see ``estimated_seconds``),
+    else UploadError says why and nothing is written.
     """
     if not isinstance(data, bytes | bytearray):
         raise TypeError(f"data must be bytes, not {type(data).__name__}")
@@ -136,10 +156,10 @@ def save_upload(folder: str | os.PathLike, name: str, data: bytes) -> Path:
     if len(data) > limit:
         kind = "jsonl" if suffix == ".jsonl" else "text"
         raise UploadError(f"{_shown(name)} was not added: it {articles.too_big(len(data), kind)}.")
-    return _store(Path(folder), safe, bytes(data), name)
+    return _store(Path(folder), safe, bytes(data), name, max_seconds)
 
 
-def save_text(folder: str | os.PathLike, title: str, text: str) -> Path:
+def save_text(folder: str | os.PathLike, title: str, text: str, max_seconds: float | None = None) -> Path:
     """Save pasted ``text`` as a Markdown article titled ``title`` (or its first line); returns the path.
 
     >>> save_text(tmp, "Blinken in Mexico", "Blinken met ...").name  # doctest: +SKIP
@@ -153,7 +173,17 @@ def save_text(folder: str | os.PathLike, title: str, text: str) -> Path:
     data = body.encode("utf-8", "surrogatepass")
     if len(data) > MAX_UPLOAD_BYTES:
         raise UploadError(f"The text {title!r} was not added: it {articles.too_big(len(data))}.")
-    return _store(Path(folder), _slug(title) + ".md", data, title)
+    return _store(Path(folder), _slug(title) + ".md", data, title, max_seconds)
+
+
+def estimated_seconds(found: Sequence[articles.Article]) -> float:
+    """About how long embedding ``found`` takes here: its passages at ``PASSAGES_PER_SECOND``.
+
+    >>> round(estimated_seconds([articles.Article("a", "A", "x" * 6500)]), 2)
+    0.33
+    """
+    passages = sum(max(1, math.ceil(len(a.text) / CHARS_PER_PASSAGE)) for a in found)
+    return passages / PASSAGES_PER_SECOND
 
 
 def safe_name(name: str) -> str:
@@ -175,7 +205,7 @@ def safe_name(name: str) -> str:
     return stem + suffix
 
 
-def _save_files(folder: Path, files, within) -> tuple[list[tuple[str, Path]], list[str]]:
+def _save_files(folder: Path, files, within, max_seconds: float | None) -> tuple[list[tuple[str, Path]], list[str]]:
     """Save each file into ``folder``: (the user's name, the path written) pairs, and the refusals."""
     saved: list[tuple[str, Path]] = []
     refused: list[str] = []
@@ -185,7 +215,7 @@ def _save_files(folder: Path, files, within) -> tuple[list[tuple[str, Path]], li
             refused.append(f"{_shown(name)} was not added: it is not a file uploaded through this page.")
             continue
         try:
-            saved.append((name, save_upload(folder, name, Path(path).read_bytes())))
+            saved.append((name, save_upload(folder, name, Path(path).read_bytes(), max_seconds)))
         except UploadError as e:
             refused.append(str(e))
         except OSError as e:
@@ -193,15 +223,23 @@ def _save_files(folder: Path, files, within) -> tuple[list[tuple[str, Path]], li
     return saved, refused
 
 
-def _store(folder: Path, safe: str, data: bytes, shown: str) -> Path:
-    """Write ``data`` under ``folder`` as ``safe`` (or a free variant) atomically, once it reads as articles."""
+def _store(folder: Path, safe: str, data: bytes, shown: str, max_seconds: float | None = None) -> Path:
+    """Write ``data`` under ``folder`` as ``safe`` (or a free variant) atomically, once it reads as articles
+    that can be indexed within ``max_seconds``."""
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".upload-", suffix=Path(safe).suffix.lower(), dir=folder)
     tmp = Path(tmp_name)  # a dot file: a build running meanwhile does not read it
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as any file this user saves there, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        _check_readable(tmp, shown)
+        found = _check_readable(tmp, shown)
+        if max_seconds is not None and (seconds := estimated_seconds(found)) > max_seconds:
+            raise UploadError(
+                f"{_shown(shown)} was not added: indexing its {len(found):,} articles would take about "
+                f"{_duration(seconds)} here, over the app's limit of {_duration(max_seconds)} (QA_MAX_ADD_SECONDS). "
+                "Index it with `qa build`, or split it into smaller files."
+            )
         stem, suffix = os.path.splitext(safe)
         for n in range(1, 1000):
             target = folder / (safe if n == 1 else f"{stem}-{n}{suffix}")
@@ -228,16 +266,37 @@ def _place(tmp: Path, target: Path, data: bytes) -> None:
             f.write(data)
 
 
-def _check_readable(path: Path, shown: str) -> None:
-    """UploadError with the reader's reason unless ``path`` yields at least one article."""
+def _check_readable(path: Path, shown: str) -> list[articles.Article]:
+    """The articles ``path`` holds; UploadError with the reader's reason when it holds none."""
     skipped: list[Skipped] = []
-    if list(articles.read([path], skipped)):
-        return
+    if found := list(articles.read([path], skipped)):
+        return found
     if not skipped:
         raise UploadError(f"{_shown(shown)} was not added: it holds no article.")
     line = skipped[0].path.rpartition(":")[2] if path.suffix == ".jsonl" else ""
     where = f"line {line} " if line.isdigit() else "it "
     raise UploadError(f"{_shown(shown)} was not added: {where}{skipped[0].reason}.")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _duration(seconds: float) -> str:
+    """
+    >>> _duration(90), _duration(7200)
+    ('2 minutes', '2 hours')
+    """
+    if seconds >= 5400:
+        return f"{round(seconds / 3600)} hours"
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def _kinds(*values: object) -> str:
+    return " and ".join(sorted({type(v).__name__ for v in values if not isinstance(v, str)}))
 
 
 def _slug(title: str) -> str:

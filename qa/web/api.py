@@ -21,8 +21,46 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import HandOffError, QAError
-from ..search import Passage, check_k, check_question
+from ..search import MAX_K, MAX_QUESTION_CHARS, Passage, check_k, check_question
 from . import builds
+from .limits import MAX_BUILD_BYTES, MAX_SEARCH_BYTES, parse_json
+
+# The bodies the routes read, for the OpenAPI schema (/api/openapi.json) that clients and the fuzz tests use.
+SEARCH_BODY = {
+    "type": "object",
+    "properties": {
+        "question": {"type": "string", "minLength": 1, "description": f"read up to {MAX_QUESTION_CHARS} characters"},
+        "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 5},
+    },
+    "required": ["question"],
+}
+BUILD_BODY = {
+    "type": "object",
+    "properties": {
+        "paths": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "full": {"type": "boolean"},
+        "progress": {"type": "boolean"},
+        "index_dir": {"type": "string"},
+        "model": {"type": "string"},
+        "chunk_tokens": {"type": "integer"},
+        "overlap_sentences": {"type": "integer"},
+    },
+    "required": ["paths", "index_dir", "model", "chunk_tokens", "overlap_sentences"],
+}
+
+
+def _body(schema: dict, limit: int, what: str) -> dict:
+    """OpenAPI for a route that reads a JSON body of ``schema`` (at most ``limit`` bytes)."""
+    error = {
+        "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}
+    }
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+        "responses": {
+            "400": {"description": f"not {what}", **error},
+            "413": {"description": f"the body is over {limit} bytes", **error},
+        },
+    }
 
 
 def router(library, concurrency: int = 4, build_token: str | None = None) -> APIRouter:
@@ -35,24 +73,26 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
 
     if build_token:
 
-        @api.post("/api/build")
+        @api.post("/api/build", openapi_extra=_body(BUILD_BODY, MAX_BUILD_BYTES, "a build request"))
         async def build(request: Request):
             if not builds.authorized(request.headers.get("authorization"), build_token):
                 return _error(401, "This app's build token was not given (it is in the index folder's .server file).")
             try:
-                handed = builds.build_request(library, await request.json())
+                handed = builds.build_request(library, parse_json(await request.body()))
             except HandOffError as e:
                 return _error(409, str(e))
             except ValueError as e:  # not JSON, or not what qa build sends
                 return _error(422, f"Not a build request: {e}")
             return _BuildStream(builds.BuildJob(library, handed), request)
 
-    @api.post("/api/search")
+    @api.post("/api/search", openapi_extra=_body(SEARCH_BODY, MAX_SEARCH_BYTES, "a question"))
     async def search(request: Request):  # async only to read the body; the search runs in a thread
         try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, 'The body must be JSON, e.g. {"question": "Who traveled to Mexico City?", "k": 5}.')
+            body = parse_json(await request.body())
+        except ValueError as e:
+            return _error(
+                400, f'The body must be JSON ({e}), e.g. {{"question": "Who traveled to Mexico City?", "k": 5}}.'
+            )
         if not isinstance(body, dict):
             return _error(400, 'The body must be a JSON object with a "question" and an optional "k".')
         try:

@@ -18,14 +18,16 @@ from fastapi import FastAPI
 from . import builds
 from .adding import MAX_JSONL_UPLOAD_BYTES
 from .api import router
+from .limits import BodyLimit
 from .render import CSS
 from .ui import build_ui
 
 
-def app(library, concurrency: int = 4, collection: str | None = None, build_token: str | None = None) -> FastAPI:
-    """The FastAPI app: the JSON routes (and, with ``build_token``, the build route) and the Gradio page at /."""
+def app(library, concurrency: int = 4, collection: str | None = None, build_token: str | None = None) -> BodyLimit:
+    """The app: the JSON routes (and, with ``build_token``, the build route), their OpenAPI schema at
+    /api/openapi.json and the Gradio page at /, every request body bounded (qa.web.limits)."""
     demo = build_ui(library, concurrency, collection).queue(default_concurrency_limit=concurrency)
-    api = FastAPI(title="qa", docs_url=None, redoc_url=None, openapi_url=None)
+    api = FastAPI(title="qa", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     api.include_router(router(library, concurrency, build_token=build_token))
     # Gradio refuses bigger uploads before they reach the panel; smaller ones get qa's own limits and messages.
     api = gr.mount_gradio_app(api, demo, path="/", css=CSS, footer_links=["api"], max_file_size=MAX_JSONL_UPLOAD_BYTES)
@@ -33,7 +35,7 @@ def app(library, concurrency: int = 4, collection: str | None = None, build_toke
     # which mount_gradio_app never marks: without this, a client could name any server file as an
     # upload (or a chat message's file) and have it copied into Gradio's cache and into the collection.
     demo.has_launched = True
-    return api
+    return BodyLimit(api)
 
 
 def serve(

@@ -7,15 +7,17 @@ the ``/chat`` endpoint: gradio_client keeps the session, and so the turns, betwe
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import gradio as gr
 from gradio import utils as gr_utils
 
 from .. import chat
+from ..articles import MAX_FIELD_CHARS
 from ..chat import Turn
 from ..errors import QAError
-from ..search import check_k, check_question
+from ..search import MAX_QUESTION_CHARS, check_k, check_question
 from . import adding, render
 
 EXAMPLES = [
@@ -48,7 +50,7 @@ def respond(library, message, history, k, turns) -> tuple[list[dict], str, str, 
     except QAError:
         return history + [{"role": "assistant", "content": render.EMPTY_QUESTION}], gr.skip(), "", turns
     try:
-        answer = chat.ask(library, text, turns, k=check_k(int(k)))
+        answer = chat.ask(library, text, turns, k=check_k(k))
     except QAError as e:
         raise gr.Error(str(e)) from None
     history += [
@@ -70,6 +72,15 @@ def continued(turns, history) -> tuple[Turn, ...]:
     return turns[:asked] if asked <= len(turns) else ()
 
 
+def _forget(paths) -> None:
+    """Delete Gradio's copies of uploaded files once they are saved in the collection (or refused)."""
+    for path in paths:
+        path = Path(path)
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # Gradio keeps each upload in a folder of its own
+            path.parent.rmdir()
+
+
 def _role(message) -> str:
     if isinstance(message, dict):
         return message.get("role", "")
@@ -89,7 +100,7 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
         except QAError as e:
             raise gr.Error(str(e)) from None
 
-    def add_articles(files, title, text):
+    def add_articles(files, title, text, progress=gr.Progress()):  # noqa: B008 (how Gradio asks for progress)
         # Runs beside searches (its own concurrency group): they keep answering from the old index
         # until the update swaps the new one in, and the Library reloads it by itself.
         # ``files`` arrive unprocessed (file data dicts) for their orig_name: the name the browser sent,
@@ -99,7 +110,14 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
         folder = adding.collection_folder(library, collection)
         # The client names the paths: only files in Gradio's upload folder are read (see qa.web.server).
         within = gr_utils.get_upload_folder()
-        added = adding.add(library, folder, uploads, title or "", text or "", within=within)
+
+        def indexing(done: int, total: int) -> None:
+            progress((done, total), desc="Indexing", unit="passages")
+
+        try:
+            added = adding.add(library, folder, uploads, title or "", text or "", within=within, progress=indexing)
+        finally:
+            _forget(path for path, _ in uploads if Path(path).resolve().is_relative_to(Path(within).resolve()))
         keep = bool(added.refused)  # let the user fix what was refused; clear what all went in
         return (
             render.added_html(added),
@@ -115,7 +133,8 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
         if folder
         else "the collection folder (start the app with `--collection DIR`)"
     )
-    with gr.Blocks(title="qa: ask the articles", fill_height=True) as demo:
+    # Uploads never added (a page left open, then closed) go after a day, checked hourly.
+    with gr.Blocks(title="qa: ask the articles", fill_height=True, delete_cache=(3600, 86400)) as demo:
         title_md = gr.Markdown(header(library))
         turns = gr.State(())  # the conversation as data, beside the chat as shown
         with gr.Row(equal_height=False):
@@ -136,6 +155,7 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
                         scale=5,
                         elem_id="qa-question",
                         max_lines=6,
+                        max_length=MAX_QUESTION_CHARS,
                     )
                     ask = gr.Button("Ask", variant="primary", scale=1, elem_id="qa-ask")
                 with gr.Row():
@@ -150,8 +170,16 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
                     with gr.Row(equal_height=False):
                         files = gr.File(label="Files", file_count="multiple", type="filepath", elem_id="qa-files")
                         with gr.Column():
-                            new_title = gr.Textbox(label="Title", max_lines=1, elem_id="qa-new-title")
-                            new_text = gr.Textbox(label="Text", lines=6, max_lines=20, elem_id="qa-new-text")
+                            new_title = gr.Textbox(
+                                label="Title", max_lines=1, max_length=MAX_FIELD_CHARS, elem_id="qa-new-title"
+                            )
+                            new_text = gr.Textbox(
+                                label="Text",
+                                lines=6,
+                                max_lines=20,
+                                max_length=adding.MAX_PASTE_CHARS,
+                                elem_id="qa-new-text",
+                            )
                     add_button = gr.Button("Add to the collection", variant="secondary", elem_id="qa-add")
                     status = gr.HTML("", elem_id="qa-add-status")
             with gr.Column(scale=2):
