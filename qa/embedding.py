@@ -210,16 +210,21 @@ def _first_line(e: Exception) -> str:
     return text or type(e).__name__
 
 
-_EMBEDDERS: dict[str, Embedder] = {}
-_EMBEDDERS_LOCK = threading.Lock()
+_LOADED: dict[tuple[type, str], object] = {}
+_LOADING = threading.Lock()
+
+
+def _loaded(kind: type, model: str):
+    """One loaded model of each kind per name and process: loading takes seconds, using one is thread-safe."""
+    with _LOADING:
+        if (kind, model) not in _LOADED:
+            _LOADED[kind, model] = kind(model)
+        return _LOADED[kind, model]
 
 
 def load_embedder(model: str) -> Embedder:
-    """One loaded model per name and process: loading takes seconds, encoding is thread-safe."""
-    with _EMBEDDERS_LOCK:
-        if model not in _EMBEDDERS:
-            _EMBEDDERS[model] = Embedder(model)
-        return _EMBEDDERS[model]
+    """The embedding model ``model`` (a name or a local folder), loaded once per process."""
+    return _loaded(Embedder, model)
 
 
 class LazyEmbedder:
@@ -340,13 +345,6 @@ class Reranker:
         return np.asarray(scores, dtype=np.float32).reshape(len(texts), -1)[:, -1]
 
 
-_RERANKERS: dict[str, Reranker] = {}
-_RERANKERS_LOCK = threading.Lock()
-
-
 def load_reranker(model: str) -> Reranker:
-    """One loaded cross-encoder per name and process."""
-    with _RERANKERS_LOCK:
-        if model not in _RERANKERS:
-            _RERANKERS[model] = Reranker(model)
-        return _RERANKERS[model]
+    """The cross-encoder ``model``, loaded once per process."""
+    return _loaded(Reranker, model)
