@@ -11,7 +11,6 @@ overhead is the ratio of the medians. Then the median latency of one `search`.
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import statistics
 import sys
@@ -20,7 +19,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.report import p95, write_section  # noqa: E402
 from qa import Library, Settings  # noqa: E402
