@@ -79,7 +79,7 @@ def main() -> int:
     if args.at_limit:
         HOSTILE.append(AT_LIMIT)
     with tempfile.TemporaryDirectory(prefix="qa-bench-hostile-") as tmp:
-        folder, index, articles = prepare(Path(tmp), args.articles)
+        folder, index, records = prepare(Path(tmp), args.articles)
         with App(index, folder / "added", Path(tmp)) as app:
             memory = {"started": app.memory()}
             warm_up(app.url)
@@ -89,7 +89,7 @@ def main() -> int:
             memory["end"] = app.memory() if app.alive() else memory[f"round {len(results)}"]
             log = app.log_tail()
     failures = failures_of(results, final, memory, args.max_growth_mb)
-    body = report(results, memory, articles, final, failures, args)
+    body = report(results, memory, records, final, failures, args)
     print(body)
     if failures:
         print("\nFAILED:\n- " + "\n- ".join(failures) + "\n\nThe app's log ends:\n" + log, file=sys.stderr)
@@ -99,7 +99,8 @@ def main() -> int:
 
 
 def prepare(tmp: Path, limit: int | None) -> tuple[Path, Path, int]:
-    """A collection folder (the seed article and Wikinews records) and its index, built by `qa build`."""
+    """A collection folder (the seed article and Wikinews records) and its index, built by `qa build`;
+    and the number of records."""
     folder, index = tmp / "articles", tmp / "index"
     shutil.copytree(ROOT / "seeds", folder)
     source = WIKINEWS if WIKINEWS.is_file() else FIXTURE
@@ -112,7 +113,7 @@ def prepare(tmp: Path, limit: int | None) -> tuple[Path, Path, int]:
         check=True,
         capture_output=True,
     )
-    return folder, index, len(lines) + len(list((ROOT / "seeds").iterdir()))
+    return folder, index, len(lines)
 
 
 def app_env(tmp: Path) -> dict[str, str]:
@@ -462,7 +463,7 @@ def failures_of(results: dict, final: str, memory: dict, max_growth: float) -> l
     return failures
 
 
-def report(results: dict, memory: dict, articles: int, final: str, failures: list[str], args) -> str:
+def report(results: dict, memory: dict, records: int, final: str, failures: list[str], args) -> str:
     rows = [
         f"| request | expected | answer | bytes | ms (median of {args.rounds}) | VmRSS after, MB (first / last) "
         "| VmHWM after, MB (first / last) |",
@@ -488,7 +489,7 @@ def report(results: dict, memory: dict, articles: int, final: str, failures: lis
     verdict = "no 5xx, every request answered" if not failures else "FAILED: " + "; ".join(failures)
     return (
         "\n".join(rows) + "\n\n" + "\n".join(mem) + "\n\n"
-        f"`python app.py` serving {articles} articles (the seed article and Wikinews records), "
+        f"`python app.py` serving the seed article and {records} Wikinews records, "
         "warmed up with a search, a chat turn, a /search call and a pasted article; then the run above, "
         f"{args.rounds} times. Times are the client's wall time (uploads included); bytes are the answer's "
         "(for Gradio calls, the event stream; for the panel, the queue's). "
