@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -284,7 +285,7 @@ def _html_text_fallback(raw: str) -> str:
 
 def _read_jsonl(path: Path, file_id: str, raw: str) -> Iterator[Article | Skipped]:
     """One article per line: ``text`` and optional ``title``, ``id``, ``source``, ``date``, ``url``."""
-    for n, line in enumerate(raw.splitlines(), start=1):
+    for n, line in enumerate(io.StringIO(raw, newline=None), start=1):  # lazily; \u2028 inside a string is no line end
         if not line.strip():
             continue
         where = f"{path}:{n}"

@@ -143,7 +143,7 @@ def save_upload(folder: str | os.PathLike, name: str, data: bytes, max_seconds: 
     becomes ``etc-passwd.txt``), a name without a suffix gets ``.txt``, and an existing file is
     never overwritten (``name-2.txt``...) unless it holds the same bytes. The data must be
     something the reader can index (.txt, .md, .html, .jsonl; UTF-8; not empty; under the
-    size limit; with ``max_seconds``, indexed in about that time at most, see ``estimated_seconds``),
+    size limit; with ``max_seconds``, indexed in about that time at most, see ``estimated_passages``),
     else UploadError says why and nothing is written.
     """
     if not isinstance(data, bytes | bytearray):
@@ -176,14 +176,13 @@ def save_text(folder: str | os.PathLike, title: str, text: str, max_seconds: flo
     return _store(Path(folder), _slug(title) + ".md", data, title, max_seconds)
 
 
-def estimated_seconds(found: Sequence[articles.Article]) -> float:
-    """About how long embedding ``found`` takes here: its passages at ``PASSAGES_PER_SECOND``.
+def estimated_passages(article: articles.Article) -> int:
+    """About how many passages ``article`` makes (embedded at about ``PASSAGES_PER_SECOND``).
 
-    >>> round(estimated_seconds([articles.Article("a", "A", "x" * 6500)]), 2)
-    0.33
+    >>> estimated_passages(articles.Article("a", "A", "x" * 6500))
+    10
     """
-    passages = sum(max(1, math.ceil(len(a.text) / CHARS_PER_PASSAGE)) for a in found)
-    return passages / PASSAGES_PER_SECOND
+    return max(1, math.ceil(len(article.text) / CHARS_PER_PASSAGE))
 
 
 def safe_name(name: str) -> str:
@@ -233,13 +232,7 @@ def _store(folder: Path, safe: str, data: bytes, shown: str, max_seconds: float 
         os.fchmod(fd, 0o666 & ~_umask())  # as any file this user saves there, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        found = _check_readable(tmp, shown)
-        if max_seconds is not None and (seconds := estimated_seconds(found)) > max_seconds:
-            raise UploadError(
-                f"{_shown(shown)} was not added: indexing its {len(found):,} articles would take about "
-                f"{_duration(seconds)} here, over the app's limit of {_duration(max_seconds)} (QA_MAX_ADD_SECONDS). "
-                "Index it with `qa build`, or split it into smaller files."
-            )
+        _check_readable(tmp, shown, max_seconds)
         stem, suffix = os.path.splitext(safe)
         for n in range(1, 1000):
             target = folder / (safe if n == 1 else f"{stem}-{n}{suffix}")
@@ -266,11 +259,22 @@ def _place(tmp: Path, target: Path, data: bytes) -> None:
             f.write(data)
 
 
-def _check_readable(path: Path, shown: str) -> list[articles.Article]:
-    """The articles ``path`` holds; UploadError with the reader's reason when it holds none."""
+def _check_readable(path: Path, shown: str, max_seconds: float | None = None) -> None:
+    """UploadError with the reader's reason unless ``path`` holds an article, and, with ``max_seconds``,
+    unless its articles can be indexed in about that time (estimated as they are read: a huge file is
+    refused after the first articles over the limit, not once all are read)."""
     skipped: list[Skipped] = []
-    if found := list(articles.read([path], skipped)):
-        return found
+    count, passages = 0, 0
+    for article in articles.read([path], skipped):
+        count, passages = count + 1, passages + estimated_passages(article)
+        if max_seconds is not None and passages / PASSAGES_PER_SECOND > max_seconds:
+            raise UploadError(
+                f"{_shown(shown)} was not added: indexing it would take longer than the app's limit of "
+                f"{_duration(max_seconds)} (QA_MAX_ADD_SECONDS) here: its first {count:,} articles alone would. "
+                "Index it with `qa build`, or split it into smaller files."
+            )
+    if count:
+        return
     if not skipped:
         raise UploadError(f"{_shown(shown)} was not added: it holds no article.")
     line = skipped[0].path.rpartition(":")[2] if path.suffix == ".jsonl" else ""
