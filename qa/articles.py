@@ -99,19 +99,28 @@ def clean(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def read(paths: Iterable[str | os.PathLike], skipped: list[Skipped] | None = None) -> Iterator[Article]:
+def read(
+    paths: Iterable[str | os.PathLike],
+    skipped: list[Skipped] | None = None,
+    only: Iterable[str | os.PathLike] | None = None,
+) -> Iterator[Article]:
     """Yield the articles under ``paths`` (files or folders, read recursively).
 
     Unreadable files are logged as warnings and appended to ``skipped``;
     identical texts are yielded once.
+
+    ``only``: read just these files, with the ids, order and skipping that a read of all of
+    ``paths`` gives them (``articles/uploads/oil.txt``, not ``oil.txt``); a file that such a
+    read would not reach (outside ``paths``, in a hidden folder, not a known suffix) is not read.
     """
     skipped = [] if skipped is None else skipped
     seen: dict[str, str] = {}  # id or text hash -> where it was first seen
+    only = None if only is None else [Path(f) for f in only]
     for root in paths:
         root = Path(root)
         if not root.exists():
             raise ArticleError(f"{root} does not exist. Give a folder or file of articles.")
-        for path in _files(root, skipped):
+        for path in _files(root, skipped) if only is None else _files_among(root, only):
             for item in _read_file(path, _article_id(root, path)):
                 if isinstance(item, Article):
                     item = _first_copy(_capped(item), seen)
@@ -152,6 +161,31 @@ def _files(root: Path, skipped: list[Skipped]) -> Iterator[Path]:
             if name.startswith(".") or Path(name).suffix.lower() not in SUFFIXES:
                 continue
             yield Path(dirpath) / name
+
+
+def _files_among(root: Path, files: list[Path]) -> list[Path]:
+    """Those of ``files`` that ``_files(root)`` would yield, as it would name them, in its order."""
+    if root.is_file():
+        return [root] if any(_same_file(f, root) for f in files) else []
+    found = {}
+    base = root.resolve()
+    for f in files:
+        try:  # the folder resolved, not the file: a file that is a link is read where it is, as the walk does
+            rel = (f.absolute().parent.resolve() / f.name).relative_to(base)
+        except ValueError:
+            continue
+        if any(part.startswith(".") for part in rel.parts) or rel.suffix.lower() not in SUFFIXES:
+            continue
+        found[rel] = root / rel
+    # os.walk's order with sorted names: a folder's files, then its sub-folders, each in name order.
+    return [found[rel] for rel in sorted(found, key=lambda r: [(1, d) for d in r.parts[:-1]] + [(0, r.name)])]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 def _article_id(root: Path, path: Path) -> str:

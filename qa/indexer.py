@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,23 +55,37 @@ class BuildReport:
 
 @dataclass(frozen=True)
 class Collection:
-    """The articles read from some paths, and what was skipped."""
+    """The articles read from some paths, and what was skipped.
+
+    ``partial``: ``articles`` are only some of the collection under ``paths`` (files just added):
+    they are added or replace their older versions, every other indexed article stays as it is.
+    """
 
     articles: list[Article]
     skipped: list[Skipped]
     paths: tuple[str, ...] = ()  # absolute: the manifest records them so the app can rebuild the same set
+    partial: bool = False
 
 
-def collect(paths: Sequence[str | os.PathLike], index_dir: str | os.PathLike | None = None) -> Collection:
+def collect(
+    paths: Sequence[str | os.PathLike],
+    index_dir: str | os.PathLike | None = None,
+    only: Sequence[str | os.PathLike] | None = None,
+) -> Collection:
     """Read every article under ``paths``; NoArticlesError when none is readable.
 
     Unless the index at ``index_dir`` was built from exactly these ``paths``: then every
     article was deleted, and the empty collection is returned, so that the build removes
     them all instead of the index citing deleted articles forever.
+
+    ``only``: read just these files under ``paths`` (see ``articles.read``), for a partial
+    collection (``Collection.partial``) that an index of ``paths`` takes in without re-reading the rest.
     """
     skipped: list[Skipped] = []
-    found = list(articles_mod.read(paths, skipped))
+    found = list(articles_mod.read(paths, skipped, only=only))
     sources = tuple(str(Path(p).resolve()) for p in paths)
+    if only is not None:
+        return Collection(found, skipped, sources, partial=True)
     where = ", ".join(str(p) for p in paths)
     if not found and not _built_from(index_dir, sources):
         raise NoArticlesError(
@@ -104,9 +118,12 @@ def build(
     Only new and changed articles are chunked and embedded, unless the model or chunk
     settings changed or ``full`` is set; then everything is, and ``full_reason`` says why.
     Counts are always against the previous index, so a full build still reports what changed.
+
+    A partial ``collection`` removes nothing, its copies of indexed texts are skipped, and its
+    "unchanged" are all the other indexed articles; when everything must be re-embedded, the
+    whole collection under its ``paths`` is read instead.
     """
     began = time.perf_counter()
-    found, skipped = collection.articles, collection.skipped
     # Compared with the live index; "dim" joins them only once there is something to embed,
     # because asking a lazily loaded embedder for it loads the model (seconds).
     key = {
@@ -117,14 +134,18 @@ def build(
     with lock(settings.index_dir):
         base, old, full_reason = _base(settings, key, full)
         try:
+            if collection.partial:
+                collection = _taken_in(collection, base, settings, embedder)
+            found, skipped, partial = collection.articles, collection.skipped, collection.partial
             new_ids = {a.id for a in found}
-            removed = [i for i in old if i not in new_ids]
+            removed = [] if partial else [i for i in old if i not in new_ids]
             same_sources = (
                 not collection.paths or base is None or base.manifest.get("sources") == list(collection.paths)
             )
             if base is not None and not removed and same_sources and all(old.get(a.id) == a.hash for a in found):
+                unchanged = len(old) if partial else len(found)
                 return BuildReport(
-                    0, 0, 0, len(found), 0, base.manifest["chunks"], skipped, "", time.perf_counter() - began
+                    0, 0, 0, unchanged, 0, base.manifest["chunks"], skipped, "", time.perf_counter() - began
                 )
             manifest = {**key, "dim": embedder.dim}
             if base is not None and base.manifest.get("dim") != manifest["dim"]:
@@ -142,17 +163,40 @@ def build(
     indexed = [a for a in found if (a.path or a.id) not in lost]
     added = sum(1 for a in indexed if a.id not in old)
     changed = sum(1 for a in indexed if a.id in old and old[a.id] != a.hash)
+    replaced = {a.id for a in found if a.id in old and old[a.id] != a.hash}  # changed, or left out trying
     return BuildReport(
         added,
         changed,
         len(removed),
-        len(indexed) - added - changed,
+        len(old) - len(replaced) if partial else len(indexed) - added - changed,
         embedded,
         total,
         skipped + failed,
         full_reason,
         time.perf_counter() - began,
     )
+
+
+def _taken_in(collection: Collection, base: Store | None, settings: Settings, embedder) -> Collection:
+    """A partial ``collection`` as the index ``base`` takes it in: without copies of texts that other
+    indexed articles hold. Or, when there is no index to add to or it must be re-embedded whole
+    (other settings, another model), the whole collection under its ``paths``, read now."""
+    # Asks a lazily loaded model its dimension, loading it: an addition has something to embed anyway.
+    if base is None or base.manifest.get("dim") != embedder.dim:
+        log.info("reading all of %s: the index is rebuilt from scratch", ", ".join(collection.paths))
+        return collect(collection.paths, settings.index_dir)
+    ids = {a.id for a in collection.articles}
+    holders = base.articles_with_texts(a.text for a in collection.articles)
+    kept, copies = [], []
+    for a in collection.articles:
+        # An article being replaced now holds another text after this build: its old one is no copy.
+        others = sorted(i for i in holders.get(a.text, ()) if i not in ids)
+        if others:
+            copies.append(Skipped(a.path, f"same text as {others[0]}, indexed once"))
+            log.warning("skipped %s: %s", a.path, copies[-1].reason)
+        else:
+            kept.append(a)
+    return replace(collection, articles=kept, skipped=collection.skipped + copies)
 
 
 def _write(

@@ -140,13 +140,64 @@ class Library:
         """
         if paths is None:
             paths = self.update_paths()
+        settings = self._index_settings(settings)
+        collection = indexer.collect(paths, settings.index_dir)
+        return self._build(collection, settings, full, progress, wait)
+
+    def add(
+        self,
+        files: Sequence[str | os.PathLike],
+        folder: str | os.PathLike | None = None,
+        progress: Progress = None,
+        wait: float = 0.0,
+    ) -> BuildReport:
+        """Index ``files``, new or changed articles of the collection, reading only them: the rest of
+        the index stays as it is. What the app's "Add articles" panel does after saving them.
+
+        >>> lib.add(["articles/uploads/oil.txt"])             # doctest: +SKIP
+        BuildReport(added=1, changed=0, removed=0, unchanged=3, ...)
+
+        The result is what ``update(update_paths(folder))`` would give after the same files were saved
+        (the same ids, chunking and report), but nothing is removed: a file that now holds fewer
+        articles keeps the others until the next ``update``. An article whose text an indexed one
+        already has is skipped ("same text as ..."), even where a full read would meet it first.
+
+        Args:
+            files: files inside the folders the index records, or inside ``folder``.
+            folder: a folder that joins those the index records unless it is inside one of them
+                (``update_paths``).
+            progress, wait: as for ``update``.
+
+        Returns:
+            The build's report, also kept as ``last_build``: ``unchanged`` counts every other indexed
+            article. UploadError when the index records no folders or a file is outside them.
+        """
+        paths = self.update_paths(folder)
+        roots = [Path(p).resolve() for p in paths]
+        for f in files:
+            where = Path(f).absolute().parent.resolve()
+            if not any(where.is_relative_to(root) or Path(f).resolve() == root for root in roots):
+                raise UploadError(
+                    f"{f} is not in a folder that {self.settings.index_dir}/ is built from ({', '.join(paths)}). "
+                    "Save it in one of them, or name its folder."
+                )
+        settings = self._index_settings(None)
+        collection = indexer.collect(paths, settings.index_dir, only=files)
+        return self._build(collection, settings, False, progress, wait)
+
+    def _index_settings(self, settings: Settings | None) -> Settings:
+        """``settings`` (None: this library's, chunking as the index was chunked) for this library's index."""
         if settings is None:
             manifest = self.manifest
             settings = self.settings.with_(
                 chunk_tokens=manifest["chunk_tokens"], overlap_sentences=manifest.get("overlap_sentences")
             )
-        settings = settings.with_(index_dir=self.settings.index_dir)
-        collection = indexer.collect(paths, settings.index_dir)
+        return settings.with_(index_dir=self.settings.index_dir)
+
+    def _build(
+        self, collection: indexer.Collection, settings: Settings, full: bool, progress: Progress, wait: float
+    ) -> BuildReport:
+        """``indexer.build`` with this library's model, waiting up to ``wait`` seconds for another build's lock."""
         deadline = time.monotonic() + wait
         while True:
             try:

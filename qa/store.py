@@ -202,6 +202,21 @@ class Store:
         )
         return {r[0]: ChunkRow(*r) for r in rows}
 
+    def articles_with_texts(self, texts: Iterable[str]) -> dict[str, list[str]]:
+        """The indexed articles whose text is exactly one of ``texts``: text -> their ids.
+
+        One pass over the stored articles per 500 texts: an addition checks its articles
+        against the collection without reading the collection's files.
+        """
+        texts = list(dict.fromkeys(texts))
+        found: dict[str, list[str]] = {}
+        for n in range(0, len(texts), 500):  # under SQLite's limit on parameters
+            part = texts[n : n + 500]
+            marks = ",".join("?" * len(part))
+            for article_id, text in self._rows(f"SELECT id, text FROM articles WHERE text IN ({marks})", part):
+                found.setdefault(text, []).append(article_id)
+        return found
+
     def article_text(self, article_id: str) -> str:
         rows = self._rows("SELECT text FROM articles WHERE id = ?", (article_id,))
         return rows[0][0] if rows else ""

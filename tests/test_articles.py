@@ -145,3 +145,35 @@ def test_same_ids_from_another_working_directory(tmp_path, monkeypatch):
     ids_here = [a.id for a in read([tmp_path / "col"])]
     monkeypatch.chdir(tmp_path)
     assert [a.id for a in read(["col"])] == ids_here == ["col/a.txt"]
+
+
+def test_reading_only_some_files_gives_the_ids_order_and_skips_of_a_full_read(tmp_path):
+    root = tmp_path / "news"
+    for name, text in {
+        "b.txt": "Banks lent more.",
+        "a.txt": "Apples were cheap.",
+        "sub/z/c.md": "# Court\nThe court ruled.",
+        "sub/d.txt": "Dams burst.",
+        "e.jsonl": '{"id": "r1", "text": "Eels swam."}\n{"text": "Apples were cheap."}\n',
+        ".drafts/f.txt": "Hidden draft.",
+        "g.pdf": "Not an article.",
+    }.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    skipped_all = []
+    everything = list(read([root], skipped_all))
+    files = ["sub/z/c.md", "e.jsonl", "a.txt", "sub/d.txt", ".drafts/f.txt", "g.pdf", "../elsewhere.txt"]
+    skipped = []
+    some = list(read([root], skipped, only=[root / f for f in files]))
+    assert [a.id for a in some] == [a.id for a in everything if a.id != "news/b.txt"]
+    assert [a.id for a in some] == ["news/a.txt", "news/e.jsonl#r1", "news/sub/d.txt", "news/sub/z/c.md"]
+    assert skipped == skipped_all == [Skipped(f"{root}/e.jsonl:2", "same text as news/a.txt, indexed once")]
+    assert list(read([root], only=[])) == []
+
+
+def test_reading_only_a_file_given_by_a_relative_path_names_it_from_its_source_folder(tmp_path, monkeypatch):
+    (tmp_path / "news" / "2024").mkdir(parents=True)
+    (tmp_path / "news" / "2024" / "oil.txt").write_text("Oil rose.", encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "news")
+    [a] = read([tmp_path / "news"], only=["2024/oil.txt"])
+    assert (a.id, a.path) == ("news/2024/oil.txt", str(tmp_path / "news" / "2024" / "oil.txt"))

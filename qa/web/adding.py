@@ -86,8 +86,8 @@ def add(
     only the files it uploaded may be read, never any other file on the server.
 
     ``folder`` None means the app knows no folder to save in: everything is refused, saying so.
-    ``folder`` joins the folders the index was built from; if another build holds the index,
-    the update waits up to ``wait`` seconds for it.
+    ``folder`` joins the folders the index was built from; only the files saved now are read and
+    indexed (``Library.add``); if another build holds the index, that waits up to ``wait`` seconds for it.
 
     Refusals (format, size, encoding, empty text, an indexing time estimated over
     ``library.settings.max_add_seconds``) are collected, never raised, so one bad file does not
@@ -95,7 +95,7 @@ def add(
     was saved, refused and indexed.
     """
     try:
-        paths = library.update_paths(folder)
+        library.update_paths(folder)  # refuses before anything is saved when the index records no folders
     except UploadError as e:
         return Added(Path(folder or "."), refused=[f"Nothing was added: {e}"])
     if folder is None:
@@ -118,7 +118,8 @@ def add(
     if not saved:
         return Added(folder, saved, refused)
     try:
-        return Added(folder, saved, refused, library.update(paths, wait=wait, progress=progress))
+        report = library.add([path for _, path in saved], folder, wait=wait, progress=progress)
+        return Added(folder, saved, refused, report)
     except QAError as e:
         return Added(folder, saved, refused, error=str(e))
 
