@@ -50,7 +50,7 @@ def write_section(name: str, title: str, body: str, command: str | None = None) 
             ["git", "status", "--porcelain", "--", "qa", "bench", "app.py"],
             capture_output=True,
             text=True,
-            cwd=DOC.parent,
+            cwd=DOC.parent.parent,  # the paths are the repository's
         ).stdout.strip()
         commit += " + uncommitted changes" if commit and changed else ""
     except OSError:
