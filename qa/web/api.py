@@ -27,6 +27,8 @@ from ..search import MAX_K, MAX_QUESTION_CHARS, Passage, check_k, check_question
 from . import builds
 from .limits import MAX_BUILD_BYTES, MAX_SEARCH_BYTES, parse_json
 
+# An error answer is one line of at most this many characters.
+MAX_ERROR_CHARS = 500
 # A question must hold a character that is neither whitespace (str.split's) nor a control character
 # (text.normalize drops those): else it is empty once check_question has cleaned it.
 VISIBLE = "[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
@@ -180,4 +182,6 @@ def _search(library, gate: threading.BoundedSemaphore, question: str, k: int) ->
 
 
 def _error(status: int, message: str) -> JSONResponse:
+    if len(message) > MAX_ERROR_CHARS:  # a message quoting what was sent must not send it back whole
+        message = message[: MAX_ERROR_CHARS - 1] + "…"
     return JSONResponse({"error": message}, status_code=status)
