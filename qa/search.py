@@ -84,7 +84,8 @@ def check_k(k: object) -> int:
     if isinstance(k, float) and k.is_integer():
         k = int(k)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise QuestionError(f'"k" must be a whole number from 1 to {MAX_K}, got {reprlib.repr(k)}.')  # cut, not echoed whole
+        # reprlib: what was sent is quoted cut, never echoed whole (a 60 KB k made a 60 KB error)
+        raise QuestionError(f'"k" must be a whole number from 1 to {MAX_K}, got {reprlib.repr(k)}.')
     return k
 
 
