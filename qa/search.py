@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import asdict, dataclass
 
 from . import answering, retrieval
@@ -83,7 +84,8 @@ def check_k(k: object) -> int:
     if isinstance(k, float) and k.is_integer():
         k = int(k)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise QuestionError(f'"k" must be a whole number from 1 to {MAX_K}, got {k!r}.')
+        # reprlib: what was sent is quoted cut, never echoed whole (a 60 KB k made a 60 KB error)
+        raise QuestionError(f'"k" must be a whole number from 1 to {MAX_K}, got {reprlib.repr(k)}.')
     return k
 
 

@@ -14,22 +14,33 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import fields
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ..config import MAX_CHUNK_TOKENS, MAX_OVERLAP_SENTENCES
 from ..errors import HandOffError, QAError
 from ..search import MAX_K, MAX_QUESTION_CHARS, Passage, check_k, check_question
 from . import builds
 from .limits import MAX_BUILD_BYTES, MAX_SEARCH_BYTES, parse_json
 
+# An error answer is one line of at most this many characters.
+MAX_ERROR_CHARS = 500
+# A question must hold a character that is neither whitespace (str.split's) nor a control character
+# (text.normalize drops those): else it is empty once check_question has cleaned it.
+VISIBLE = "[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
 # The bodies the routes read, for the OpenAPI schema (/api/openapi.json) that clients and the fuzz tests use.
 SEARCH_BODY = {
     "type": "object",
     "properties": {
-        "question": {"type": "string", "minLength": 1, "description": f"read up to {MAX_QUESTION_CHARS} characters"},
+        "question": {
+            "type": "string",
+            "pattern": VISIBLE,
+            "description": f"read up to {MAX_QUESTION_CHARS} characters",
+        },
         "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 5},
     },
     "required": ["question"],
@@ -37,29 +48,66 @@ SEARCH_BODY = {
 BUILD_BODY = {
     "type": "object",
     "properties": {
-        "paths": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "paths": {"type": "array", "items": {"type": "string", "pattern": "^/"}, "minItems": 1},
         "full": {"type": "boolean"},
         "progress": {"type": "boolean"},
-        "index_dir": {"type": "string"},
+        "index_dir": {"type": "string", "pattern": "^/"},
         "model": {"type": "string"},
-        "chunk_tokens": {"type": "integer"},
-        "overlap_sentences": {"type": "integer"},
+        "chunk_tokens": {"type": "integer", "minimum": 8, "maximum": MAX_CHUNK_TOKENS},
+        "overlap_sentences": {"type": "integer", "minimum": 0, "maximum": MAX_OVERLAP_SENTENCES},
     },
     "required": ["paths", "index_dir", "model", "chunk_tokens", "overlap_sentences"],
 }
+BUILD_REFUSALS = {
+    401: "the build token was not given",
+    409: "another index or model: `qa build` then builds by itself",
+    422: "not a build request",
+}
 
 
-def _body(schema: dict, limit: int, what: str) -> dict:
-    """OpenAPI for a route that reads a JSON body of ``schema`` (at most ``limit`` bytes)."""
+def _json_type(annotation: str) -> dict:
+    """The JSON Schema of a Passage field's annotation ("str", "int | None", ...)."""
+    names = {"str": "string", "int": "integer", "float": "number", "None": "null"}
+    types = [names[t.strip()] for t in annotation.split("|")]
+    return {"type": types[0] if len(types) == 1 else types}
+
+
+# What /api/search answers: the question as searched, k, and the passages (qa.Passage's fields and its highlight).
+SEARCH_ANSWER = {
+    "type": "object",
+    "properties": {
+        "question": {"type": "string", "maxLength": MAX_QUESTION_CHARS},
+        "k": {"type": "integer", "minimum": 1, "maximum": MAX_K},
+        "passages": {
+            "type": "array",
+            "maxItems": MAX_K,
+            "items": {
+                "type": "object",
+                "properties": {
+                    **{f.name: _json_type(f.type) for f in fields(Passage)},
+                    "highlight": {"type": "string"},
+                },
+                "required": [f.name for f in fields(Passage)] + ["highlight"],
+            },
+        },
+    },
+    "required": ["question", "k", "passages"],
+}
+
+
+def _body(schema: dict, limit: int, refused: dict[int, str], answer: dict | None = None) -> dict:
+    """OpenAPI for a route that reads a JSON body of ``schema`` (at most ``limit`` bytes), answers
+    ``answer`` (a JSON Schema; None leaves FastAPI's) and refuses with ``refused``'s statuses."""
     error = {
         "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}
     }
+    refused = {**refused, 413: f"the body is over {limit} bytes"}
+    responses = {str(status): {"description": why, **error} for status, why in refused.items()}
+    if answer:
+        responses["200"] = {"content": {"application/json": {"schema": answer}}}
     return {
         "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
-        "responses": {
-            "400": {"description": f"not {what}", **error},
-            "413": {"description": f"the body is over {limit} bytes", **error},
-        },
+        "responses": responses,
     }
 
 
@@ -73,7 +121,7 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
 
     if build_token:
 
-        @api.post("/api/build", openapi_extra=_body(BUILD_BODY, MAX_BUILD_BYTES, "a build request"))
+        @api.post("/api/build", openapi_extra=_body(BUILD_BODY, MAX_BUILD_BYTES, BUILD_REFUSALS))
         async def build(request: Request):
             if not builds.authorized(request.headers.get("authorization"), build_token):
                 return _error(401, "This app's build token was not given (it is in the index folder's .server file).")
@@ -85,7 +133,7 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
                 return _error(422, f"Not a build request: {e}")
             return _BuildStream(builds.BuildJob(library, handed), request)
 
-    @api.post("/api/search", openapi_extra=_body(SEARCH_BODY, MAX_SEARCH_BYTES, "a question"))
+    @api.post("/api/search", openapi_extra=_body(SEARCH_BODY, MAX_SEARCH_BYTES, {400: "not a question"}, SEARCH_ANSWER))
     async def search(request: Request):  # async only to read the body; the search runs in a thread
         try:
             body = parse_json(await request.body())
@@ -134,4 +182,6 @@ def _search(library, gate: threading.BoundedSemaphore, question: str, k: int) ->
 
 
 def _error(status: int, message: str) -> JSONResponse:
+    if len(message) > MAX_ERROR_CHARS:  # a message quoting what was sent must not send it back whole
+        message = message[: MAX_ERROR_CHARS - 1] + "…"
     return JSONResponse({"error": message}, status_code=status)
