@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import json
@@ -54,7 +55,10 @@ INLINE_NOISE = re.compile(r"\s*\bpic\.twitter\.com/\w+")
 
 @dataclass(frozen=True)
 class Article:
-    """One article: cleaned text plus what we know about where it came from."""
+    """One article: cleaned text plus what we know about where it came from.
+
+    Every field is encodable text (``text.normalize``): ``read`` makes it so.
+    """
 
     id: str
     title: str
@@ -69,7 +73,7 @@ class Article:
         """Content hash over everything that ends up in the index."""
         h = hashlib.sha256()
         for part in (self.title, self.source, self.date, self.url, self.text):
-            h.update(part.encode("utf-8", "surrogatepass"))
+            h.update(part.encode("utf-8"))
             h.update(b"\x00")
         return h.hexdigest()[:32]
 
@@ -103,17 +107,36 @@ def read(
     paths: Iterable[str | os.PathLike],
     skipped: list[Skipped] | None = None,
     only: Iterable[str | os.PathLike] | None = None,
+    notices: list[str] | None = None,
 ) -> Iterator[Article]:
     """Yield the articles under ``paths`` (files or folders, read recursively).
 
-    Unreadable files are logged as warnings and appended to ``skipped``;
-    identical texts are yielded once.
+    Unreadable files and records are logged as warnings and appended to ``skipped``;
+    identical texts are yielded once. What was read but changed (a title too long to be one, cut)
+    is logged and appended to ``notices``. Of one file, the first ``MAX_LISTED`` skips and notices
+    are listed one by one, the rest in one line: a .jsonl of a million junk lines is one entry, not a million.
 
     ``only``: read just these files, with the ids, order and skipping that a read of all of
     ``paths`` gives them (``articles/uploads/oil.txt``, not ``oil.txt``); a file that such a
     read would not reach (outside ``paths``, in a hidden folder, not a known suffix) is not read.
     """
+    return (item for item in scan(paths, skipped, only, notices) if isinstance(item, Article))
+
+
+def scan(
+    paths: Iterable[str | os.PathLike],
+    skipped: list[Skipped] | None = None,
+    only: Iterable[str | os.PathLike] | None = None,
+    notices: list[str] | None = None,
+) -> Iterator[Article | Skipped]:
+    """``read``, yielding also every file and record left out, as it is met, listed in ``skipped`` or not:
+    a caller can follow (and stop) a read that gives nothing but skips.
+
+    >>> [type(x).__name__ for x in scan(["feed.jsonl"])]  # doctest: +SKIP
+    ['Article', 'Skipped', 'Article']
+    """
     skipped = [] if skipped is None else skipped
+    notices = [] if notices is None else notices
     seen: dict[str, str] = {}  # id or text hash -> where it was first seen
     only = None if only is None else [Path(f) for f in only]
     for root in paths:
@@ -121,19 +144,59 @@ def read(
         if not root.exists():
             raise ArticleError(f"{root} does not exist. Give a folder or file of articles.")
         for path in _files(root, skipped) if only is None else _files_among(root, only):
+            told = _Told(str(path), skipped, notices)
             for item in _read_file(path, _article_id(root, path)):
                 if isinstance(item, Article):
-                    item = _first_copy(_capped(item), seen)
+                    item, cuts = _capped(item)
+                    for cut in cuts:
+                        told.notice(cut)
+                    item = _first_copy(item, seen)
                 if isinstance(item, Skipped):
-                    log.warning("skipped %s: %s", item.path, item.reason)
-                    skipped.append(item)
-                    continue
+                    told.skip(item)
                 yield item
+            told.close()
+
+
+MAX_LISTED = 20
+
+
+class _Told:
+    """One file's skips and notices: the first ``MAX_LISTED`` of each listed and logged, then one line for the rest."""
+
+    def __init__(self, path: str, skipped: list[Skipped], notices: list[str]) -> None:
+        self.path, self.skipped, self.notices = path, skipped, notices
+        self.skips, self.cuts = 0, 0
+        self.more_reasons: list[str] = []
+
+    def skip(self, item: Skipped) -> None:
+        self.skips += 1
+        if self.skips <= MAX_LISTED:
+            log.warning("skipped %s: %s", item.path, item.reason)
+            self.skipped.append(item)
+        elif len(self.more_reasons) < 3 and item.reason not in self.more_reasons:
+            self.more_reasons.append(item.reason)
+
+    def notice(self, text: str) -> None:
+        self.cuts += 1
+        if self.cuts <= MAX_LISTED:
+            log.warning("%s", text)
+            self.notices.append(text)
+
+    def close(self) -> None:
+        if self.skips > MAX_LISTED:
+            reasons = "; ".join(self.more_reasons)
+            more = Skipped(self.path, f"{self.skips - MAX_LISTED:,} more lines skipped too, not listed ({reasons})")
+            log.warning("skipped %s: %s", more.path, more.reason)
+            self.skipped.append(more)
+        if self.cuts > MAX_LISTED:
+            text = f"{self.path}: {self.cuts - MAX_LISTED:,} more fields cut too, not listed"
+            log.warning("%s", text)
+            self.notices.append(text)
 
 
 def _first_copy(article: Article, seen: dict[str, str]) -> Article | Skipped:
     """The article, or Skipped when its id or its text was seen before (recording both)."""
-    text_key = "sha256:" + hashlib.sha256(article.text.encode("utf-8", "surrogatepass")).hexdigest()
+    text_key = "sha256:" + hashlib.sha256(article.text.encode("utf-8")).hexdigest()
     if article.id in seen:
         # Two records with one id would overwrite each other and look "changed" on every build.
         return Skipped(article.path, f"has the same id as {seen[article.id]}; only the first is indexed")
@@ -210,14 +273,16 @@ def _read_file(path: Path, article_id: str) -> Iterator[Article | Skipped]:
     if b"\x00" in data[:8192]:
         yield Skipped(str(path), "looks binary, not text")
         return
+    if kind == "jsonl":  # read a line at a time: a whole decoded copy of 100 MB of lines is 100-400 MB more
+        yield from _read_jsonl(path, article_id, data)
+        return
     try:
-        raw = normalize(data.decode("utf-8-sig"))
+        raw = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        yield Skipped(str(path), f"is not valid UTF-8 (byte {e.start}); convert it to UTF-8")
+        yield Skipped(str(path), _not_utf8(e.start))
         return
-    if kind == "jsonl":
-        yield from _read_jsonl(path, article_id, raw)
-        return
+    del data
+    raw = normalize(raw)
     reader = {"text": _from_text, "markdown": _from_markdown, "html": _from_html}[kind]
     try:
         article = reader(path, article_id, raw)
@@ -317,9 +382,17 @@ def _html_text_fallback(raw: str) -> str:
     return (body if body is not None else tree).text_content()
 
 
-def _read_jsonl(path: Path, file_id: str, raw: str) -> Iterator[Article | Skipped]:
-    """One article per line: ``text`` and optional ``title``, ``id``, ``source``, ``date``, ``url``."""
-    for n, line in enumerate(io.StringIO(raw, newline=None), start=1):  # lazily; \u2028 inside a string is no line end
+def _read_jsonl(path: Path, file_id: str, data: bytes) -> Iterator[Article | Skipped]:
+    """One article per line: ``text`` and optional ``title``, ``id``, ``source``, ``date``, ``url``.
+
+    Lazily, a line at a time, each decoded and normalised alone; a file that isn't UTF-8 anywhere is skipped whole.
+    """
+    bad = _utf8_error(data)
+    if bad is not None:
+        yield Skipped(str(path), _not_utf8(bad))
+        return
+    for n, raw in _lines(data):
+        line = normalize(raw.decode("utf-8-sig" if n == 1 else "utf-8"))
         if not line.strip():
             continue
         where = f"{path}:{n}"
@@ -335,7 +408,8 @@ def _read_jsonl(path: Path, file_id: str, raw: str) -> Iterator[Article | Skippe
             yield Skipped(where, 'has no "text" string field')
             continue
         if len(rec["text"]) > MAX_ARTICLE_BYTES:
-            yield Skipped(where, too_big(len(rec["text"].encode("utf-8", "surrogatepass")), "text"))
+            # "replace": a JSON escape can still make a lone surrogate here, normalised only below
+            yield Skipped(where, too_big(len(rec["text"].encode("utf-8", "replace")), "text"))
             continue
         text = clean(normalize(rec["text"]))
         if not text:
@@ -351,6 +425,47 @@ def _read_jsonl(path: Path, file_id: str, raw: str) -> Iterator[Article | Skippe
             url=_str(rec.get("url")),
             path=where,
         )
+
+
+def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    r"""The lines of ``data`` and their numbers, lazily, as text in universal newlines mode has them:
+    split at \n, \r\n and \r only (never at \u2028 or \x1c, as str.splitlines would), each ending in \n.
+
+    >>> list(_lines(b"a\r\nb\rc\n\nd"))
+    [(1, b'a\n'), (2, b'b\n'), (3, b'c\n'), (4, b'\n'), (5, b'd')]
+    """
+    n = 0
+    for chunk in io.BytesIO(data):  # split at b"\n" only, sharing data's bytes
+        if b"\r" not in chunk:
+            n += 1
+            yield n, chunk
+            continue
+        ended = chunk.endswith(b"\n")
+        *lines, last = chunk.removesuffix(b"\n").removesuffix(b"\r" if ended else b"").split(b"\r")
+        lines = [line + b"\n" for line in lines]
+        if ended or last:
+            lines.append(last + b"\n" if ended else last)
+        for line in lines:
+            n += 1
+            yield n, line
+
+
+def _utf8_error(data: bytes) -> int | None:
+    """Where ``data`` (after a byte order mark) stops being UTF-8, or None; checked a megabyte at a time."""
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view, step = memoryview(data), 2**20
+    for start in range(bom, len(data) + 1, step):  # + 1: an empty rest still gets the final call
+        pending = len(decoder.getstate()[0])  # bytes of a character cut by the previous step
+        try:
+            decoder.decode(view[start : start + step], final=start + step >= len(data))
+        except UnicodeDecodeError as e:
+            return start - pending + e.start - bom
+    return None
+
+
+def _not_utf8(byte: int) -> str:
+    return f"is not valid UTF-8 (byte {byte}); convert it to UTF-8"
 
 
 def too_big(size: int, kind: str = "text") -> str:
@@ -388,17 +503,17 @@ def _printable(text: str) -> str:
         return normalize(text)
 
 
-def _capped(article: Article) -> Article:
-    """``article`` with a title, source, date or url that is too long to be one cut, saying so, and an id,
-    path and title that can be stored (a file name that isn't UTF-8 is shown with \\x escapes)."""
+def _capped(article: Article) -> tuple[Article, list[str]]:
+    """``article`` with a title, source, date or url that is too long to be one cut, and what was cut;
+    an id, path and title that can be stored (a file name that isn't UTF-8 is shown with \\x escapes)."""
     limits = {"title": MAX_FIELD_CHARS, "source": MAX_FIELD_CHARS, "date": MAX_FIELD_CHARS, "url": MAX_URL_CHARS}
     article = replace(
         article, id=_printable(article.id), path=_printable(article.path), title=_printable(article.title)
     )
-    cut = {}
+    cut, told = {}, []
     for name, limit in limits.items():
         value = getattr(article, name)
         if len(value) > limit:
-            log.warning("%s: its %s is %d characters; cut to %d", article.path or article.id, name, len(value), limit)
+            told.append(f"{article.path or article.id}: its {name} is {len(value)} characters; cut to {limit}")
             cut[name] = value[:limit].rstrip() + "…"
-    return replace(article, **cut) if cut else article
+    return (replace(article, **cut) if cut else article), told

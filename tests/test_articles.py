@@ -1,10 +1,12 @@
 """Readers for each format, cleaning, ids and the files that must be skipped."""
 
 import json
+import logging
+import tracemalloc
 
 import pytest
 
-from qa.articles import Skipped, clean, read
+from qa.articles import MAX_LISTED, Article, Skipped, clean, read, scan
 
 from conftest import SEEDS, WIKINEWS
 
@@ -177,3 +179,83 @@ def test_reading_only_a_file_given_by_a_relative_path_names_it_from_its_source_f
     monkeypatch.chdir(tmp_path / "news")
     [a] = read([tmp_path / "news"], only=["2024/oil.txt"])
     assert (a.id, a.path) == ("news/2024/oil.txt", str(tmp_path / "news" / "2024" / "oil.txt"))
+
+
+# ---- .jsonl: read a line at a time, junk lines listed up to a point ----
+
+
+def test_jsonl_lines_end_at_lf_crlf_and_cr_only(tmp_path):
+    records = [{"id": "a", "text": "One\u2028still one."}, {"id": "b", "text": "Two."}]
+    records.append({"id": "c", "text": "Three."})
+    lines = [json.dumps(r, ensure_ascii=False).encode("utf-8") for r in records]
+    path = tmp_path / "ends.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + lines[0] + b"\x1c\xc2\x85\r\n" + lines[1] + b"\r\r\n{broken\r" + lines[2])
+    found, skipped = one(path)
+    assert [(a.id, a.text, a.path.rsplit(":", 1)[1]) for a in found] == [
+        ("ends.jsonl#a", "One\u2028still one.", "1"),  # \u2028, \x1c and \x85 are no line ends
+        ("ends.jsonl#b", "Two.", "2"),
+        ("ends.jsonl#c", "Three.", "5"),
+    ]
+    assert [s.path.rsplit(":", 1)[1] for s in skipped] == ["4"]
+
+
+def test_jsonl_that_is_not_utf8_further_down_is_skipped_whole(tmp_path):
+    good = json.dumps({"text": "Fine."}).encode() + b"\n"
+    (tmp_path / "late.jsonl").write_bytes(good * 3 + b'{"text": "caf\xe9"}\n')
+    found, [skip] = one(tmp_path / "late.jsonl")
+    assert found == [] and skip.reason == f"is not valid UTF-8 (byte {len(good) * 3 + 13}); convert it to UTF-8"
+
+
+def test_jsonl_records_are_read_lazily(tmp_path):
+    path = tmp_path / "feed.jsonl"
+    path.write_text(json.dumps({"text": "Story."}) + "\n{broken\n", encoding="utf-8")
+    skipped = []
+    reading = read([path], skipped)
+    assert next(reading).text == "Story." and skipped == []  # the second line is not parsed yet
+    assert list(reading) == [] and len(skipped) == 1
+
+
+def test_junk_lines_are_listed_up_to_a_point_then_summed_up(tmp_path, caplog):
+    path = tmp_path / "junk.jsonl"
+    path.write_text(json.dumps({"text": "The one article."}) + "\n" + "1\n" * 5000 + "{\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="qa.articles"):
+        found, skipped = one(path)
+    assert [a.text for a in found] == ["The one article."]
+    assert len(skipped) == MAX_LISTED + 1 and all(s.reason == 'has no "text" string field' for s in skipped[:-1])
+    assert skipped[-1].path == str(path)
+    assert skipped[-1].reason.startswith(f"{5001 - MAX_LISTED:,} more lines skipped too")
+    assert 'has no "text" string field' in skipped[-1].reason and "is not valid JSON" in skipped[-1].reason
+    assert len(caplog.records) == MAX_LISTED + 1
+
+
+def test_copies_of_one_line_are_summed_up_too(tmp_path):
+    path = tmp_path / "copies.jsonl"
+    path.write_text((json.dumps({"text": "Same again."}) + "\n") * 1000, encoding="utf-8")
+    found, skipped = one(path)
+    assert len(found) == 1 and len(skipped) == MAX_LISTED + 1
+    assert skipped[-1].reason.startswith(f"{999 - MAX_LISTED} more lines skipped too")
+
+
+def test_scan_yields_every_skip_as_it_is_met(tmp_path):
+    """What a caller needs to stop a read that gives nothing but skips (the app's time estimate)."""
+    path = tmp_path / "junk.jsonl"
+    path.write_text("1\n" * 100 + json.dumps({"text": "Last."}) + "\n", encoding="utf-8")
+    skipped = []
+    items = list(scan([path], skipped))
+    assert [type(x) for x in items] == [Skipped] * 100 + [Article]
+    assert len(skipped) == MAX_LISTED + 1
+
+
+def test_reading_a_jsonl_takes_little_more_memory_than_its_bytes(tmp_path):
+    path = tmp_path / "big.jsonl"
+    with path.open("w", encoding="utf-8") as f:  # 8 MB; decoded whole, its text alone is 4 times that
+        for n in range(4000):
+            f.write(json.dumps({"title": f"T{n}", "text": f"Word {n} é € " * 200}, ensure_ascii=False) + "\n")
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in read([path]))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == 4000 and peak < 2 * size, f"{peak / size:.1f} times the file's size"
