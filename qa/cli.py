@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         settings = Settings.from_env(index_dir=args.index, model=getattr(args, "model", None))
-        with _quiet("faiss", "qa.articles"):  # qa.articles' warnings are the report's "skipped" lines
+        with _quiet("faiss", "qa.articles"):  # qa.articles' warnings are the report's skipped and notices lines
             return args.run(args, settings)
     except QAError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -157,6 +157,8 @@ def _build(args, settings: Settings) -> int:
         print(f"Full build: {report.full_reason}.", file=sys.stderr)
     for skip in report.skipped:
         print(f"  skipped {skip.path}: {skip.reason}", file=sys.stderr)
+    for notice in report.notices:
+        print(f"  note: {notice}", file=sys.stderr)
     print(report.summary())
     return 0
 

@@ -181,9 +181,10 @@ def _report(data: dict):
     from .articles import Skipped
     from .indexer import BuildReport
 
-    known = ({f.name for f in fields(BuildReport)} - {"skipped"}) & data.keys()
+    known = ({f.name for f in fields(BuildReport)} - {"skipped", "notices"}) & data.keys()
     skipped = [Skipped(str(s.get("path")), str(s.get("reason"))) for s in data.get("skipped", [])]
-    return BuildReport(**{k: data[k] for k in known}, skipped=skipped)
+    notices = [str(n) for n in data.get("notices", [])]  # an older app sends none
+    return BuildReport(**{k: data[k] for k in known}, skipped=skipped, notices=notices)
 
 
 def _alive(pid: int) -> bool:

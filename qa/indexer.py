@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BuildReport:
-    """What a build did. ``full_reason`` says why everything was (re-)embedded, if it was."""
+    """What a build did. ``full_reason`` says why everything was (re-)embedded, if it was;
+    ``notices`` what was indexed but changed on reading (a title too long to be one, cut)."""
 
     added: int
     changed: int
@@ -38,6 +39,7 @@ class BuildReport:
     skipped: list[Skipped] = field(default_factory=list)
     full_reason: str = ""
     seconds: float = 0.0
+    notices: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         parts = [
@@ -55,7 +57,7 @@ class BuildReport:
 
 @dataclass(frozen=True)
 class Collection:
-    """The articles read from some paths, and what was skipped.
+    """The articles read from some paths, what was skipped, and what was changed on reading (``notices``).
 
     ``partial``: ``articles`` are only some of the collection under ``paths`` (files just added):
     they are added or replace their older versions, every other indexed article stays as it is.
@@ -65,6 +67,7 @@ class Collection:
     skipped: list[Skipped]
     paths: tuple[str, ...] = ()  # absolute: the manifest records them so the app can rebuild the same set
     partial: bool = False
+    notices: list[str] = field(default_factory=list)
 
 
 def collect(
@@ -82,10 +85,11 @@ def collect(
     collection (``Collection.partial``) that an index of ``paths`` takes in without re-reading the rest.
     """
     skipped: list[Skipped] = []
-    found = list(articles_mod.read(paths, skipped, only=only))
+    notices: list[str] = []
+    found = list(articles_mod.read(paths, skipped, only=only, notices=notices))
     sources = tuple(str(Path(p).resolve()) for p in paths)
     if only is not None:
-        return Collection(found, skipped, sources, partial=True)
+        return Collection(found, skipped, sources, partial=True, notices=notices)
     where = ", ".join(str(p) for p in paths)
     if not found and not _built_from(index_dir, sources):
         raise NoArticlesError(
@@ -93,7 +97,7 @@ def collect(
         )
     if not found:
         log.warning("no articles are left in %s: the index will be emptied", where)
-    return Collection(found, skipped, sources)
+    return Collection(found, skipped, sources, notices=notices)
 
 
 def _built_from(index_dir: str | os.PathLike | None, sources: tuple[str, ...]) -> bool:
@@ -144,9 +148,9 @@ def build(
             )
             if base is not None and not removed and same_sources and all(old.get(a.id) == a.hash for a in found):
                 unchanged = len(old) if partial else len(found)
-                return BuildReport(
-                    0, 0, 0, unchanged, 0, base.manifest["chunks"], skipped, "", time.perf_counter() - began
-                )
+                seconds = time.perf_counter() - began
+                chunks = base.manifest["chunks"]
+                return BuildReport(0, 0, 0, unchanged, 0, chunks, skipped, seconds=seconds, notices=collection.notices)
             manifest = {**key, "dim": embedder.dim}
             if base is not None and base.manifest.get("dim") != manifest["dim"]:
                 full_reason = f"dim changed from {base.manifest.get('dim')!r} to {manifest['dim']!r}"
@@ -174,6 +178,7 @@ def build(
         skipped + failed,
         full_reason,
         time.perf_counter() - began,
+        notices=collection.notices,
     )
 
 

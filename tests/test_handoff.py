@@ -402,3 +402,11 @@ def test_ctrl_c_in_qa_build_stops_the_apps_build_with_the_real_model(start_app, 
     assert result.report.added + len(result.report.skipped) == 180 and result.report.chunks_embedded > 256
     drawn = capsys.readouterr().err
     assert "Embedding" in drawn and f"{result.report.chunks_embedded}/{result.report.chunks_embedded}" in drawn
+
+
+def test_what_was_cut_comes_back_in_the_report_not_as_a_warning(served, tiny_corpus):
+    library, server = served
+    (tiny_corpus / "long.jsonl").write_text(json.dumps({"title": "T" * 5000, "text": "Body text."}) + "\n")
+    result = server.build([str(tiny_corpus)], settings_of(library), full=False)
+    assert [n.endswith("its title is 5000 characters; cut to 300") for n in result.report.notices] == [True]
+    assert not any("5000 characters" in w for w in result.warnings)

@@ -125,6 +125,30 @@ def test_long_title_source_and_url_are_cut_with_a_warning(tmp_path, caplog):
     )
 
 
+def test_what_was_cut_is_in_the_build_report_qa_build_and_the_panel(tmp_path, capsys):
+    from qa.cli import main as cli_main
+    from qa.web.adding import Added
+    from qa.web.render import added_html
+
+    folder = tiny_folder(tmp_path / "articles")
+    (folder / "long.jsonl").write_text(json.dumps({"title": "T" * 5000, "text": "Body text."}) + "\n")
+    report = Library.build([folder], index_dir=tmp_path / "index", embedder=FakeEmbedder()).last_build
+    assert report.notices == [f"{folder / 'long.jsonl'}:1: its title is 5000 characters; cut to {MAX_FIELD_CHARS}"]
+    added = Added(folder, [("long.jsonl", folder / "long.jsonl")], [], report)
+    assert "its title is 5000 characters" in added_html(added)
+    assert cli_main(["build", str(folder), "--index", str(tmp_path / "index2"), "--no-app"]) == 0
+    assert "note: " + report.notices[0] in capsys.readouterr().err
+
+
+def test_cut_fields_are_listed_up_to_a_point_then_summed_up(tmp_path):
+    lines = [json.dumps({"title": f"{n} " + "T" * 500, "text": f"Text {n}."}) for n in range(articles.MAX_LISTED + 5)]
+    (tmp_path / "long.jsonl").write_text("\n".join(lines) + "\n")
+    notices: list = []
+    assert len(list(articles.read([tmp_path], notices=notices))) == articles.MAX_LISTED + 5
+    assert len(notices) == articles.MAX_LISTED + 1
+    assert notices[-1] == f"{tmp_path / 'long.jsonl'}: 5 more fields cut too, not listed"
+
+
 def test_deeply_nested_json_line_is_skipped(tmp_path):
     (tmp_path / "deep.jsonl").write_text("[" * 100_000 + "\n" + json.dumps({"text": "Still read."}) + "\n")
     skipped: list = []
@@ -233,7 +257,10 @@ def test_no_file_fails_a_build_or_costs_the_good_article_beside_it(tmp_path_fact
 def test_seed_build_is_unchanged_by_normalisation(tmp_path, fake_embedder):
     """Ordinary articles read exactly as before: normalisation only touches what can't be encoded."""
     (article,) = articles.read([SEEDS])
-    assert normalize(article.text) == article.text
+    (path,) = SEEDS.glob("*.md")
+    raw = path.read_text(encoding="utf-8")
+    body = raw[articles.FRONT_MATTER.match(raw).end() :]
+    assert article.text == articles.clean(body) and len(article.text) > 1000
 
 
 # ---- bounded settings: a build asked for absurd chunks ----

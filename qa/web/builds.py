@@ -190,7 +190,7 @@ def _whole(body: dict, key: str) -> int:
 def _warnings_of_this_thread() -> Iterator[list[str]]:
     """Collect what this thread logs at WARNING and above (searches log from other threads).
 
-    Not qa.articles' "skipped ..." lines: the report's skipped list carries them.
+    Not qa.articles' lines: the report's skipped and notices lists carry them.
     """
     caught: list[str] = []
     me = threading.get_ident()

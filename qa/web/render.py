@@ -127,6 +127,9 @@ def added_html(added: Added) -> str:
         skipped = "".join(f"<li>{_code(Path(s.path).name)}: {html.escape(s.reason)}</li>" for s in added.skipped)
         if skipped:
             parts.append(f'<p class="qa-refused">Saved but not indexed:</p><ul>{skipped}</ul>')
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in added.report.notices)
+        if notes:
+            parts.append(f"<p>Indexed, but changed on reading:</p><ul>{notes}</ul>")
     if added.error:
         parts.append(
             f'<p class="qa-refused">Saved, but not indexed yet: {html.escape(added.error)} '
