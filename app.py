@@ -15,16 +15,18 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 from qa import Library, QAError, Settings
 from qa.config import offline
 from qa.errors import NoIndexError
-from qa.web.adding import SEEDS
+from qa.web.adding import collection_folder
 
 offline()  # before gradio or huggingface_hub are imported: no analytics, no telemetry, no downloads
 
 # Searches are CPU-bound: a few at once keep every core busy; more would only thrash.
 DEFAULT_CONCURRENCY = 4
+SEEDS = Path(__file__).resolve().parent / "seeds"  # the sample articles an app with no index starts with
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -87,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from qa.web import server  # gradio and uvicorn: seconds to import, so once the library is open
 
-    return server.serve(library, args.host, args.port, args.concurrency, args.collection, began=began)
+    folder = collection_folder(library, args.collection, preferred=SEEDS)  # seeds/ first, if the index has it
+    collection = str(folder) if folder is not None else None
+    return server.serve(library, args.host, args.port, args.concurrency, collection, began=began)
 
 
 if __name__ == "__main__":

@@ -4,15 +4,12 @@ of uploads cleaned up, a question with a lone surrogate answered, a non-text tit
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
-from qa import Library
-
-from conftest import SEEDS
 from tests import test_browser
-from tests.test_browser_upload import call_add, open_panel, press_add
+from tests.test_app import post
+from tests.test_browser_upload import call_add, open_panel, press_add, seed_collection
 
 browser, page = test_browser.browser, test_browser.page  # Chromium once per module; a fresh page per test
 
@@ -21,13 +18,10 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, real_embedder):
-    root = tmp_path_factory.mktemp("hostile-page")
-    folder = root / "articles"
-    shutil.copytree(SEEDS, folder)
-    Library.build([folder], index_dir=root / "index", embedder=real_embedder).close()
+    folder, index, root = seed_collection(tmp_path_factory, real_embedder, "hostile-page")
     uploads = root / "gradio-uploads"
     uploads.mkdir()
-    return folder, root / "index", uploads
+    return folder, index, uploads
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +46,31 @@ def test_a_heavy_upload_is_refused_with_the_reason_and_no_copy_is_left(page, set
     )
     page.locator("#qa-files").get_by_text("ferry").first.wait_for()  # shown as "ferry" and ".txt"
     status = press_add(page, "Not added (1)")
-    assert "'notes.jsonl' was not added: indexing it would take longer than the app's limit of 1 minute" in status
+    assert "'notes.jsonl' was not added: indexing it would take longer than the app's limit of 5 seconds" in status
     assert "(QA_MAX_ADD_SECONDS) here: its first 151 articles alone would." in status and "Indexed: 1 added" in status
     assert (folder / "ferry.txt").exists() and not (folder / "notes.jsonl").exists()
     left = [p.name for p in uploads.rglob("*") if p.is_file()]
     assert "ferry.txt" not in left and "notes.jsonl" not in left, left
+    # The Files box is empty again: a second press does not send the deleted copies' paths.
+    assert page.locator("#qa-files").get_by_text("ferry").count() == 0
+    page.locator("#qa-new-text textarea").fill("The Zorvath pier reopened after the storm.")
+    again = press_add(page, "the-zorvath-pier-reopened-after-the-storm.md")  # this press's status, not the last
+    assert "could not be read" not in again and "Not added" not in again
+
+
+def test_a_jsonl_with_a_lone_surrogate_uploaded_in_the_panel_is_indexed(page, app_url, setup):
+    folder, _, _ = setup
+    line = '{"title": "Quorvax ferry", "text": "The Quorvax ferry \\ud800 carried 91 sheep to the island."}\n'
+    open_panel(page)
+    page.locator("#qa-files input[type=file]").set_input_files(
+        [{"name": "sheep.jsonl", "mimeType": "application/jsonl", "buffer": line.encode()}]
+    )
+    page.locator("#qa-files").get_by_text("sheep").first.wait_for()
+    status = press_add(page, "Indexed: 1 added")
+    assert "Not added" not in status and (folder / "sheep.jsonl").exists()
+    code, body = post(app_url, {"question": "How many sheep did the Quorvax ferry carry?", "k": 1})
+    assert code == 200 and body["passages"][0]["title"] == "Quorvax ferry", body
+    assert "\ufffd carried 91 sheep" in body["passages"][0]["text"]
 
 
 def test_a_question_with_a_lone_surrogate_is_answered_in_the_chat(page):

@@ -37,14 +37,22 @@ TEXT = (
 QUESTION = "How many auroras did the Zorvath glacier observatory record?"
 
 
-@pytest.fixture(scope="module")
-def collection(tmp_path_factory, real_embedder):
-    """A temporary collection folder (a copy of seeds/) and its index: never the repository's own."""
-    root = tmp_path_factory.mktemp("upload")
+def seed_collection(tmp_path_factory, real_embedder, name: str):
+    """A temporary collection folder (a copy of seeds/) and its index: never the repository's own.
+
+    Returns (the folder, the index, the temporary root holding both)."""
+    root = tmp_path_factory.mktemp(name)
     folder = root / "articles"
     shutil.copytree(SEEDS, folder)
     Library.build([folder], index_dir=root / "index", embedder=real_embedder).close()
-    return folder, root / "index"
+    return folder, root / "index", root
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory, real_embedder):
+    """A copy of seeds/ and its index (``seed_collection``)."""
+    folder, index, _ = seed_collection(tmp_path_factory, real_embedder, "upload")
+    return folder, index
 
 
 @pytest.fixture(scope="module")

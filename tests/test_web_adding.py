@@ -25,6 +25,14 @@ def library(tiny_corpus, tmp_path):
     return Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=FakeEmbedder(), settings=LEXICAL)
 
 
+class Reporting(FakeEmbedder):  # calls its progress function as Embedder.encode_passages does
+    def encode_passages(self, texts, spans, progress=None):
+        progress(0, len(texts))
+        out = super().encode_passages(texts, spans)
+        progress(len(texts), len(texts))
+        return out
+
+
 def upload(tmp_path, name: str, data: bytes) -> str:
     """A file as Gradio hands it over: in a folder of its own, under the name the browser sent."""
     path = Path(tempfile.mkdtemp(dir=tmp_path)) / name
@@ -143,8 +151,9 @@ def test_the_app_saves_in_the_chosen_folder_else_seeds_else_the_first_folder_ind
     other, single = tmp_path / "news", tmp_path / "one.txt"
     other.mkdir()
     single.write_text("One article.")
-    assert collection_folder(Indexed(other, SEEDS.resolve()), "inbox") == Path("inbox")
-    assert collection_folder(Indexed(other, SEEDS.resolve()), None) == adding.SEEDS
+    assert collection_folder(Indexed(other, SEEDS.resolve()), "inbox", SEEDS) == Path("inbox")
+    assert collection_folder(Indexed(other, SEEDS.resolve()), None, SEEDS) == SEEDS
+    assert collection_folder(Indexed(other, SEEDS.resolve()), None) == other  # qa.web assumes no seeds/ of its own
     assert collection_folder(Indexed(single, other), None) == other
     assert collection_folder(Indexed(single), None) is None
 
@@ -272,7 +281,7 @@ def test_an_addition_that_would_take_too_long_is_refused_before_it_is_saved(tiny
     added = add(library, tiny_corpus, [big, small])
     assert [shown for shown, _ in added.saved] == ["one.txt"]
     assert added.refused == [
-        "'notes.jsonl' was not added: indexing it would take longer than the app's limit of 1 minute "
+        "'notes.jsonl' was not added: indexing it would take longer than the app's limit of 2 seconds "
         "(QA_MAX_ADD_SECONDS) here: its first 61 articles alone would. Index it with `qa build`, or split it "
         "into smaller files."  # 61 articles at 30 a second pass 2 s: the other 4,939 are never read
     ]
@@ -288,16 +297,119 @@ def test_pasted_text_over_the_paste_limit_is_refused(library, tiny_corpus):
 
 
 def test_the_indexing_of_an_addition_reports_its_progress(library, tiny_corpus, tmp_path):
-    class Reporting(FakeEmbedder):  # calls its progress function as Embedder.encode_passages does
-        def encode_passages(self, texts, spans, progress=None):
-            progress(0, len(texts))
-            out = super().encode_passages(texts, spans)
-            progress(len(texts), len(texts))
-            return out
-
     reporting = Library.open(library.settings.index_dir, embedder=Reporting(), settings=LEXICAL)
     seen = []
     add(
         reporting, tiny_corpus, [upload(tmp_path, "oil.txt", b"Oil rose.\n")], progress=lambda d, t: seen.append((d, t))
     )
     assert seen[0] == (0, 1) and seen[-1] == (1, 1)
+
+
+# ---- review fixes: junk lines, one budget per press, pasted surrogates, the umask, the panel's handler ----
+
+
+def slow_library(tiny_corpus, tmp_path, seconds: float) -> Library:
+    settings = LEXICAL.with_(max_add_seconds=seconds)
+    return Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=FakeEmbedder(), settings=settings)
+
+
+def test_a_jsonl_of_junk_lines_is_refused_after_the_first_ones_not_parsed_whole(tiny_corpus, tmp_path, monkeypatch):
+    library = slow_library(tiny_corpus, tmp_path, 2.0)
+    made = []
+    original = articles.Skipped.__init__
+
+    def counting(self, *args, **kwargs):
+        made.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(articles.Skipped, "__init__", counting)
+    junk = b'{"text": "Shares rose on Monday."}\n' + b"1\n" * 200_000
+    added = add(library, tiny_corpus, [upload(tmp_path, "junk.jsonl", junk)])
+    assert added.saved == [] and 60 <= len(made) < 100, len(made)  # 60 passages' worth at 30 a second, then refused
+    assert added.refused == [
+        "'junk.jsonl' was not added: indexing it would take longer than the app's limit of 2 seconds "
+        "(QA_MAX_ADD_SECONDS) here: its first 1 articles and 60 skipped lines alone would. The first skipped, "
+        'line 2, has no "text" string field. Index it with `qa build`, or split it into smaller files.'
+    ]
+
+
+def test_a_jsonl_of_one_line_copied_is_refused_early(tiny_corpus, tmp_path):
+    library = slow_library(tiny_corpus, tmp_path, 2.0)
+    copies = b'{"text": "Shares rose on Monday."}\n' * 100_000
+    added = add(library, tiny_corpus, [upload(tmp_path, "copies.jsonl", copies)])
+    assert added.saved == [] and "its first 1 articles and 60 skipped lines alone would" in added.refused[0]
+    assert "same text as" in added.refused[0]
+
+
+def test_the_time_limit_is_for_the_whole_press_not_each_file(tiny_corpus, tmp_path):
+    library = slow_library(tiny_corpus, tmp_path, 2.0)
+    text = "Harbour note: the ferries left on time and the pier reopened. " * 400  # 25,200 characters: 39 passages
+    files = [upload(tmp_path, f"note-{n}.txt", f"{n}. {text}".encode()) for n in range(3)]
+    added = add(library, tiny_corpus, files, "Pier", text)
+    assert [shown for shown, _ in added.saved] == ["note-0.txt"]  # 39 passages fit in 60; 78 would not
+    assert added.refused[0] == (
+        "'note-1.txt' was not added: indexing it would take longer than the app's limit of 2 seconds "
+        "(QA_MAX_ADD_SECONDS) here: its first 1 articles, with what this addition saved before it, would. "
+        "Index it with `qa build`, or split it into smaller files."
+    )
+    assert len(added.refused) == 3 and added.refused[2].startswith("'Pier' was not added: indexing it would")
+
+
+def test_small_files_still_fit_together_under_the_limit(tiny_corpus, tmp_path):
+    library = slow_library(tiny_corpus, tmp_path, 2.0)
+    files = [upload(tmp_path, f"n{n}.txt", f"Note {n} about the harbour.\n".encode()) for n in range(10)]
+    added = add(library, tiny_corpus, files, "Pier", "The pier reopened.")
+    assert added.refused == [] and len(added.saved) == 11 and added.report.added == 11
+
+
+@pytest.mark.parametrize(("bad", "read"), [("\ud800", "\ufffd"), ("\x00", "")])
+def test_pasted_text_with_a_lone_surrogate_or_nul_is_saved_as_the_reader_reads_it(tmp_path, bad, read):
+    path = save_text(tmp_path, f"Harbour{bad} news", f"The pier{bad} reopened on Monday.")
+    [article] = articles.read([path])
+    assert article.title == f"Harbour{read} news" and article.text == f"The pier{read} reopened on Monday."
+    path.read_bytes().decode("utf-8")  # strict UTF-8
+
+
+def test_saving_never_touches_the_process_umask(tmp_path, monkeypatch):
+    def umask(mask):
+        raise AssertionError("os.umask is process-wide: another thread's files would get this mask")
+
+    monkeypatch.setattr(adding.os, "umask", umask)
+    path = save_upload(tmp_path, "oil.txt", b"Oil rose.\n")
+    assert path.read_bytes() == b"Oil rose.\n" and not list(tmp_path.glob(".upload-*"))
+
+
+def panel_handler(library, folder):
+    """The "Add to the collection" button's handler, as the page calls it."""
+    from qa.web.ui import build_ui
+
+    demo = build_ui(library, 1, str(folder))
+    [fn] = [f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "add_articles"]
+    return fn
+
+
+def test_the_panel_clears_its_files_after_a_press_and_reports_progress(library, tiny_corpus, tmp_path, monkeypatch):
+    from gradio import utils as gr_utils
+
+    uploads = tmp_path / "gradio"
+    uploads.mkdir()
+    monkeypatch.setattr(gr_utils, "get_upload_folder", lambda: str(uploads))
+    reporting = Library.open(library.settings.index_dir, embedder=Reporting(), settings=LEXICAL)
+    handler = panel_handler(reporting, tiny_corpus)
+    files = [
+        {"path": upload(uploads, "oil.txt", b"Oil rose above 100 dollars a barrel.\n"), "orig_name": "oil.txt"},
+        {"path": upload(uploads, "report.pdf", b"%PDF-1.7"), "orig_name": "report.pdf"},
+    ]
+    seen = []
+
+    def progress(value, desc=None, unit=None):
+        seen.append((value, desc, unit))
+
+    status, files_box, title, text, _ = handler(files, "Rail strike", "Trains stopped.", progress=progress)
+    assert "Indexed: 2 added" in status and "Not added (1)" in status
+    assert files_box is None  # Gradio's copies are deleted: a second press must not send their paths
+    assert not [p for p in uploads.rglob("*") if p.is_file()]
+    assert seen and all(desc == "Indexing" and unit == "passages" for _, desc, unit in seen), seen
+    assert seen[-1][0][0] == seen[-1][0][1] > 0  # done == total at the end
+    again = handler(None, title if isinstance(title, str) else "", "", progress=progress)[0]
+    assert "could not be read" not in again

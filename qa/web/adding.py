@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 import unicodedata
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from ..articles import Skipped
 from ..embedding import Progress
 from ..errors import QAError, UploadError
 from ..indexer import BuildReport
+from ..text import normalize
 
 MAX_UPLOAD_BYTES = articles.MAX_ARTICLE_BYTES  # one article: what the reader accepts
 MAX_JSONL_UPLOAD_BYTES = 100 * 2**20  # many articles in one upload; the reader's own limit is higher
@@ -40,7 +41,22 @@ CHARS_PER_PASSAGE = 650
 PASSAGES_PER_SECOND = 30.0
 FORMATS = ".txt, .md, .html and .jsonl"
 NO_FOLDER = "Nothing was added: the index records no folder to save in. Start the app with --collection DIR."
-SEEDS = Path(__file__).resolve().parents[2] / "seeds"  # the sample articles `python app.py` starts with
+
+
+@dataclass
+class Budget:
+    """The indexing time one press of the panel may take, shared by all its files and its pasted text.
+
+    ``passages`` is the estimate for what was accepted so far; a line of a .jsonl that is read but
+    skipped (junk, a copy) counts as one passage, so millions of them are refused early, not parsed.
+    """
+
+    seconds: float | None
+    passages: int = 0
+
+    def over(self, passages: int) -> bool:
+        """Whether ``passages`` more would take this addition past its limit."""
+        return self.seconds is not None and (self.passages + passages) / PASSAGES_PER_SECOND > self.seconds
 
 
 @dataclass(frozen=True)
@@ -90,9 +106,9 @@ def add(
     indexed (``Library.add``); if another build holds the index, that waits up to ``wait`` seconds for it.
 
     Refusals (format, size, encoding, empty text, an indexing time estimated over
-    ``library.settings.max_add_seconds``) are collected, never raised, so one bad file does not
-    stop the others. ``progress`` follows the indexing (as for ``Library.build``). Returns what
-    was saved, refused and indexed.
+    ``library.settings.max_add_seconds`` for all of them together: those that would pass it are
+    refused, in order) are collected, never raised, so one bad file does not stop the others.
+    ``progress`` follows the indexing (as for ``Library.build``). Returns what was saved, refused and indexed.
     """
     try:
         library.update_paths(folder)  # refuses before anything is saved when the index records no folders
@@ -101,7 +117,7 @@ def add(
     if folder is None:
         return Added(Path("."), refused=[NO_FOLDER])
     folder = Path(folder)
-    budget = library.settings.max_add_seconds
+    budget = Budget(library.settings.max_add_seconds)
     saved, refused = _save_files(folder, files, within, budget)
     if not isinstance(title, str) or not isinstance(text, str):
         refused.append(f"The text was not added: its title and text must be text, not {_kinds(title, text)}.")
@@ -124,28 +140,31 @@ def add(
         return Added(folder, saved, refused, error=str(e))
 
 
-def collection_folder(library, chosen: str | os.PathLike | None) -> Path | None:
-    """Where added articles go: ``chosen``, else seeds/ if the index was built from it, else its first folder.
+def collection_folder(
+    library, chosen: str | os.PathLike | None, preferred: str | os.PathLike | None = None
+) -> Path | None:
+    """Where added articles go: ``chosen``, else ``preferred`` if the index was built from it, else its first folder.
 
-    None when the index records no folder (built from single files, or before folders were recorded).
+    (app.py prefers its seeds/.) None when the index records no folder (built from single files,
+    or before folders were recorded).
     """
     if chosen:
         return Path(chosen)
     folders = [Path(s) for s in library.sources if Path(s).is_dir()]
-    if SEEDS.resolve() in folders:
-        return SEEDS
+    if preferred is not None and Path(preferred).resolve() in folders:
+        return Path(preferred)
     return folders[0] if folders else None
 
 
-def save_upload(folder: str | os.PathLike, name: str, data: bytes, max_seconds: float | None = None) -> Path:
+def save_upload(folder: str | os.PathLike, name: str, data: bytes, budget: Budget | None = None) -> Path:
     """Save uploaded ``data`` as ``folder``/<safe version of ``name``>; returns the path written.
 
     ``name`` is only a hint: path parts and odd characters are dropped (``../../etc/passwd``
     becomes ``etc-passwd.txt``), a name without a suffix gets ``.txt``, and an existing file is
     never overwritten (``name-2.txt``...) unless it holds the same bytes. The data must be
     something the reader can index (.txt, .md, .html, .jsonl; UTF-8; not empty; under the
-    size limit; with ``max_seconds``, indexed in about that time at most, see ``estimated_passages``),
-    else UploadError says why and nothing is written.
+    size limit; with ``budget``, indexed within what is left of it, see ``estimated_passages``, and
+    then charged to it), else UploadError says why and nothing is written.
     """
     if not isinstance(data, bytes | bytearray):
         raise TypeError(f"data must be bytes, not {type(data).__name__}")
@@ -157,24 +176,28 @@ def save_upload(folder: str | os.PathLike, name: str, data: bytes, max_seconds: 
     if len(data) > limit:
         kind = "jsonl" if suffix == ".jsonl" else "text"
         raise UploadError(f"{_shown(name)} was not added: it {articles.too_big(len(data), kind)}.")
-    return _store(Path(folder), safe, bytes(data), name, max_seconds)
+    return _store(Path(folder), safe, bytes(data), name, budget)
 
 
-def save_text(folder: str | os.PathLike, title: str, text: str, max_seconds: float | None = None) -> Path:
+def save_text(folder: str | os.PathLike, title: str, text: str, budget: Budget | None = None) -> Path:
     """Save pasted ``text`` as a Markdown article titled ``title`` (or its first line); returns the path.
+
+    Title and text are normalised as the reader normalises files (a lone surrogate or a NUL becomes
+    U+FFFD), so a paste is refused only for what it says, never for how the browser encoded it.
 
     >>> save_text(tmp, "Blinken in Mexico", "Blinken met ...").name  # doctest: +SKIP
     'blinken-in-mexico.md'
     """
-    title = " ".join((title or "").split())
-    if not text or not text.strip():
+    title = " ".join(normalize(title or "").split())
+    text = normalize(text or "")
+    if not text.strip():
         raise UploadError("The text was not added: it is empty. Paste the article's text.")
     title = title or " ".join(text.strip().splitlines()[0].split())[:80]
     body = "---\n" + yaml.safe_dump({"title": title}, allow_unicode=True, width=10**6) + "---\n" + text.strip() + "\n"
-    data = body.encode("utf-8", "surrogatepass")
+    data = body.encode("utf-8")
     if len(data) > MAX_UPLOAD_BYTES:
         raise UploadError(f"The text {title!r} was not added: it {articles.too_big(len(data))}.")
-    return _store(Path(folder), _slug(title) + ".md", data, title, max_seconds)
+    return _store(Path(folder), _slug(title) + ".md", data, title, budget)
 
 
 def estimated_passages(article: articles.Article) -> int:
@@ -205,7 +228,7 @@ def safe_name(name: str) -> str:
     return stem + suffix
 
 
-def _save_files(folder: Path, files, within, max_seconds: float | None) -> tuple[list[tuple[str, Path]], list[str]]:
+def _save_files(folder: Path, files, within, budget: Budget | None) -> tuple[list[tuple[str, Path]], list[str]]:
     """Save each file into ``folder``: (the user's name, the path written) pairs, and the refusals."""
     saved: list[tuple[str, Path]] = []
     refused: list[str] = []
@@ -215,7 +238,7 @@ def _save_files(folder: Path, files, within, max_seconds: float | None) -> tuple
             refused.append(f"{_shown(name)} was not added: it is not a file uploaded through this page.")
             continue
         try:
-            saved.append((name, save_upload(folder, name, Path(path).read_bytes(), max_seconds)))
+            saved.append((name, save_upload(folder, name, Path(path).read_bytes(), budget)))
         except UploadError as e:
             refused.append(str(e))
         except OSError as e:
@@ -223,24 +246,26 @@ def _save_files(folder: Path, files, within, max_seconds: float | None) -> tuple
     return saved, refused
 
 
-def _store(folder: Path, safe: str, data: bytes, shown: str, max_seconds: float | None = None) -> Path:
+def _store(folder: Path, safe: str, data: bytes, shown: str, budget: Budget | None = None) -> Path:
     """Write ``data`` under ``folder`` as ``safe`` (or a free variant) atomically, once it reads as articles
-    that can be indexed within ``max_seconds``."""
+    that can be indexed within what is left of ``budget``."""
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".upload-", suffix=Path(safe).suffix.lower(), dir=folder)
-    tmp = Path(tmp_name)  # a dot file: a build running meanwhile does not read it
+    tmp = folder / f".upload-{uuid.uuid4().hex}{Path(safe).suffix.lower()}"  # a dot file: builds don't read it
+    # Mode 0666 less the umask, applied by the kernel: as any file this user saves there.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # as any file this user saves there, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        _check_readable(tmp, shown, max_seconds)
+        passages = _check_readable(tmp, shown, budget)
         stem, suffix = os.path.splitext(safe)
         for n in range(1, 1000):
             target = folder / (safe if n == 1 else f"{stem}-{n}{suffix}")
             if target.is_file() and target.read_bytes() == data:
-                return target  # the same upload again
+                return target  # the same upload again: indexed already, nothing to charge
             try:
                 _place(tmp, target, data)
+                if budget is not None:
+                    budget.passages += passages
                 return target
             except FileExistsError:
                 continue
@@ -260,22 +285,39 @@ def _place(tmp: Path, target: Path, data: bytes) -> None:
             f.write(data)
 
 
-def _check_readable(path: Path, shown: str, max_seconds: float | None = None) -> None:
-    """UploadError with the reader's reason unless ``path`` holds an article, and, with ``max_seconds``,
-    unless its articles can be indexed in about that time (estimated as they are read: a huge file is
-    refused after the first articles over the limit, not once all are read)."""
-    skipped: list[Skipped] = []
+class _OverBudgetError(Exception):
+    """The file's estimate passed the budget (raised from inside the reader, as it skips a line)."""
+
+
+class _CountedSkips(list):
+    """The reader's skipped records, each charged to the estimate as it is made: so a file of junk
+    or copied lines is refused as soon as they add up, not after all of them are parsed."""
+
+    def __init__(self, over):
+        super().__init__()
+        self.over = over
+
+    def append(self, item: Skipped) -> None:
+        super().append(item)
+        if self.over(len(self)):
+            raise _OverBudgetError
+
+
+def _check_readable(path: Path, shown: str, budget: Budget | None = None) -> int:
+    """The passages ``path``'s articles make, estimated as they are read, lines skipped included; UploadError
+    with the reader's reason unless it holds an article, or when they would pass what is left of ``budget``
+    (a huge file is refused after the first articles or lines over the limit, not once all are read)."""
     count, passages = 0, 0
-    for article in articles.read([path], skipped):
-        count, passages = count + 1, passages + estimated_passages(article)
-        if max_seconds is not None and passages / PASSAGES_PER_SECOND > max_seconds:
-            raise UploadError(
-                f"{_shown(shown)} was not added: indexing it would take longer than the app's limit of "
-                f"{_duration(max_seconds)} (QA_MAX_ADD_SECONDS) here: its first {count:,} articles alone would. "
-                "Index it with `qa build`, or split it into smaller files."
-            )
+    skipped = _CountedSkips(lambda n: budget is not None and budget.over(passages + n))
+    try:
+        for article in articles.read([path], skipped):
+            count, passages = count + 1, passages + estimated_passages(article)
+            if budget is not None and budget.over(passages + len(skipped)):
+                raise _OverBudgetError
+    except _OverBudgetError:
+        raise UploadError(_too_long(shown, budget, count, skipped)) from None
     if count:
-        return
+        return passages + len(skipped)
     if not skipped:
         raise UploadError(f"{_shown(shown)} was not added: it holds no article.")
     line = skipped[0].path.rpartition(":")[2] if path.suffix == ".jsonl" else ""
@@ -283,17 +325,29 @@ def _check_readable(path: Path, shown: str, max_seconds: float | None = None) ->
     raise UploadError(f"{_shown(shown)} was not added: {where}{skipped[0].reason}.")
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _too_long(shown: str, budget: Budget, count: int, skipped: list[Skipped]) -> str:
+    """Why a file was refused for the time its indexing would take: what of it was read, what came before."""
+    read = f"its first {count:,} articles" + (f" and {len(skipped):,} skipped lines" if skipped else "")
+    alone = " alone" if not budget.passages else ", with what this addition saved before it,"
+    why = ""
+    if skipped:
+        line = skipped[0].path.rpartition(":")[2]
+        why = f" The first skipped, line {line}, {skipped[0].reason}." if line.isdigit() else ""
+    return (
+        f"{_shown(shown)} was not added: indexing it would take longer than the app's limit of "
+        f"{_duration(budget.seconds)} (QA_MAX_ADD_SECONDS) here: {read}{alone} would.{why} "
+        "Index it with `qa build`, or split it into smaller files."
+    )
 
 
 def _duration(seconds: float) -> str:
     """
-    >>> _duration(90), _duration(7200)
-    ('2 minutes', '2 hours')
+    >>> _duration(1), _duration(5), _duration(90), _duration(7200)
+    ('1 second', '5 seconds', '2 minutes', '2 hours')
     """
+    if seconds < 59.5:
+        whole = max(1, round(seconds))
+        return f"{whole} second{'s' if whole != 1 else ''}"
     if seconds >= 5400:
         return f"{round(seconds / 3600)} hours"
     minutes = max(1, round(seconds / 60))

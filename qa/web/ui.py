@@ -118,10 +118,12 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
             added = adding.add(library, folder, uploads, title or "", text or "", within=within, progress=indexing)
         finally:
             _forget(path for path, _ in uploads if Path(path).resolve().is_relative_to(Path(within).resolve()))
-        keep = bool(added.refused)  # let the user fix what was refused; clear what all went in
+        # Gradio's copies are gone (saved or refused, see _forget): the Files box always empties, else a
+        # second press would send paths that no longer exist. The pasted text stays while anything was refused.
+        keep = bool(added.refused)
         return (
             render.added_html(added),
-            gr.skip() if keep else None,
+            None,
             gr.skip() if keep else "",
             gr.skip() if keep else "",
             header(library),
