@@ -73,7 +73,7 @@ class Article:
         """Content hash over everything that ends up in the index."""
         h = hashlib.sha256()
         for part in (self.title, self.source, self.date, self.url, self.text):
-            h.update(part.encode("utf-8"))
+            h.update(part.encode("utf-8", "surrogatepass"))  # an Article made in memory (qa.eval) may hold one
             h.update(b"\x00")
         return h.hexdigest()[:32]
 

@@ -285,39 +285,21 @@ def _place(tmp: Path, target: Path, data: bytes) -> None:
             f.write(data)
 
 
-class _OverBudgetError(Exception):
-    """The file's estimate passed the budget (raised from inside the reader, as it skips a line)."""
-
-
-class _CountedSkips(list):
-    """The reader's skipped records, each charged to the estimate as it is made: so a file of junk
-    or copied lines is refused as soon as they add up, not after all of them are parsed."""
-
-    def __init__(self, over):
-        super().__init__()
-        self.over = over
-
-    def append(self, item: Skipped) -> None:
-        super().append(item)
-        if self.over(len(self)):
-            raise _OverBudgetError
-
-
 def _check_readable(path: Path, shown: str, budget: Budget | None = None) -> int:
     """The passages ``path``'s articles make, estimated as they are read, lines skipped included; UploadError
     with the reader's reason unless it holds an article, or when they would pass what is left of ``budget``
     (a huge file is refused after the first articles or lines over the limit, not once all are read)."""
-    count, passages = 0, 0
-    skipped = _CountedSkips(lambda n: budget is not None and budget.over(passages + n))
-    try:
-        for article in articles.read([path], skipped):
-            count, passages = count + 1, passages + estimated_passages(article)
-            if budget is not None and budget.over(passages + len(skipped)):
-                raise _OverBudgetError
-    except _OverBudgetError:
-        raise UploadError(_too_long(shown, budget, count, skipped)) from None
+    count, passages, skips = 0, 0, 0
+    skipped: list[Skipped] = []  # what the reader lists (capped per file); ``skips`` counts every one
+    for item in articles.scan([path], skipped):
+        if isinstance(item, Skipped):
+            skips += 1
+        else:
+            count, passages = count + 1, passages + estimated_passages(item)
+        if budget is not None and budget.over(passages + skips):
+            raise UploadError(_too_long(shown, budget, count, skips, skipped))
     if count:
-        return passages + len(skipped)
+        return passages + skips
     if not skipped:
         raise UploadError(f"{_shown(shown)} was not added: it holds no article.")
     line = skipped[0].path.rpartition(":")[2] if path.suffix == ".jsonl" else ""
@@ -325,9 +307,9 @@ def _check_readable(path: Path, shown: str, budget: Budget | None = None) -> int
     raise UploadError(f"{_shown(shown)} was not added: {where}{skipped[0].reason}.")
 
 
-def _too_long(shown: str, budget: Budget, count: int, skipped: list[Skipped]) -> str:
+def _too_long(shown: str, budget: Budget, count: int, skips: int, skipped: list[Skipped]) -> str:
     """Why a file was refused for the time its indexing would take: what of it was read, what came before."""
-    read = f"its first {count:,} articles" + (f" and {len(skipped):,} skipped lines" if skipped else "")
+    read = f"its first {count:,} articles" + (f" and {skips:,} skipped lines" if skips else "")
     alone = " alone" if not budget.passages else ", with what this addition saved before it,"
     why = ""
     if skipped:
