@@ -93,6 +93,16 @@ def seed_library(tmp_path_factory, real_embedder):
     return Library.build([SEEDS], index_dir=tmp_path_factory.mktemp("seed") / "index", embedder=real_embedder)
 
 
+@pytest.fixture(scope="session")
+def wikinews_library(tmp_path_factory, real_embedder):
+    """The seed article and the 55 Wikinews articles of the fixture, indexed with the real model, once per session."""
+    from qa import Library
+
+    return Library.build(
+        [SEEDS, WIKINEWS], index_dir=tmp_path_factory.mktemp("wikinews") / "index", embedder=real_embedder
+    )
+
+
 def wikinews_records(n: int) -> list[str]:
     """``n`` JSON lines of Wikinews articles: the fixture's records, then copies of them once those run out.
 
