@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench.app import memory_mb  # noqa: E402
 from bench.report import write_section  # noqa: E402
 from qa.config import Settings  # noqa: E402
 
@@ -156,9 +157,7 @@ class App:
 
     def memory(self) -> tuple[float, float]:
         """The app's resident memory now and its peak so far (VmRSS, VmHWM), in MB."""
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        kb = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines() if line.startswith("Vm")}
-        return kb["VmRSS"] / 1024, kb["VmHWM"] / 1024
+        return memory_mb(self.proc.pid)
 
     def log_tail(self) -> str:
         return self.log.read_text("utf-8", "replace")[-3000:]
