@@ -193,6 +193,21 @@ def start_app(tmp_path_factory):
     return start
 
 
+@pytest.fixture(scope="module")
+def app_url(start_app, seed_library):
+    """`python app.py` serving the seed index, one per test module (a module may define its own app_url)."""
+    with start_app(seed_library.settings.index_dir) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    """A gradio_client Client of the module's app."""
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
 @pytest.fixture(scope="session")
 def qa_results() -> list[str]:
     """Append a line here to have it printed in the "qa results" section at the end of the run."""
