@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.cli import _parser
+from qa.cli import parser
 
 from conftest import SEEDS
 
@@ -111,7 +111,7 @@ def test_every_command_and_option_has_help():
             else:
                 assert action.help, f"{name} {action.dest} has no help"
 
-    check(_parser(), "qa")
+    check(parser(), "qa")
 
 
 def test_module_entry_point(built):
