@@ -37,7 +37,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.app import memory_mb  # noqa: E402
 from bench.report import write_section  # noqa: E402
@@ -118,15 +117,10 @@ def prepare(tmp: Path, limit: int | None) -> tuple[Path, Path, int]:
 
 
 def app_env(tmp: Path) -> dict[str, str]:
-    """The environment the app runs in: no QA_* settings of this shell, offline, uploads under ``tmp``."""
+    """The environment the app runs in: no QA_* settings of this shell, uploads under ``tmp`` (qa itself is offline)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
     (tmp / "gradio").mkdir(exist_ok=True)
-    env.update(
-        HF_HUB_OFFLINE="1",
-        GRADIO_ANALYTICS_ENABLED="False",
-        HF_HUB_DISABLE_TELEMETRY="1",
-        GRADIO_TEMP_DIR=str(tmp / "gradio"),
-    )
+    env.update(GRADIO_TEMP_DIR=str(tmp / "gradio"))
     return env
 
 

@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qa.config import offline
+
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 FIXTURES = ROOT / "tests" / "fixtures"  # slices of the public data sets: see tests/fixtures/README.md
 WIKINEWS = FIXTURES / "wikinews" / "articles.jsonl"
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_OFFLINE"] = "1"  # forced: the suite never downloads, whatever the shell allows
+offline()  # the app's other defaults (no telemetry, no analytics), here and in the apps the tests start
 
 
 class FakeEmbedder:
@@ -157,7 +158,7 @@ def start_app(tmp_path_factory):
         port = free_port()
         log = tmp_path_factory.mktemp("app") / "app.log"
         extra, env = env or {}, {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-        env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_DISABLE_TELEMETRY="1", **extra)
+        env.update(extra)  # offline as this process is: app.py inherits the environment set above
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "app.py", "--port", str(port), "--index", str(index_dir), *args],

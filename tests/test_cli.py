@@ -18,7 +18,7 @@ QA = shutil.which("qa", path=str(Path(sys.executable).parent)) or "qa"
 
 
 def run(*args, cwd=None, env=None):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    env = {**os.environ, **(env or {})}
     return subprocess.run([QA, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
