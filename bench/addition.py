@@ -13,7 +13,6 @@ real model: what is measured is the reading and writing around the one article t
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
@@ -23,7 +22,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.report import write_section  # noqa: E402
 from qa import Library, Settings  # noqa: E402

@@ -26,7 +26,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.report import p95, write_section  # noqa: E402
 
@@ -65,7 +64,7 @@ def main() -> int:
         with App(wn_index) as app:
             load_before = os.getloadavg()[0]
             latencies, errors = load(app.url, args.clients, args.seconds)
-            peak_mb, rss_mb = app.memory_mb()
+            rss_mb, peak_mb = memory_mb(app.proc.pid)
     lat = sorted(latencies)
     p50, p95_ms = statistics.median(lat), p95(lat)
     body = (
@@ -88,6 +87,13 @@ def main() -> int:
     if not args.no_write:
         write_section("app", "Web app: start-up, latency under load, memory", body)
     return 0
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """Process ``pid``'s resident memory now and its peak so far (VmRSS, VmHWM from /proc), in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    kb = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines() if line.startswith("Vm")}
+    return kb["VmRSS"] / 1024, kb["VmHWM"] / 1024
 
 
 class App:
@@ -114,11 +120,6 @@ class App:
             time.sleep(0.1)
         self.ready = time.perf_counter() - self.began
         return self
-
-    def memory_mb(self) -> tuple[float, float]:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        kb = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines() if line.startswith("Vm")}
-        return kb["VmHWM"] / 1024, kb["VmRSS"] / 1024
 
     def __exit__(self, *exc) -> None:
         self.proc.terminate()

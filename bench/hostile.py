@@ -37,8 +37,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench.app import memory_mb  # noqa: E402
 from bench.report import write_section  # noqa: E402
 from qa.config import Settings  # noqa: E402
 
@@ -117,15 +117,10 @@ def prepare(tmp: Path, limit: int | None) -> tuple[Path, Path, int]:
 
 
 def app_env(tmp: Path) -> dict[str, str]:
-    """The environment the app runs in: no QA_* settings of this shell, offline, uploads under ``tmp``."""
+    """The environment the app runs in: no QA_* settings of this shell, uploads under ``tmp`` (qa itself is offline)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
     (tmp / "gradio").mkdir(exist_ok=True)
-    env.update(
-        HF_HUB_OFFLINE="1",
-        GRADIO_ANALYTICS_ENABLED="False",
-        HF_HUB_DISABLE_TELEMETRY="1",
-        GRADIO_TEMP_DIR=str(tmp / "gradio"),
-    )
+    env.update(GRADIO_TEMP_DIR=str(tmp / "gradio"))
     return env
 
 
@@ -156,9 +151,7 @@ class App:
 
     def memory(self) -> tuple[float, float]:
         """The app's resident memory now and its peak so far (VmRSS, VmHWM), in MB."""
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        kb = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines() if line.startswith("Vm")}
-        return kb["VmRSS"] / 1024, kb["VmHWM"] / 1024
+        return memory_mb(self.proc.pid)
 
     def log_tail(self) -> str:
         return self.log.read_text("utf-8", "replace")[-3000:]

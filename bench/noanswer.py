@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.quality import SQUAD2, _every, embedder  # noqa: E402
+from bench.quality import SQUAD2, embedder, every_nth  # noqa: E402
 from bench.report import write_section  # noqa: E402
 from qa.answering import ANSWERABILITY, answer_features  # noqa: E402
 from qa.config import Settings  # noqa: E402
@@ -31,7 +30,7 @@ from qa.eval import load_squad, temporary_index  # noqa: E402
 
 def collect(every: int, settings: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features (one row per question, columns as ANSWERABILITY), unanswerable flags, fit-half flags."""
-    dataset = _every(load_squad(SQUAD2, "paragraph"), every)
+    dataset = every_nth(load_squad(SQUAD2, "paragraph"), every)
     emb = embedder()
     rows, impossible, fit_half = [], [], []
     with temporary_index(dataset, settings, emb) as lib:
@@ -116,5 +115,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     main()

@@ -82,7 +82,7 @@ def measure(dataset, settings: Settings, emb: CachedEmbedder, configs) -> list[t
 def quality(name: str, settings: Settings, limit: int | None, every: int = 1) -> str:
     """The table of one data set: a row per configuration, all on one index."""
     title, load = SETS[name]
-    dataset = _every(load(limit), every)
+    dataset = every_nth(load(limit), every)
     print(f"{title}: {len(dataset.questions)} questions", file=sys.stderr)
     rows = measure(dataset, settings, embedder(), CONFIGS)
     return _table(title, dataset, rows, settings)
@@ -90,7 +90,7 @@ def quality(name: str, settings: Settings, limit: int | None, every: int = 1) ->
 
 def chunking(limit: int | None, every: int = 1) -> str:
     emb, rows = embedder(), []
-    dataset = _every(load_squad(SQUAD1, "article", limit), every)
+    dataset = every_nth(load_squad(SQUAD1, "article", limit), every)
     for size in CHUNK_SIZES:
         print(f"chunk_tokens={size}", file=sys.stderr)
         [(_, metrics, chunks)] = measure(dataset, Settings(chunk_tokens=size), emb, [("default", {})])
@@ -108,7 +108,7 @@ def chunking(limit: int | None, every: int = 1) -> str:
     return head + "\n" + "\n".join(sorted(rows))
 
 
-def _every(dataset, every: int):
+def every_nth(dataset, every: int):
     """Every ``every``-th question (BEIR sets are kept whole); all articles stay indexed."""
     if every <= 1 or dataset.qrels:
         return dataset

@@ -34,7 +34,6 @@ from qa import Library, Settings  # noqa: E402
 from qa.embedding import load_embedder  # noqa: E402
 
 WIKINEWS = ROOT.parent / "shared" / "data" / "wikinews" / "articles.jsonl"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 
 def change_one(path: Path, n: int) -> None:
@@ -56,7 +55,7 @@ def in_process(folder: Path, index: Path, embedder, full: bool = False):
 def cli(folder: Path, index: Path, full: bool = False, app: bool = False) -> float:
     cmd = [sys.executable, "-m", "qa.cli", "build", str(folder), "--index", str(index)] + (["--full"] if full else [])
     began = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True, env=ENV)
+    done = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - began
     if app != ("in the app serving it" in done.stderr):
         raise RuntimeError(f"expected the build {'in' if app else 'outside'} the app:\n{done.stderr}")
@@ -71,7 +70,6 @@ def serving_app(index: Path, port: int = 7899):
         proc = subprocess.Popen(
             [sys.executable, "app.py", "--index", str(index), "--port", str(port)],
             cwd=ROOT,
-            env=ENV,
             stdout=out,
             stderr=subprocess.STDOUT,
         )

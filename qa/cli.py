@@ -16,8 +16,7 @@ from .errors import HandOffError, QAError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     offline()
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
@@ -48,7 +47,8 @@ def _quiet(*loggers: str) -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
+    """The `qa` command's arguments: every command and option, each with its help."""
     parser = argparse.ArgumentParser(prog="qa", description="Question answering over a collection of articles.")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     index_help = "index directory (default: $QA_INDEX_DIR or index/)"

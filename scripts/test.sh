@@ -6,5 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 .venv/bin/ruff check qa tests bench app.py
 .venv/bin/ruff format --check qa tests bench app.py
-HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False HF_HUB_DISABLE_TELEMETRY=1 \
-    .venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "$@"  # offline: tests/conftest.py sets the environment

@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qa.config import offline
+
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 FIXTURES = ROOT / "tests" / "fixtures"  # slices of the public data sets: see tests/fixtures/README.md
 WIKINEWS = FIXTURES / "wikinews" / "articles.jsonl"
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_OFFLINE"] = "1"  # forced: the suite never downloads, whatever the shell allows
+offline()  # the app's other defaults (no telemetry, no analytics), here and in the apps the tests start
 
 
 class FakeEmbedder:
@@ -93,6 +94,16 @@ def seed_library(tmp_path_factory, real_embedder):
     return Library.build([SEEDS], index_dir=tmp_path_factory.mktemp("seed") / "index", embedder=real_embedder)
 
 
+@pytest.fixture(scope="session")
+def wikinews_library(tmp_path_factory, real_embedder):
+    """The seed article and the 55 Wikinews articles of the fixture, indexed with the real model, once per session."""
+    from qa import Library
+
+    return Library.build(
+        [SEEDS, WIKINEWS], index_dir=tmp_path_factory.mktemp("wikinews") / "index", embedder=real_embedder
+    )
+
+
 def wikinews_records(n: int) -> list[str]:
     """``n`` JSON lines of Wikinews articles: the fixture's records, then copies of them once those run out.
 
@@ -147,7 +158,7 @@ def start_app(tmp_path_factory):
         port = free_port()
         log = tmp_path_factory.mktemp("app") / "app.log"
         extra, env = env or {}, {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-        env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_DISABLE_TELEMETRY="1", **extra)
+        env.update(extra)  # offline as this process is: app.py inherits the environment set above
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "app.py", "--port", str(port), "--index", str(index_dir), *args],
@@ -181,6 +192,21 @@ def start_app(tmp_path_factory):
                 proc.wait()
 
     return start
+
+
+@pytest.fixture(scope="module")
+def app_url(start_app, seed_library):
+    """`python app.py` serving the seed index, one per test module (a module may define its own app_url)."""
+    with start_app(seed_library.settings.index_dir) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    """A gradio_client Client of the module's app."""
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
 
 
 @pytest.fixture(scope="session")

@@ -19,19 +19,6 @@ from conftest import ROOT
 FIELDS = {f.name for f in dataclasses.fields(Passage)} | {"highlight"}
 
 
-@pytest.fixture(scope="module")
-def app_url(start_app, seed_library):
-    with start_app(seed_library.settings.index_dir) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def client(app_url):
-    from gradio_client import Client
-
-    return Client(app_url, verbose=False)
-
-
 def post(url: str, body: object, raw: bytes | None = None) -> tuple[int, dict]:
     data = raw if raw is not None else json.dumps(body).encode()
     req = urllib.request.Request(url + "/api/search", data=data, headers={"Content-Type": "application/json"})

@@ -148,7 +148,7 @@ def test_html_scripts_styles_and_navigation_are_not_indexed(bad_build):
     lib, _, _ = bad_build
     hit = lib.search("How many Lufthansa flights were grounded?", k=1)[0]
     assert hit.article_id == "articles/strike.html" and hit.title == "Lufthansa strike grounds flights"
-    text = lib._fresh()[0].article_text("articles/strike.html")
+    text = lib.store.article_text("articles/strike.html")
     assert "eight hundred flights" in text and "pension offer" in text
     for junk in JUNK:
         assert junk not in text

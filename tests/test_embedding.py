@@ -35,4 +35,24 @@ def test_every_embedder_satisfies_the_embedding_protocol(kind, real_embedder):
         "cached": lambda: CachedEmbedder(FakeEmbedder()),
         "fake": FakeEmbedder,
     }[kind]()
-    assert isinstance(made, Embedding)
+    assert isinstance(made, Embedding)  # the names are there; what they return is checked below
+    assert isinstance(made.name, str) and made.name and isinstance(made.dim, int) and made.max_tokens > 0
+
+    texts = ["Blinken went to Mexico City. He spoke of a cycle of crime.", "Boeing delayed the 787."]
+    spans = [[(0, 28), (29, 58)], [(0, 23)]]  # the sentences of each text
+    vectors = made.encode(texts)
+    assert vectors.shape == (2, made.dim) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+    passages, sentences = made.encode_passages(texts, spans)
+    assert passages.shape == (2, made.dim) and passages.dtype == np.float32
+    assert np.allclose(np.linalg.norm(passages, axis=1), 1.0, atol=1e-4)
+    assert len(sentences) == len(texts)
+    for each, sp in zip(sentences, spans, strict=True):  # None is allowed, but all of these have sentence vectors
+        assert each.shape == (len(sp), made.dim) and each.dtype == np.float32
+        assert np.allclose(np.linalg.norm(each, axis=1), 1.0, atol=1e-4)
+
+    token_spans = made.token_spans(texts)
+    assert len(token_spans) == len(texts)
+    for text, tokens in zip(texts, token_spans, strict=True):
+        assert tokens and all(0 <= start < end <= len(text) for start, end in tokens)

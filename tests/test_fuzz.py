@@ -1,6 +1,7 @@
 """Fuzz the JSON routes from their OpenAPI schema (schemathesis) against the real app, index and model.
 
-bench/fuzz.py runs the same fuzz with thousands of examples; here a few dozen per route keep the suite fast.
+The harness is tests/fuzzing.py; bench/fuzz.py runs it with thousands of examples, here a few dozen per route
+keep the suite fast.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import re
 
 import pytest
 
-from bench.fuzz import ERROR_BYTES, TOKEN, fuzz, problems
 from qa.errors import QuestionError
 from qa.search import check_k, check_question
 from qa.web.api import MAX_ERROR_CHARS, VISIBLE
+
+from fuzzing import ERROR_BYTES, TOKEN, fuzz, problems
 
 EXAMPLES = 25  # per route and mode (schema-valid, schema-breaking)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -16,19 +16,6 @@ from tests.test_app import post
 QUESTION = "Who traveled to Mexico City?"
 
 
-@pytest.fixture(scope="module")
-def app_url(start_app, seed_library):
-    with start_app(seed_library.settings.index_dir) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def client(app_url):
-    from gradio_client import Client
-
-    return Client(app_url, verbose=False)
-
-
 def raw_post(url: str, path: str, body: bytes, headers: dict | None = None, chunked: bool = False):
     """POST ``body`` as is (optionally chunked, with no Content-Length); returns (status, parsed JSON or text)."""
     where = urlparse(url)

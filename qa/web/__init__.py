@@ -2,7 +2,7 @@
 
 server (FastAPI + Gradio, started by app.py) · ui (the Gradio page and its handlers) · api (the JSON
 and build routes) · builds (the app's side of the `qa build` hand-off) · adding (the "Add articles"
-panel) · render (all HTML, CSS and Markdown).
+panel) · render (all HTML, CSS and Markdown) · limits (each route's body size limit, JSON parsed within it).
 """
 
 from ..config import offline
