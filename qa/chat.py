@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .retrieval import rrf
-from .search import Passage, check_question
+from .search import MAX_QUESTION_CHARS, Passage, check_question
 
 # Earlier turns that can shape a follow-up, and the weight of each step back.
 CONTEXT_TURNS = 2
@@ -28,6 +28,8 @@ CONTEXT_DECAY = 0.5
 CONTEXT_SIMILARITY = 0.9
 # Passages each query contributes before fusion: a follow-up's passage may rank low on the question alone.
 PASSAGES_PER_QUERY = 10
+# The newest question keeps half of what a search reads: the other half is for the earlier turns joined to it.
+NEWEST_QUESTION_CHARS = MAX_QUESTION_CHARS // 2
 # A second quote only when its sentence is nearly as close to the question as the first.
 SECOND_QUOTE_MARGIN = 0.05
 
@@ -88,7 +90,8 @@ def ask(library, question: str, turns: Sequence[Turn] = (), k: int = 5, min_simi
     Args:
         library: an open ``qa.Library``.
         question: the newest question (a string, or chat message content: see ``message_text``);
-            at most ``qa.search.MAX_QUESTION_CHARS`` of it are searched.
+            at most ``NEWEST_QUESTION_CHARS`` of it are searched, so that the earlier turns joined to it
+            still fit in what a search reads (``qa.search.MAX_QUESTION_CHARS``).
         turns: the earlier turns, oldest first: each earlier answer's ``turn``.
         k: how many passages to return.
         min_similarity: below this cosine the best passage is not an answer
@@ -97,7 +100,7 @@ def ask(library, question: str, turns: Sequence[Turn] = (), k: int = 5, min_simi
     Returns:
         An ``Answer``. Raises ``QuestionError`` for an empty question.
     """
-    question = check_question(message_text(question))
+    question = check_question(message_text(question))[:NEWEST_QUESTION_CHARS]
     if min_similarity is None:
         min_similarity = library.settings.min_similarity
     queries = contextual_queries(question, context(turns))

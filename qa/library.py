@@ -15,7 +15,7 @@ from . import indexer
 from . import search as search_mod
 from .config import Settings
 from .embedding import Embedding, LazyEmbedder, load_embedder
-from .errors import IndexLockedError, IndexMismatchError, QAError, QuestionError, StoreError, UploadError
+from .errors import IndexLockedError, IndexMismatchError, QAError, StoreError, UploadError
 from .indexer import BuildReport
 from .search import Passage
 from .store import Store, current_generation
@@ -230,10 +230,9 @@ class Library:
         ``k`` is capped at the number of chunks. With ``highlight`` each passage
         has its answering sentence marked (``Passage.highlight``).
         """
-        question = search_mod.check_question(question)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise QuestionError(f"k must be a whole number, 1 or more, got {k!r}.")
+        question, k = search_mod.check_question(question), search_mod.check_k(k, most=None)
         store, embedder = self._fresh()
+        k = min(k, max(1, store.manifest["chunks"]))  # a k of 10**100 would overflow SQLite's LIMIT
         return search_mod.retrieve(store, embedder, question, k, self.settings, highlight=highlight)
 
     @property

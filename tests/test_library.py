@@ -44,6 +44,20 @@ def test_k_is_capped_at_the_index_size(seed_library):
     assert len(seed_library.search("security", k=1000)) == chunks
 
 
+def test_k_follows_the_one_rule_without_the_cap(seed_library):
+    """Review finding 15: Library.search takes k as check_k does (a whole 5.0 is 5), with no upper cap."""
+    assert len(seed_library.search("security", k=2.0)) == 2
+    assert len(seed_library.search("security", k=10**4000)) == seed_library.info().chunks  # not an SQL overflow
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.5, "5", True, "9" * 4000], ids=["0", "-1", "2.5", "str", "bool", "long"])
+def test_a_bad_k_is_refused_and_quoted_cut(seed_library, k):
+    """Review finding 14: Library.search quoted the refused k whole (a 4,000-digit k made a 4 KB error)."""
+    with pytest.raises(QuestionError, match="whole number 1 or more") as refused:
+        seed_library.search("security", k=k)
+    assert len(str(refused.value)) < 200
+
+
 @pytest.mark.parametrize("question", ["", "   ", "\n\t"])
 def test_empty_question_is_a_clear_error(seed_library, question):
     with pytest.raises(QuestionError, match="empty"):
