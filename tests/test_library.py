@@ -7,7 +7,8 @@ import json
 import pytest
 
 import qa
-from qa import IndexMismatchError, Library, NoIndexError, Passage, QuestionError
+import qa.errors
+from qa import IndexMismatchError, Library, NoIndexError, Passage, QAError, QuestionError
 
 from conftest import SEEDS, WIKINEWS
 
@@ -115,6 +116,13 @@ def test_public_api_is_exactly_all():
     assert public == set(qa.__all__)
     for name in qa.__all__:
         assert getattr(qa, name).__doc__, f"{name} has no docstring"
+
+
+def test_every_error_is_public_and_no_folders_is_a_store_error():
+    """Review finding 16: UploadError was missing from qa.__all__, and "the index records no folders" was one."""
+    errors = {name for name, value in vars(qa.errors).items() if inspect.isclass(value) and issubclass(value, QAError)}
+    assert errors <= set(qa.__all__)
+    assert issubclass(qa.NoSourcesError, qa.StoreError) and not issubclass(qa.NoSourcesError, qa.ArticleError)
 
 
 # A few hand-checked questions, each about one Wikinews article, and the rank it must reach.
