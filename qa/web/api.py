@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..config import MAX_CHUNK_TOKENS, MAX_OVERLAP_SENTENCES
-from ..errors import HandOffError, QAError
+from ..errors import HandOffError, QAError, QuestionError, StoreError
 from ..search import MAX_K, MAX_QUESTION_CHARS, Passage, check_k, check_question
 from . import builds
 from .limits import MAX_BUILD_BYTES, MAX_SEARCH_BYTES, parse_json
@@ -57,6 +57,12 @@ BUILD_BODY = {
         "overlap_sentences": {"type": "integer", "minimum": 0, "maximum": MAX_OVERLAP_SENTENCES},
     },
     "required": ["paths", "index_dir", "model", "chunk_tokens", "overlap_sentences"],
+}
+# What /api/search answers besides 200: the request's fault, or the index's (damaged on disk, say).
+SEARCH_REFUSALS = {
+    400: "not a question",
+    500: "the search failed (the message says why)",
+    503: "the index can't be read (the message says how to fix it)",
 }
 BUILD_REFUSALS = {
     401: "the build token was not given",
@@ -133,7 +139,7 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
                 return _error(422, f"Not a build request: {e}")
             return _BuildStream(builds.BuildJob(library, handed), request)
 
-    @api.post("/api/search", openapi_extra=_body(SEARCH_BODY, MAX_SEARCH_BYTES, {400: "not a question"}, SEARCH_ANSWER))
+    @api.post("/api/search", openapi_extra=_body(SEARCH_BODY, MAX_SEARCH_BYTES, SEARCH_REFUSALS, SEARCH_ANSWER))
     async def search(request: Request):  # async only to read the body; the search runs in a thread
         try:
             body = parse_json(await request.body())
@@ -145,9 +151,14 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
             return _error(400, 'The body must be a JSON object with a "question" and an optional "k".')
         try:
             question, k = check_question(body.get("question")), check_k(body.get("k", 5))
-            passages = await run_in_threadpool(_search, library, gate, question, k)
-        except QAError as e:
+        except QuestionError as e:
             return _error(400, str(e))
+        try:
+            passages = await run_in_threadpool(_search, library, gate, question, k)
+        except StoreError as e:  # the index, not the request: the message says how to fix it
+            return _error(503, str(e))
+        except QAError as e:
+            return _error(500, str(e))
         return {"question": question, "k": k, "passages": [p.as_dict() for p in passages]}
 
     return api
