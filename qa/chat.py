@@ -6,8 +6,8 @@ with each earlier turn (newest first, up to ``CONTEXT_TURNS``), and fuses the ra
 with weights that halve per turn back: the newest question counts most, an older
 topic only breaks near-ties. A question that stands on its own wins on its own ranking.
 
-The conversation is kept as data (``Turn``: the question, the sentences its answer quoted,
-the passages it showed), never read back from the rendered reply:
+The conversation is kept as data (``Turn``: the question and the sentences its answer quoted),
+never read back from the rendered reply:
 
     >>> first = ask(library, "Who traveled to Mexico City?")                        # doctest: +SKIP
     >>> ask(library, "What did he say about the cycle of crime?", [first.turn])     # doctest: +SKIP
@@ -44,14 +44,10 @@ class Quote:
 
 @dataclass(frozen=True)
 class Turn:
-    """One question of a conversation and what its answer quoted: what a follow-up reads.
-
-    ``passage_ids`` are the chunk ids of the passages the answer showed, best first.
-    """
+    """One question of a conversation and what its answer quoted: what a follow-up reads."""
 
     question: str
     quotes: tuple[str, ...] = ()
-    passage_ids: tuple[int, ...] = ()
 
     @property
     def text(self) -> str:
@@ -81,7 +77,7 @@ class Answer:
     @property
     def turn(self) -> Turn:
         """This question and answer as a turn of the conversation, for the questions after it."""
-        return Turn(self.question, tuple(q.text for q in self.quotes), tuple(p.chunk_id for p in self.passages))
+        return Turn(self.question, tuple(q.text for q in self.quotes))
 
 
 def ask(library, question: str, turns: Sequence[Turn] = (), k: int = 5, min_similarity: float | None = None) -> Answer:

@@ -38,7 +38,7 @@ def test_message_text_reads_strings_and_blocks(content, text):
 
 def test_context_is_newest_first_and_carries_the_quotes():
     turns = [
-        Turn("Who traveled to Mexico City?", ("Blinken traveled.",), (3, 1)),
+        Turn("Who traveled to Mexico City?", ("Blinken traveled.",)),
         Turn("What about U.S. <policy>?"),
     ]
     assert context(turns) == ["What about U.S. <policy>?", "Who traveled to Mexico City? Blinken traveled."]
