@@ -299,8 +299,6 @@ def _embed(chunks: list, embedder, progress: Progress) -> tuple[np.ndarray, list
     Spans are offsets into the article, like the chunk's own ``start``/``end``.
     """
     texts = [c.text for c in chunks]
-    if not hasattr(embedder, "encode_passages"):
-        return embedder.encode(texts, progress=progress), [None] * len(chunks)
     local = [sentence_spans(c.text) for c in chunks]
     vectors, pooled = embedder.encode_passages(texts, local, progress=progress)
     sentences = [

@@ -11,9 +11,7 @@ from conftest import FakeEmbedder
 def test_cached_embedder_embeds_each_text_once_and_round_trips(tmp_path, fake_embedder):
     calls = []
 
-    class Counting:
-        name, dim = fake_embedder.name, fake_embedder.dim
-
+    class Counting(FakeEmbedder):  # the whole Embedding protocol (review 23), counting what reaches encode
         def encode(self, texts, progress=None):
             calls.append(list(texts))
             return fake_embedder.encode(texts)
