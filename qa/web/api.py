@@ -13,6 +13,7 @@ the app (see qa.web.builds); requests without that token are refused.
 from __future__ import annotations
 
 import threading
+import typing
 from collections.abc import AsyncIterator
 from dataclasses import fields
 
@@ -71,10 +72,10 @@ BUILD_REFUSALS = {
 }
 
 
-def _json_type(annotation: str) -> dict:
-    """The JSON Schema of a Passage field's annotation ("str", "int | None", ...)."""
-    names = {"str": "string", "int": "integer", "float": "number", "None": "null"}
-    types = [names[t.strip()] for t in annotation.split("|")]
+def _json_type(kind: object) -> dict:
+    """The JSON Schema of a Passage field's type (str, int | None, ...), read from the type, not its spelling."""
+    names = {str: "string", int: "integer", float: "number", type(None): "null"}
+    types = [names[t] for t in typing.get_args(kind) or (kind,)]
     return {"type": types[0] if len(types) == 1 else types}
 
 
@@ -90,7 +91,7 @@ SEARCH_ANSWER = {
             "items": {
                 "type": "object",
                 "properties": {
-                    **{f.name: _json_type(f.type) for f in fields(Passage)},
+                    **{name: _json_type(kind) for name, kind in typing.get_type_hints(Passage).items()},
                     "highlight": {"type": "string"},
                 },
                 "required": [f.name for f in fields(Passage)] + ["highlight"],
