@@ -11,9 +11,11 @@ from .errors import (
     ModelError,
     NoArticlesError,
     NoIndexError,
+    NoSourcesError,
     QAError,
     QuestionError,
     StoreError,
+    UploadError,
 )
 from .indexer import BuildReport
 from .library import IndexInfo, Library
@@ -32,9 +34,11 @@ __all__ = [
     "ModelError",
     "NoArticlesError",
     "NoIndexError",
+    "NoSourcesError",
     "Passage",
     "QAError",
     "QuestionError",
     "Settings",
     "StoreError",
+    "UploadError",
 ]

@@ -6,8 +6,8 @@ with each earlier turn (newest first, up to ``CONTEXT_TURNS``), and fuses the ra
 with weights that halve per turn back: the newest question counts most, an older
 topic only breaks near-ties. A question that stands on its own wins on its own ranking.
 
-The conversation is kept as data (``Turn``: the question, the sentences its answer quoted,
-the passages it showed), never read back from the rendered reply:
+The conversation is kept as data (``Turn``: the question and the sentences its answer quoted),
+never read back from the rendered reply:
 
     >>> first = ask(library, "Who traveled to Mexico City?")                        # doctest: +SKIP
     >>> ask(library, "What did he say about the cycle of crime?", [first.turn])     # doctest: +SKIP
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .retrieval import rrf
-from .search import Passage, check_question
+from .search import MAX_QUESTION_CHARS, Passage, check_question
 
 # Earlier turns that can shape a follow-up, and the weight of each step back.
 CONTEXT_TURNS = 2
@@ -28,6 +28,8 @@ CONTEXT_DECAY = 0.5
 CONTEXT_SIMILARITY = 0.9
 # Passages each query contributes before fusion: a follow-up's passage may rank low on the question alone.
 PASSAGES_PER_QUERY = 10
+# The newest question keeps half of what a search reads: the other half is for the earlier turns joined to it.
+NEWEST_QUESTION_CHARS = MAX_QUESTION_CHARS // 2
 # A second quote only when its sentence is nearly as close to the question as the first.
 SECOND_QUOTE_MARGIN = 0.05
 
@@ -42,14 +44,10 @@ class Quote:
 
 @dataclass(frozen=True)
 class Turn:
-    """One question of a conversation and what its answer quoted: what a follow-up reads.
-
-    ``passage_ids`` are the chunk ids of the passages the answer showed, best first.
-    """
+    """One question of a conversation and what its answer quoted: what a follow-up reads."""
 
     question: str
     quotes: tuple[str, ...] = ()
-    passage_ids: tuple[int, ...] = ()
 
     @property
     def text(self) -> str:
@@ -79,7 +77,7 @@ class Answer:
     @property
     def turn(self) -> Turn:
         """This question and answer as a turn of the conversation, for the questions after it."""
-        return Turn(self.question, tuple(q.text for q in self.quotes), tuple(p.chunk_id for p in self.passages))
+        return Turn(self.question, tuple(q.text for q in self.quotes))
 
 
 def ask(library, question: str, turns: Sequence[Turn] = (), k: int = 5, min_similarity: float | None = None) -> Answer:
@@ -88,7 +86,8 @@ def ask(library, question: str, turns: Sequence[Turn] = (), k: int = 5, min_simi
     Args:
         library: an open ``qa.Library``.
         question: the newest question (a string, or chat message content: see ``message_text``);
-            at most ``qa.search.MAX_QUESTION_CHARS`` of it are searched.
+            at most ``NEWEST_QUESTION_CHARS`` of it are searched, so that the earlier turns joined to it
+            still fit in what a search reads (``qa.search.MAX_QUESTION_CHARS``).
         turns: the earlier turns, oldest first: each earlier answer's ``turn``.
         k: how many passages to return.
         min_similarity: below this cosine the best passage is not an answer
@@ -97,7 +96,7 @@ def ask(library, question: str, turns: Sequence[Turn] = (), k: int = 5, min_simi
     Returns:
         An ``Answer``. Raises ``QuestionError`` for an empty question.
     """
-    question = check_question(message_text(question))
+    question = check_question(message_text(question))[:NEWEST_QUESTION_CHARS]
     if min_similarity is None:
         min_similarity = library.settings.min_similarity
     queries = contextual_queries(question, context(turns))

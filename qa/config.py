@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import reprlib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+
+from .errors import quoted
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SEARCH_MODES = ("hybrid", "dense", "lexical")
@@ -64,25 +65,25 @@ class Settings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_dir", Path(self.index_dir))
         if not 8 <= self.chunk_tokens <= MAX_CHUNK_TOKENS:
-            raise ValueError(f"chunk_tokens must be from 8 to {MAX_CHUNK_TOKENS}, got {_shown(self.chunk_tokens)}")
+            raise ValueError(f"chunk_tokens must be from 8 to {MAX_CHUNK_TOKENS}, got {quoted(self.chunk_tokens)}")
         if not 0 <= self.overlap_sentences <= MAX_OVERLAP_SENTENCES:
             raise ValueError(
-                f"overlap_sentences must be from 0 to {MAX_OVERLAP_SENTENCES}, got {_shown(self.overlap_sentences)}"
+                f"overlap_sentences must be from 0 to {MAX_OVERLAP_SENTENCES}, got {quoted(self.overlap_sentences)}"
             )
         if self.mode not in SEARCH_MODES:
-            raise ValueError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {_shown(self.mode)}")
+            raise ValueError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {quoted(self.mode)}")
         if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {_shown(self.fusion)}")
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {quoted(self.fusion)}")
         if not 0.0 <= self.dense_weight <= 1.0:
-            raise ValueError(f"dense_weight must be between 0 and 1, got {_shown(self.dense_weight)}")
+            raise ValueError(f"dense_weight must be between 0 and 1, got {quoted(self.dense_weight)}")
         if self.rrf_k < 0:
-            raise ValueError(f"rrf_k must be 0 or more, got {_shown(self.rrf_k)}")
+            raise ValueError(f"rrf_k must be 0 or more, got {quoted(self.rrf_k)}")
         if self.answer_candidates < 0 or self.answer_weight < 0:
             raise ValueError("answer_candidates and answer_weight must be 0 or more")
         if self.max_add_seconds <= 0:
-            raise ValueError(f"max_add_seconds must be above 0, got {_shown(self.max_add_seconds)}")
+            raise ValueError(f"max_add_seconds must be above 0, got {quoted(self.max_add_seconds)}")
         if not -1.0 <= self.min_similarity <= 1.0:
-            raise ValueError(f"min_similarity is a cosine between -1 and 1, got {_shown(self.min_similarity)}")
+            raise ValueError(f"min_similarity is a cosine between -1 and 1, got {quoted(self.min_similarity)}")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -104,8 +105,3 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-
-def _shown(value: object) -> str:
-    """A refused value as a message quotes it: cut, so a 4,000-digit number is not printed whole."""
-    return reprlib.repr(value)

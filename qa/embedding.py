@@ -252,7 +252,7 @@ class CachedEmbedder:
     def __init__(self, inner: Embedding) -> None:
         self.inner = inner
         self.name, self.dim = inner.name, inner.dim
-        self.max_tokens = getattr(inner, "max_tokens", 254)
+        self.max_tokens = inner.max_tokens
         self._vectors: dict[str, np.ndarray] = {}
 
     def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
@@ -276,7 +276,7 @@ class CachedEmbedder:
         keys = [[f"{t}\x00{s}:{e}" for s, e in sp] for t, sp in zip(texts, spans, strict=True)]
         known = self._vectors
         todo = [n for n, t in enumerate(texts) if t not in known or any(k not in known for k in keys[n])]
-        if todo and hasattr(self.inner, "encode_passages"):
+        if todo:
             vectors, pooled = self.inner.encode_passages([texts[n] for n in todo], [spans[n] for n in todo], progress)
             for n, vec, sentences in zip(todo, vectors, pooled):
                 self._vectors[texts[n]] = vec

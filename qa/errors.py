@@ -7,12 +7,36 @@ QAError
 ├── ModelError          the embedding model can't be loaded
 ├── StoreError         problems with the index directory
 │   ├── NoIndexError        nothing built at that directory yet
+│   ├── NoSourcesError      the index records no folders to update or add from
 │   ├── IndexMismatchError  built with another model or format version
 │   ├── CorruptIndexError   files truncated, missing or unreadable
 │   └── IndexLockedError    another build holds the lock
 ├── QuestionError       empty or unusable question
 └── HandOffError        the app serving the index can't take a `qa build`
+
+A message that quotes a refused value quotes it through ``quoted``: cut, never echoed whole.
 """
+
+import reprlib
+
+# A refused value is quoted in at most this many characters (a 60 KB "k" once made a 60 KB error).
+MAX_QUOTED_CHARS = 200
+_QUOTED = reprlib.Repr()
+_QUOTED.maxstring = _QUOTED.maxother = 120
+_QUOTED.maxlong = 40
+
+
+def quoted(value: object) -> str:
+    """``value`` as an error message quotes it: its repr, cut in the middle when long, and at most
+    ``MAX_QUOTED_CHARS`` in all (a nest of long strings too).
+
+    >>> quoted("other-model")
+    "'other-model'"
+    >>> len(quoted(10**4000)) <= 40
+    True
+    """
+    text = _QUOTED.repr(value)
+    return text if len(text) <= MAX_QUOTED_CHARS else text[: MAX_QUOTED_CHARS - 1] + "…"
 
 
 class QAError(Exception):
@@ -41,6 +65,10 @@ class StoreError(QAError):
 
 class NoIndexError(StoreError):
     """No index has been built at the directory yet."""
+
+
+class NoSourcesError(StoreError):
+    """The index records no folders it was built from, so it can't be updated or added to from them."""
 
 
 class IndexMismatchError(StoreError):

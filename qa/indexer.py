@@ -257,7 +257,8 @@ def _chunk_each(todo: list[Article], settings: Settings, embedder) -> tuple[list
 
 def _embed_articles(todo: list[Article], pieces: list[list], embedder, progress: Progress):
     """``_embed`` of all articles' chunks at once; if that fails, article by article, leaving out
-    those that fail. Returns (articles kept, their chunks, (vectors, sentences), articles left out).
+    those that fail, and reporting to a progress function after each article. Returns (articles kept,
+    their chunks, (vectors, sentences), articles left out).
 
     What the progress function raises (a `qa build` that went away) stops the build, as it should.
     """
@@ -279,14 +280,18 @@ def _embed_articles(todo: list[Article], pieces: list[list], embedder, progress:
             raise
         log.warning("embedding failed (%s); embedding article by article to leave out the one at fault", e)
     kept, kept_pieces, parts, lost = [], [], [], []
+    done, total = 0, sum(len(cs) for cs in pieces)
     for a, cs in zip(todo, pieces, strict=True):
         try:
             parts.append(_embed(cs, embedder, False))
         except Exception as e:
             lost.append(_left_out(a, "could not be embedded", e))
-            continue
-        kept.append(a)
-        kept_pieces.append(cs)
+        else:
+            kept.append(a)
+            kept_pieces.append(cs)
+        done += len(cs)
+        if callable(progress):  # outside the try: what it raises (a stop) stops the build here too
+            progress(done, total)
     dim = embedder.dim
     vectors = np.concatenate([v for v, _ in parts]) if parts else np.zeros((0, dim), dtype=np.float32)
     return kept, kept_pieces, (vectors, [s for _, ss in parts for s in ss]), lost
@@ -304,8 +309,6 @@ def _embed(chunks: list, embedder, progress: Progress) -> tuple[np.ndarray, list
     Spans are offsets into the article, like the chunk's own ``start``/``end``.
     """
     texts = [c.text for c in chunks]
-    if not hasattr(embedder, "encode_passages"):
-        return embedder.encode(texts, progress=progress), [None] * len(chunks)
     local = [sentence_spans(c.text) for c in chunks]
     vectors, pooled = embedder.encode_passages(texts, local, progress=progress)
     sentences = [

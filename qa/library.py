@@ -15,7 +15,7 @@ from . import indexer
 from . import search as search_mod
 from .config import Settings
 from .embedding import Embedding, LazyEmbedder, load_embedder
-from .errors import IndexLockedError, IndexMismatchError, QAError, QuestionError, StoreError, UploadError
+from .errors import IndexLockedError, IndexMismatchError, NoSourcesError, QAError, StoreError, UploadError
 from .indexer import BuildReport
 from .search import Passage
 from .store import Store, current_generation
@@ -135,7 +135,7 @@ class Library:
             wait: seconds to wait for another build that holds the index's lock (0: don't wait).
 
         Returns:
-            The build's report, also kept as ``last_build``. UploadError when ``paths`` is None and
+            The build's report, also kept as ``last_build``. NoSourcesError when ``paths`` is None and
             the index records none; IndexLockedError when another build still holds the lock.
         """
         if paths is None:
@@ -170,7 +170,7 @@ class Library:
 
         Returns:
             The build's report, also kept as ``last_build``: ``unchanged`` counts every other indexed
-            article. UploadError when the index records no folders or a file is outside them.
+            article. NoSourcesError when the index records no folders; UploadError when a file is outside them.
         """
         paths = self.update_paths(folder)
         roots = [Path(p).resolve() for p in paths]
@@ -211,12 +211,12 @@ class Library:
     def update_paths(self, folder: str | os.PathLike | None = None) -> list[str]:
         """The folders and files the index records, plus ``folder`` unless it is inside one of them.
 
-        UploadError, saying how to fix it, when the index records none (built before they were
+        NoSourcesError, saying how to fix it, when the index records none (built before they were
         recorded): an update from ``folder`` alone would drop every other article.
         """
         paths = self.sources
         if not paths:
-            raise UploadError(
+            raise NoSourcesError(
                 f"{self.settings.index_dir}/ does not record which folders it was built from. "
                 "Rebuild it once with `qa build FOLDER...`, then add articles."
             )
@@ -230,10 +230,9 @@ class Library:
         ``k`` is capped at the number of chunks. With ``highlight`` each passage
         has its answering sentence marked (``Passage.highlight``).
         """
-        question = search_mod.check_question(question)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise QuestionError(f"k must be a whole number, 1 or more, got {k!r}.")
+        question, k = search_mod.check_question(question), search_mod.check_k(k, most=None)
         store, embedder = self._fresh()
+        k = min(k, max(1, store.manifest["chunks"]))  # a k of 10**100 would overflow SQLite's LIMIT
         return search_mod.retrieve(store, embedder, question, k, self.settings, highlight=highlight)
 
     @property

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import reprlib
 from dataclasses import asdict, dataclass
 
 from . import answering, retrieval
 from .config import Settings
-from .errors import QuestionError
+from .errors import QuestionError, quoted
 from .store import Store
 from .text import normalize
 
 # How many candidates each retriever contributes before fusion, at least.
 RETRIEVER_CANDIDATES = 100
-# A question is cut here before anything else; the model reads about this much (256 tokens) anyway.
-MAX_QUESTION_CHARS = 1000
+# A question is cut here before anything else, and echoed back so; the model reads about 256 tokens of it,
+# and a chat follow-up joined with its earlier turns needs room for them too (see chat.NEWEST_QUESTION_CHARS).
+MAX_QUESTION_CHARS = 2000
 # The most passages one request may ask for, on every interface (the app, HTTP, the CLI).
 MAX_K = 50
 
@@ -73,19 +73,21 @@ def check_question(question: object) -> str:
     return question[:MAX_QUESTION_CHARS]
 
 
-def check_k(k: object) -> int:
-    """``k``, the number of passages asked for, if it is a whole number from 1 to ``MAX_K``; else QuestionError.
+def check_k(k: object, most: int | None = MAX_K) -> int:
+    """``k``, the number of passages asked for, if it is a whole number from 1 to ``most`` (None: no upper
+    bound); else QuestionError.
 
-    The one rule for every interface. A whole float (a slider's 5.0) is that number; "5" and 2.7 are not.
+    The one rule for every interface (the app, HTTP and the CLI cap it at ``MAX_K``; ``Library.search`` caps it
+    at the index's size instead). A whole float (a slider's 5.0) is that number; "5" and 2.7 are not.
 
-    >>> check_k(3), check_k(5.0)
-    (3, 5)
+    >>> check_k(3), check_k(5.0), check_k(1000, most=None)
+    (3, 5, 1000)
     """
     if isinstance(k, float) and k.is_integer():
         k = int(k)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        # reprlib: what was sent is quoted cut, never echoed whole (a 60 KB k made a 60 KB error)
-        raise QuestionError(f'"k" must be a whole number from 1 to {MAX_K}, got {reprlib.repr(k)}.')
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1 or (most is not None and k > most):
+        bound = f"from 1 to {most}" if most is not None else "1 or more"
+        raise QuestionError(f'"k" must be a whole number {bound}, got {quoted(k)}.')
     return k
 
 

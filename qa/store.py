@@ -83,7 +83,11 @@ class Store:
         self._index = index
         self._db = db
         self._lock = threading.Lock()
-        self._has_sentences = bool(self._rows("SELECT 1 FROM sqlite_master WHERE name = 'sentences'"))
+        try:
+            self._has_sentences = bool(self._rows("SELECT 1 FROM sqlite_master WHERE name = 'sentences'"))
+        except BaseException:  # nobody else holds the connection to close it
+            db.close()
+            raise
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike) -> Store:
@@ -129,15 +133,21 @@ class Store:
         _verify_files(path, manifest)
         try:
             index = faiss.read_index(str(path / "vectors.faiss"))
+        except RuntimeError as e:
+            raise _unreadable(path, e) from None
+        try:
             db = sqlite3.connect(f"file:{path / 'meta.sqlite'}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        except sqlite3.DatabaseError as e:
+            raise _unreadable(path, e) from None
+        try:  # a failed open leaves no connection behind
             db.execute("SELECT count(*) FROM chunks").fetchone()
-        except (RuntimeError, sqlite3.DatabaseError) as e:
-            raise CorruptIndexError(
-                f"{path} can't be read ({_faiss_message(e)}). {_REBUILD.format(index_dir)}"
-            ) from None
+        except sqlite3.DatabaseError as e:
+            db.close()
+            raise _unreadable(path, e) from None
         if index.ntotal != manifest["chunks"] or index.d != manifest["dim"]:
+            db.close()
             raise CorruptIndexError(f"{path}/vectors.faiss does not match its manifest. {_REBUILD.format(index_dir)}")
-        return cls(path, manifest, index, db)
+        return cls(path, manifest, index, db)  # which closes db if it raises
 
     @property
     def generation(self) -> str:
@@ -413,6 +423,10 @@ def _sha256(path: Path) -> str:
         while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
+
+
+def _unreadable(path: Path, e: Exception) -> CorruptIndexError:
+    return CorruptIndexError(f"{path} can't be read ({_faiss_message(e)}). {_REBUILD.format(path.parent)}")
 
 
 def _faiss_message(e: Exception) -> str:

@@ -13,7 +13,7 @@ from qa.search import MAX_K, MAX_QUESTION_CHARS
 TOKEN = "fuzz-build-token"
 # A search answer holds at most MAX_K passages; a passage is one chunk (at most 256 word pieces:
 # about 1-2 KB of text, 3 bytes a character at worst), its highlight (part of it), a title cut to a
-# few hundred characters and short metadata: under 8 KB. 50 x 8 KB, the question (1,000 characters)
+# few hundred characters and short metadata: under 8 KB. 50 x 8 KB, the question (2,000 characters)
 # and the JSON around them stay under 512 KB, whatever the request.
 RESPONSE_BYTES = 512 * 2**10
 # An error is one line, cut to qa.web.api.MAX_ERROR_CHARS (500) characters, at most 6 bytes each as JSON.

@@ -87,10 +87,14 @@ class _Counting:
     """Wraps an embedder and records the texts it is asked to encode."""
 
     def __init__(self, inner, passages=True):
-        self.inner, self.calls = inner, []
+        self.inner, self.calls, self.passages = inner, [], passages
         self.name, self.dim, self.max_tokens = inner.name, inner.dim, inner.max_tokens
-        if passages:
-            self.encode_passages = inner.encode_passages
+
+    def encode_passages(self, texts, spans, progress=None):
+        """The inner embedder's; with ``passages=False``, no sentence vectors, as a model that can't pool them."""
+        if self.passages:
+            return self.inner.encode_passages(texts, spans, progress)
+        return self.inner.encode(texts, progress), [None] * len(texts)
 
     def token_spans(self, texts):
         return self.inner.token_spans(texts)

@@ -10,7 +10,7 @@ import pytest
 
 from qa import Library, QuestionError, Settings
 from qa.chat import Answer, Quote, Turn, ask, context, contextual_queries, message_text
-from qa.search import Passage
+from qa.search import MAX_QUESTION_CHARS, Passage, check_question
 from qa.web.render import escape_markdown, passages_html, reply_markdown
 
 from conftest import ROOT, SEEDS, WIKINEWS
@@ -38,7 +38,7 @@ def test_message_text_reads_strings_and_blocks(content, text):
 
 def test_context_is_newest_first_and_carries_the_quotes():
     turns = [
-        Turn("Who traveled to Mexico City?", ("Blinken traveled.",), (3, 1)),
+        Turn("Who traveled to Mexico City?", ("Blinken traveled.",)),
         Turn("What about U.S. <policy>?"),
     ]
     assert context(turns) == ["What about U.S. <policy>?", "Who traveled to Mexico City? Blinken traveled."]
@@ -135,6 +135,19 @@ def test_empty_question_is_refused_with_a_message(seed_library, question):
 def test_a_question_of_10000_characters_is_answered(seed_library):
     answer = ask(seed_library, ("What did Blinken say about the cycle? " * 300)[:10_000], k=2)
     assert len(answer.passages) == 2 and len(answer.question) <= 1000
+
+
+def test_a_long_follow_up_keeps_its_context(seed_library):
+    """Review finding 9: the newest question is cut to half of what a search reads, so the joined query keeps
+    the earlier turn (cut to the same length as the question, the earlier turn was lost)."""
+    earlier = Turn("Who traveled to Mexico City?", ("Blinken traveled to Mexico City.",))
+    answer = ask(seed_library, "What did he say about the cycle? " * 300, [earlier], k=2)
+    searched = [check_question(q) for q in answer.queries]  # what Library.search reads of each query
+    assert len(searched[0]) <= MAX_QUESTION_CHARS // 2 and searched[1].endswith(earlier.text)
+
+
+def test_a_question_is_searched_up_to_2000_characters():
+    assert len(check_question("x " * 5000)) == MAX_QUESTION_CHARS == 2000
 
 
 @pytest.fixture(scope="module")

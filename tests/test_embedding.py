@@ -11,9 +11,7 @@ from conftest import FakeEmbedder
 def test_cached_embedder_embeds_each_text_once_and_round_trips(tmp_path, fake_embedder):
     calls = []
 
-    class Counting:
-        name, dim = fake_embedder.name, fake_embedder.dim
-
+    class Counting(FakeEmbedder):  # the whole Embedding protocol (review 23), counting what reaches encode
         def encode(self, texts, progress=None):
             calls.append(list(texts))
             return fake_embedder.encode(texts)
@@ -56,3 +54,37 @@ def test_every_embedder_satisfies_the_embedding_protocol(kind, real_embedder):
     assert len(token_spans) == len(texts)
     for text, tokens in zip(texts, token_spans, strict=True):
         assert tokens and all(0 <= start < end <= len(text) for start, end in tokens)
+
+
+class Venomous(FakeEmbedder):
+    """Refuses any batch holding VENOM, so a build falls back to embedding article by article."""
+
+    def encode_passages(self, texts, spans, progress=None):
+        if any("VENOM" in t for t in texts):
+            raise RuntimeError("the model choked")
+        return super().encode_passages(texts, spans, progress)
+
+
+def test_the_article_by_article_fallback_reports_progress_and_can_be_stopped(tiny_corpus, tmp_path):
+    """Review finding 18: the fallback ran without progress, so the panel froze and a stop was not heard."""
+    from qa import Library
+
+    (tiny_corpus / "venom.txt").write_text("A VENOM drop in the text.\n")
+    seen = []
+    lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=Venomous(), progress=_calls(seen))
+    assert len(lib.last_build.skipped) == 1 and seen and seen[-1][0] == seen[-1][1] > 0
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+    class GoneError(Exception):
+        pass
+
+    def gone(done, total):
+        raise GoneError()
+
+    (tiny_corpus / "more.txt").write_text("Fresh news about the harbour.\n")
+    with pytest.raises(GoneError):  # Venomous never calls it itself: only the fallback does
+        Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=Venomous(), full=True, progress=gone)
+
+
+def _calls(seen: list):
+    return lambda done, total: seen.append((done, total))

@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from qa.search import MAX_QUESTION_CHARS
 from qa.web.limits import MAX_PAGE_BYTES, MAX_SEARCH_BYTES, limit_for, parse_json
 
 from tests.test_app import post
@@ -128,7 +129,7 @@ def test_the_chat_endpoint_is_bounded_too(app_url):
 def test_a_long_question_is_never_echoed_back_longer_than_searched(app_url, client):
     long = QUESTION + " " + "x" * 50_000
     status, body = post(app_url, {"question": long, "k": 1})
-    assert status == 200 and len(body["question"]) == 1000
+    assert status == 200 and len(body["question"]) == MAX_QUESTION_CHARS
     history, _, _ = client.predict(long, [], 1, api_name="/chat")
     assert len(history[0]["content"]) < 1100  # the question as shown: cut, then escaped
 

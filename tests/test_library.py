@@ -7,7 +7,8 @@ import json
 import pytest
 
 import qa
-from qa import IndexMismatchError, Library, NoIndexError, Passage, QuestionError
+import qa.errors
+from qa import IndexMismatchError, Library, NoIndexError, Passage, QAError, QuestionError
 
 from conftest import SEEDS, WIKINEWS
 
@@ -42,6 +43,20 @@ def test_passage_fields_and_offsets(seed_library):
 def test_k_is_capped_at_the_index_size(seed_library):
     chunks = seed_library.info().chunks
     assert len(seed_library.search("security", k=1000)) == chunks
+
+
+def test_k_follows_the_one_rule_without_the_cap(seed_library):
+    """Review finding 15: Library.search takes k as check_k does (a whole 5.0 is 5), with no upper cap."""
+    assert len(seed_library.search("security", k=2.0)) == 2
+    assert len(seed_library.search("security", k=10**4000)) == seed_library.info().chunks  # not an SQL overflow
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.5, "5", True, "9" * 4000], ids=["0", "-1", "2.5", "str", "bool", "long"])
+def test_a_bad_k_is_refused_and_quoted_cut(seed_library, k):
+    """Review finding 14: Library.search quoted the refused k whole (a 4,000-digit k made a 4 KB error)."""
+    with pytest.raises(QuestionError, match="whole number 1 or more") as refused:
+        seed_library.search("security", k=k)
+    assert len(str(refused.value)) < 200
 
 
 @pytest.mark.parametrize("question", ["", "   ", "\n\t"])
@@ -101,6 +116,13 @@ def test_public_api_is_exactly_all():
     assert public == set(qa.__all__)
     for name in qa.__all__:
         assert getattr(qa, name).__doc__, f"{name} has no docstring"
+
+
+def test_every_error_is_public_and_no_folders_is_a_store_error():
+    """Review finding 16: UploadError was missing from qa.__all__, and "the index records no folders" was one."""
+    errors = {name for name, value in vars(qa.errors).items() if inspect.isclass(value) and issubclass(value, QAError)}
+    assert errors <= set(qa.__all__)
+    assert issubclass(qa.NoSourcesError, qa.StoreError) and not issubclass(qa.NoSourcesError, qa.ArticleError)
 
 
 # A few hand-checked questions, each about one Wikinews article, and the rank it must reach.

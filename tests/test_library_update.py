@@ -10,7 +10,7 @@ import time
 import pytest
 
 from qa import Library, Settings
-from qa.errors import UploadError
+from qa.errors import NoSourcesError
 from qa.store import lock
 from qa.web.adding import save_text, save_upload
 
@@ -74,10 +74,10 @@ def test_update_needs_to_know_the_collection_and_a_plain_build_records_it(tiny_c
     assert manifest.pop("sources") == [str(tiny_corpus.resolve())]
     manifest_path.write_text(json.dumps(manifest))  # as an index built before sources were recorded
     lib = Library.open(index, embedder=FakeEmbedder())
-    with pytest.raises(UploadError, match="does not record which folders it was built from"):
+    with pytest.raises(NoSourcesError, match="does not record which folders it was built from"):
         lib.update()
     save_upload(tmp_path / "inbox", "oil.txt", b"Oil rose above 100 dollars a barrel.\n")
-    with pytest.raises(UploadError, match="does not record"):  # never a rebuild from the new folder alone
+    with pytest.raises(NoSourcesError, match="does not record"):  # never a rebuild from the new folder alone
         lib.update(lib.update_paths(tmp_path / "inbox"))
     assert Library.open(index, embedder=FakeEmbedder()).info().articles == 3
     rebuilt = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())

@@ -26,7 +26,7 @@ import yaml
 from .. import articles
 from ..articles import Skipped
 from ..embedding import Progress
-from ..errors import QAError, UploadError
+from ..errors import NoSourcesError, QAError, UploadError
 from ..indexer import BuildReport
 from ..text import normalize
 
@@ -112,7 +112,7 @@ def add(
     """
     try:
         library.update_paths(folder)  # refuses before anything is saved when the index records no folders
-    except UploadError as e:
+    except NoSourcesError as e:
         return Added(Path(folder or "."), refused=[f"Nothing was added: {e}"])
     if folder is None:
         return Added(Path("."), refused=[NO_FOLDER])

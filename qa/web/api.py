@@ -13,6 +13,7 @@ the app (see qa.web.builds); requests without that token are refused.
 from __future__ import annotations
 
 import threading
+import typing
 from collections.abc import AsyncIterator
 from dataclasses import fields
 
@@ -22,7 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..config import MAX_CHUNK_TOKENS, MAX_OVERLAP_SENTENCES
-from ..errors import HandOffError, QAError
+from ..errors import HandOffError, QAError, QuestionError, StoreError
 from ..search import MAX_K, MAX_QUESTION_CHARS, Passage, check_k, check_question
 from . import builds
 from .limits import MAX_BUILD_BYTES, MAX_SEARCH_BYTES, parse_json
@@ -58,6 +59,12 @@ BUILD_BODY = {
     },
     "required": ["paths", "index_dir", "model", "chunk_tokens", "overlap_sentences"],
 }
+# What /api/search answers besides 200: the request's fault, or the index's (damaged on disk, say).
+SEARCH_REFUSALS = {
+    400: "not a question",
+    500: "the search failed (the message says why)",
+    503: "the index can't be read (the message says how to fix it)",
+}
 BUILD_REFUSALS = {
     401: "the build token was not given",
     409: "another index or model: `qa build` then builds by itself",
@@ -65,10 +72,10 @@ BUILD_REFUSALS = {
 }
 
 
-def _json_type(annotation: str) -> dict:
-    """The JSON Schema of a Passage field's annotation ("str", "int | None", ...)."""
-    names = {"str": "string", "int": "integer", "float": "number", "None": "null"}
-    types = [names[t.strip()] for t in annotation.split("|")]
+def _json_type(kind: object) -> dict:
+    """The JSON Schema of a Passage field's type (str, int | None, ...), read from the type, not its spelling."""
+    names = {str: "string", int: "integer", float: "number", type(None): "null"}
+    types = [names[t] for t in typing.get_args(kind) or (kind,)]
     return {"type": types[0] if len(types) == 1 else types}
 
 
@@ -84,7 +91,7 @@ SEARCH_ANSWER = {
             "items": {
                 "type": "object",
                 "properties": {
-                    **{f.name: _json_type(f.type) for f in fields(Passage)},
+                    **{name: _json_type(kind) for name, kind in typing.get_type_hints(Passage).items()},
                     "highlight": {"type": "string"},
                 },
                 "required": [f.name for f in fields(Passage)] + ["highlight"],
@@ -133,7 +140,7 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
                 return _error(422, f"Not a build request: {e}")
             return _BuildStream(builds.BuildJob(library, handed), request)
 
-    @api.post("/api/search", openapi_extra=_body(SEARCH_BODY, MAX_SEARCH_BYTES, {400: "not a question"}, SEARCH_ANSWER))
+    @api.post("/api/search", openapi_extra=_body(SEARCH_BODY, MAX_SEARCH_BYTES, SEARCH_REFUSALS, SEARCH_ANSWER))
     async def search(request: Request):  # async only to read the body; the search runs in a thread
         try:
             body = parse_json(await request.body())
@@ -145,9 +152,14 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
             return _error(400, 'The body must be a JSON object with a "question" and an optional "k".')
         try:
             question, k = check_question(body.get("question")), check_k(body.get("k", 5))
-            passages = await run_in_threadpool(_search, library, gate, question, k)
-        except QAError as e:
+        except QuestionError as e:
             return _error(400, str(e))
+        try:
+            passages = await run_in_threadpool(_search, library, gate, question, k)
+        except StoreError as e:  # the index, not the request: the message says how to fix it
+            return _error(503, str(e))
+        except QAError as e:
+            return _error(500, str(e))
         return {"question": question, "k": k, "passages": [p.as_dict() for p in passages]}
 
     return api

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import queue
-import reprlib
 import secrets
 import tempfile
 import threading
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..embedding import model_name
-from ..errors import HandOffError, QAError
+from ..errors import HandOffError, QAError, quoted
 from ..handoff import SERVER_FILE
 
 if TYPE_CHECKING:
@@ -104,11 +103,11 @@ def build_request(library: Library, body: object) -> BuildRequest:
         raise ValueError('"full" and "progress" must be true or false')
     index_dir = Path(library.settings.index_dir).resolve()
     if str(body.get("index_dir")) != str(index_dir):
-        raise HandOffError(f"this app serves {index_dir}, not {_shown(body.get('index_dir'))}")
+        raise HandOffError(f"this app serves {index_dir}, not {quoted(body.get('index_dir'))}")
     wanted = model_name(str(body.get("model")))  # the name the built index records
     served = library.embedder.name
     if wanted != served:
-        raise HandOffError(f"this app has model {served!r} loaded, not {_shown(wanted)}")
+        raise HandOffError(f"this app has model {served!r} loaded, not {quoted(wanted)}")
     settings = library.settings.with_(
         chunk_tokens=_whole(body, "chunk_tokens"), overlap_sentences=_whole(body, "overlap_sentences")
     )
@@ -182,7 +181,7 @@ def build_here(library: Library, request: BuildRequest, progress: Progress = Fal
 def _whole(body: dict, key: str) -> int:
     value = body.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f'"{key}" must be a whole number, got {_shown(value)}')
+        raise ValueError(f'"{key}" must be a whole number, got {quoted(value)}')
     return value
 
 
@@ -207,13 +206,6 @@ def _warnings_of_this_thread() -> Iterator[list[str]]:
         yield caught
     finally:
         root.removeHandler(handler)
-
-
-def _shown(value: object) -> str:
-    """``value`` for an error message: its repr, cut to a couple of hundred characters (never the request back)."""
-    short = reprlib.Repr()
-    short.maxstring, short.maxother, short.maxlong = 240, 240, 40
-    return short.repr(value)
 
 
 def _reachable(host: str) -> str:

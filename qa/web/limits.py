@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-# /api/search: a question (qa reads 1,000 characters of it) and k.
+# /api/search: a question (qa reads 2,000 characters of it, search.MAX_QUESTION_CHARS) and k.
 MAX_SEARCH_BYTES = 64 * 2**10
 # /api/build: the paths `qa build` names (a shell glob of thousands of files is fine).
 MAX_BUILD_BYTES = 4 * 2**20

@@ -54,7 +54,7 @@ def respond(library, message, history, k, turns) -> tuple[list[dict], str, str, 
     except QAError as e:
         raise gr.Error(str(e)) from None
     history += [
-        {"role": "user", "content": render.escape_markdown(text)},
+        {"role": "user", "content": render.escape_markdown(answer.question)},  # as the chat searched it
         {"role": "assistant", "content": render.reply_markdown(answer)},
     ]
     return history, render.passages_html(answer), "", (*turns, answer.turn)
