@@ -26,7 +26,7 @@ import yaml
 from .. import articles
 from ..articles import Skipped
 from ..embedding import Progress
-from ..errors import NoSourcesError, QAError, UploadError
+from ..errors import NoSourcesError, QAError, UploadError, quoted
 from ..indexer import BuildReport
 from ..text import normalize
 
@@ -346,5 +346,5 @@ def _slug(title: str) -> str:
 
 
 def _shown(name: str) -> str:
-    """The user's name for the file, safe to show in a message."""
-    return repr(str(name)[:120])
+    """The user's name for the file as a message quotes it (``qa.errors.quoted``: cut when long)."""
+    return quoted(str(name))
