@@ -396,14 +396,15 @@ def profiled(fn):
     stats = pstats.Stats(profile).stats
     own = sorted(stats.items(), key=lambda item: -item[1][2])[:5]
     store = sorted(
-        ((k, v) for k, v in stats.items() if k[0].endswith(os.path.join("qa", "store.py"))), key=lambda i: -i[1][3]
+        ((k, v) for k, v in stats.items() if k[0].endswith(os.path.join("qa", "store.py")) and k[2][0] != "<"),
+        key=lambda i: -i[1][3],
     )[:8]
     return (
         result,
         seconds,
         {
             "own": [f"{_call(name)} {s[2]:.2f} s" for (_, _, name), s in own],
-            "store": [f"{name} {s[3]:.2f} s" for (_, _, name), s in store],
+            "store": [f"store.{name} {s[3]:.2f} s" for (_, _, name), s in store],
         },
     )
 
