@@ -89,6 +89,15 @@ def main() -> int:
     return 0
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Stop an app started for a benchmark: SIGTERM (it removes its .server file), then SIGKILL after 15 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def memory_mb(pid: int) -> tuple[float, float]:
     """Process ``pid``'s resident memory now and its peak so far (VmRSS, VmHWM from /proc), in MB."""
     status = Path(f"/proc/{pid}/status").read_text()
@@ -122,11 +131,7 @@ class App:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop(self.proc)
 
 
 def time_to_first_answer(index: Path) -> float:

@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.app import memory_mb  # noqa: E402
+from bench.app import memory_mb, stop  # noqa: E402
 from bench.report import write_section  # noqa: E402
 from qa.config import Settings  # noqa: E402
 
@@ -157,11 +157,7 @@ class App:
         return self.log.read_text("utf-8", "replace")[-3000:]
 
     def __exit__(self, *exc) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop(self.proc)
 
 
 def run(app: App, index: Path, rounds: int, memory: dict) -> dict[str, list[tuple[Answer, tuple[float, float]]]]:
