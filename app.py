@@ -18,11 +18,8 @@ import time
 from pathlib import Path
 
 from qa import Library, QAError, Settings
-from qa.config import offline
 from qa.errors import NoIndexError
-from qa.web.adding import collection_folder
-
-offline()  # before gradio or huggingface_hub are imported: no analytics, no telemetry, no downloads
+from qa.web.adding import collection_folder  # importing qa.web sets the offline environment (config.offline)
 
 # Searches are CPU-bound: a few at once keep every core busy; more would only thrash.
 DEFAULT_CONCURRENCY = 4
