@@ -11,7 +11,6 @@ overhead is the ratio of the medians. Then the median latency of one `search`.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -39,12 +38,13 @@ def main() -> None:
             began = time.perf_counter()
             lib = Library.build([args.articles], index_dir=Path(tmp) / "index", embedder=embedder, full=True)
             builds.append(time.perf_counter() - began)
-            texts = _column(lib, "SELECT text FROM chunks ORDER BY id")
+            store = lib.store
+            texts = [row.text for _, row in sorted(store.chunks(store.chunk_ids()).items())]
             began = time.perf_counter()
             embedder.encode(texts, progress=False)
             encodes.append(time.perf_counter() - began)
             print(f"round {n + 1}: build {builds[-1]:.1f} s, encode {encodes[-1]:.1f} s", file=sys.stderr)
-        latencies = _search_latencies(lib, _column(lib, "SELECT title FROM articles ORDER BY id")[:200])
+        latencies = _search_latencies(lib, _titles(lib)[:200])
         info = lib.info()
     build_s, encode_s = statistics.median(builds), statistics.median(encodes)
     chunks = info.chunks
@@ -66,13 +66,11 @@ median **{statistics.median(latencies) * 1000:.1f} ms**, 95th percentile {p95(la
     write_section("build", "Build throughput and search latency", body, "python bench/build.py")
 
 
-def _column(lib: Library, sql: str) -> list[str]:
-    """The first column of ``sql`` over the live generation's metadata."""
-    db = sqlite3.connect(lib.store.path / "meta.sqlite")
-    try:
-        return [row[0] for row in db.execute(sql)]
-    finally:
-        db.close()
+def _titles(lib: Library) -> list[str]:
+    """The titles of the indexed articles, in the order of their ids."""
+    store = lib.store
+    rows = store.chunks(store.chunk_ids())
+    return [title for _, title in sorted({(r.article_id, r.title) for r in rows.values()})]
 
 
 def _search_latencies(lib: Library, questions: list[str]) -> list[float]:

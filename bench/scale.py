@@ -43,8 +43,9 @@ Measures (keys of ``--json``)
 - ``fts_p50_ms``/``fts_p95_ms``: ``Store.lexical`` alone (100 candidates, as the search asks) on the same questions.
 - ``dense_recall_at_10``: ``Store.dense`` top 10 against an exact search over the generated vectors
   (regenerated here), chunks matched by (article, offset).
-- ``needle_hit_at_5_exact``: the same hits with exact dense search. Today's index is exact, so it is the
-  same run; once an approximate index exists, this needs a setting that forces exact search.
+- ``needle_hit_at_5_exact``: the hits of the first ``EXACT_QUESTIONS`` questions with exact dense search
+  (``QA_DENSE_SEARCH=exact``: every vector scanned), against ``needle_hit_at_5_same_questions``, the
+  default search's hits on those same questions.
 - ``update_one_article_s``: ``Library.build`` of a partial collection holding one changed needle article
   (what the app's "Add articles" does), in process, model loaded, reopening included; then the original
   is restored the same way (``update_restore_s``), so the index is reused as built.
@@ -95,6 +96,7 @@ BATCH = 5000  # distractor chunks generated and written per batch
 NOISE = 0.03
 TURN = 0.12
 K = 5
+EXACT_QUESTIONS = 300  # asked again with exact dense search, which scans every vector
 # Issue 12's targets at 1M chunks: (key, comparison, bound, as the table shows it).
 TARGETS = [
     ("search_p50_ms", "<=", 50, "≤ 50 ms"),
@@ -159,7 +161,6 @@ def run(args: argparse.Namespace) -> dict:
         **built,
         **{k: v for k, v in served.items() if k not in ("dense_top10", "qvecs")},
         "dense_recall_at_10": recall,
-        "needle_hit_at_5_exact": served["needle_hit_at_5"],
         **update,
         "update_share_of_index": round(update["update_bytes_written"] / size["bytes"], 4),
         "index_bytes": size["bytes"],
@@ -438,7 +439,7 @@ def sample_questions(count: int) -> list[list[str]]:
 def serve_in_fresh_process(index_dir: Path, questions: list) -> dict:
     """``serve`` run in a new Python process, so that its memory is a server's, not this build's."""
     qvecs = index_dir.with_name(index_dir.name + "-questions.npy")
-    job = json.dumps({"questions": questions, "qvecs": str(qvecs)})
+    job = json.dumps({"questions": questions, "qvecs": str(qvecs), "exact_questions": EXACT_QUESTIONS})
     done = subprocess.run(
         [sys.executable, __file__, "--serve", str(index_dir)], input=job, capture_output=True, text=True
     )
@@ -491,8 +492,16 @@ def serve(index_dir: Path, job: dict) -> None:
         dense.append(1000 * (time.perf_counter() - began))
         rows = store.chunks(ids)
         top.append([[rows[i].article_id, rows[i].start] for i in ids])
+    # The same questions with exact dense search (every vector scanned: slow at scale, so a subset).
+    subset = questions[: job["exact_questions"]]
+    exact = Library.open(index_dir, embedder=model, settings=Settings(dense_search="exact"))
+    exact_hits = [any(p.article_id == gold for p in exact.search(q, k=K)) for q, gold in subset]
+    exact.close()
     figures = {
         "ann": lib.manifest.get("ann", "exact (IndexFlatIP)"),  # format 1 records nothing: it is always exact
+        "needle_hit_at_5_exact": round(sum(exact_hits) / len(exact_hits), 4),
+        "needle_hit_at_5_same_questions": round(sum(hits[: len(subset)]) / len(subset), 4),
+        "exact_questions": len(subset),
         "open_s": round(open_s, 3),
         "rss_mb": peak,
         "rss_after_mb": resident,
@@ -667,10 +676,12 @@ def table(r: dict) -> str:
         f"| {names[key]} | {shown[key]} | {text} | {met(r[key], comparison, bound)} |"
         for key, comparison, bound, text in TARGETS
     ]
-    gap = round(r["needle_hit_at_5_exact"] - r["needle_hit_at_5"], 4)
+    gap = round(r["needle_hit_at_5_exact"] - r["needle_hit_at_5_same_questions"], 4)
     rows.append(
-        f"| needle hit@5: gold paragraph in the top 5 (with exact dense search: {r['needle_hit_at_5_exact']}) | "
-        f"{r['needle_hit_at_5']} | ≥ exact − 0.01 | {met(gap, '<=', 0.01)} |"
+        f"| needle hit@5: gold paragraph in the top 5 (all questions: {r['needle_hit_at_5']}; on the first "
+        f"{r['exact_questions']}: {r['needle_hit_at_5_same_questions']}, with exact dense search "
+        f"{r['needle_hit_at_5_exact']}) | {r['needle_hit_at_5_same_questions']} | ≥ exact − 0.01 | "
+        f"{met(gap, '<=', 0.01)} |"
     )
     files = ", ".join(f"{name} {size / 1e6:,.1f}" for name, size in r["index_files"].items())
     tables = ", ".join(f"{name} {size / 1e6:,.1f}" for name, size in list(r["sqlite_tables"].items())[:6])

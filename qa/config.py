@@ -59,6 +59,11 @@ class Settings:
     reranker: str = ""
     # Below this cosine between question and best passage, the chat (chat.ask) says nothing relevant was found.
     min_similarity: float = 0.3
+    # Dense index of each segment: "auto" (exact up to dense.EXACT_UP_TO vectors, IVF above), "flat", or
+    # "ivf" with parameters ("ivf:nlist=4096,nprobe=32,rescore=100"). Applies to what a build writes.
+    dense_index: str = "auto"
+    # "index": search each segment's own index; "exact": scan every vector (slow at scale; for comparisons).
+    dense_search: str = "index"
     # The app's "Add articles" panel refuses a file or text whose indexing would take longer (estimated).
     max_add_seconds: float = 600.0
 
@@ -80,6 +85,12 @@ class Settings:
             raise ValueError(f"rrf_k must be 0 or more, got {quoted(self.rrf_k)}")
         if self.answer_candidates < 0 or self.answer_weight < 0:
             raise ValueError("answer_candidates and answer_weight must be 0 or more")
+        if self.dense_index != "auto":
+            from .dense import check_setting
+
+            check_setting(self.dense_index)
+        if self.dense_search not in ("index", "exact"):
+            raise ValueError(f"dense_search must be index or exact, got {quoted(self.dense_search)}")
         if self.max_add_seconds <= 0:
             raise ValueError(f"max_add_seconds must be above 0, got {quoted(self.max_add_seconds)}")
         if not -1.0 <= self.min_similarity <= 1.0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -40,6 +41,7 @@ class BuildReport:
     full_reason: str = ""
     seconds: float = 0.0
     notices: list[str] = field(default_factory=list)
+    resumed: int = 0  # passages an interrupted build had embedded, reused
 
     def summary(self) -> str:
         parts = [
@@ -49,8 +51,9 @@ class BuildReport:
             f"{self.unchanged} unchanged",
             f"{len(self.skipped)} skipped",
         ]
+        resumed = f" (resumed: {self.resumed} more embedded by an interrupted build)" if self.resumed else ""
         return (
-            f"Articles: {', '.join(parts)}. Embedded {self.chunks_embedded} chunks; "
+            f"Articles: {', '.join(parts)}. Embedded {self.chunks_embedded} chunks{resumed}; "
             f"the index holds {self.chunks_total} chunks. ({self.seconds:.1f} s)"
         )
 
@@ -146,7 +149,8 @@ def build(
             same_sources = (
                 not collection.paths or base is None or base.manifest.get("sources") == list(collection.paths)
             )
-            if base is not None and not removed and same_sources and all(old.get(a.id) == a.hash for a in found):
+            same_dense = base is not None and base.manifest.get("dense_index", "auto") == settings.dense_index
+            if same_dense and not removed and same_sources and all(old.get(a.id) == a.hash for a in found):
                 unchanged = len(old) if partial else len(found)
                 seconds = time.perf_counter() - began
                 chunks = base.manifest["chunks"]
@@ -159,7 +163,7 @@ def build(
             todo = [a for a in found if base is None or old.get(a.id) != a.hash]
             if collection.paths:
                 manifest["sources"] = list(collection.paths)
-            embedded, total, failed = _write(settings, manifest, base, todo, removed, old, embedder, progress)
+            embedded, total, failed, resumed = _write(settings, manifest, base, todo, removed, old, embedder, progress)
         finally:
             if base is not None:
                 base.close()
@@ -179,6 +183,7 @@ def build(
         full_reason,
         time.perf_counter() - began,
         notices=collection.notices,
+        resumed=resumed,
     )
 
 
@@ -204,6 +209,9 @@ def _taken_in(collection: Collection, base: Store | None, settings: Settings, em
     return replace(collection, articles=kept, skipped=collection.skipped + copies)
 
 
+BATCH_CHARS = 1_500_000  # article text chunked and embedded per step (~2,000 passages): what a build holds
+
+
 def _write(
     settings: Settings,
     manifest: dict,
@@ -213,27 +221,104 @@ def _write(
     old: dict[str, str],
     embedder,
     progress: Progress,
-) -> tuple[int, int, list[Skipped]]:
+) -> tuple[int, int, list[Skipped], int]:
     """Write the next generation: ``base`` minus removed and changed articles, plus ``todo``.
 
-    An article that fails to chunk or embed is left out, with a warning, and the build goes on.
-    Returns (chunks embedded, chunks in the new generation, the articles left out)."""
-    writer = Writer(settings.index_dir, manifest, base)
+    Articles stream through chunking, embedding and writing a batch at a time, so memory stays bounded
+    whatever their number; what a killed build already wrote out is reused. An article that fails to
+    chunk or embed is left out, with a warning, and the build goes on. Returns (chunks embedded, chunks
+    in the new generation, the articles left out, chunks reused from a killed build)."""
+    writer = Writer(settings.index_dir, manifest, base, settings.dense_index)
     try:
         if base is not None:
             writer.remove(removed + [a.id for a in todo if a.id in old])
-        todo, pieces, failed = _chunk_each(todo, settings, embedder)
+        todo = [a for a in todo if not writer.reuse(a)]
+        if writer.reused:
+            log.warning("resuming an interrupted build: %d passages it embedded are reused", writer.reused)
         pause_point("embedding")
-        todo, pieces, (vectors, sentences), lost = _embed_articles(todo, pieces, embedder, progress)
-        offset = 0
-        for article, cs in zip(todo, pieces, strict=True):
-            writer.add(article, cs, vectors[offset : offset + len(cs)], sentences[offset : offset + len(cs)])
-            offset += len(cs)
+        bar = _Bar(progress, sum(len(a.text) for a in todo))
+        embedded, failed = 0, []
+        try:
+            for batch in _batches(todo):
+                kept, pieces, lost = _chunk_each(batch, settings, embedder)
+                kept, pieces, (vectors, sentences), lost_embedding = _embed_articles(kept, pieces, embedder, bar.step)
+                offset = 0
+                for article, cs in zip(kept, pieces, strict=True):
+                    end = offset + len(cs)
+                    writer.add(article, cs, vectors[offset:end], sentences[offset:end])
+                    offset = end
+                embedded += offset
+                failed += lost + lost_embedding
+                bar.done_with(sum(len(a.text) for a in batch), offset)
+        finally:
+            bar.close()
         writer.commit()
     except BaseException:
         writer.abort()
         raise
-    return offset, writer.manifest["chunks"], failed + lost
+    return embedded, writer.manifest["chunks"], failed, writer.reused
+
+
+def _batches(articles: list[Article]):
+    batch, chars = [], 0
+    for a in articles:
+        batch.append(a)
+        chars += len(a.text)
+        if chars >= BATCH_CHARS:
+            yield batch
+            batch, chars = [], 0
+    if batch:
+        yield batch
+
+
+class _Bar:
+    """Progress over a build's batches, in passages: the total is estimated from the characters left
+    (passages per character so far), so a bar shows the rate and the time left from the first batch on.
+
+    ``progress`` as for ``Library.build``: a function gets (passages done, passages estimated)."""
+
+    def __init__(self, progress: Progress, chars: int) -> None:
+        self.chars_left = chars
+        self.done = 0
+        self.per_char = 1 / 700  # about right for news and Wikipedia with the default chunking
+        self.report = progress if callable(progress) else None
+        self.tqdm = None
+        estimate = self.total()
+        if not callable(progress) and (
+            progress is True or (progress is None and sys.stderr.isatty() and estimate > 256)
+        ):
+            from tqdm.auto import tqdm
+
+            self.tqdm = tqdm(total=estimate, desc="Embedding", unit="passage", file=sys.stderr)
+        self._in_batch = 0
+
+    def total(self) -> int:
+        return self.done + round(self.chars_left * self.per_char)
+
+    def step(self, done: int, total: int) -> None:
+        """What ``_embed_articles`` reports within a batch."""
+        if self.tqdm is not None:
+            self.tqdm.update(done - self._in_batch)
+        self._in_batch = done
+        if self.report is not None:
+            self.report(self.done + done, max(self.total(), self.done + total))
+
+    def done_with(self, chars: int, passages: int) -> None:
+        seen = self.chars_total_seen = getattr(self, "chars_total_seen", 0) + chars
+        self.done += passages
+        self.chars_left = max(0, self.chars_left - chars)
+        self.per_char = self.done / seen if seen and self.done else self.per_char
+        if self.tqdm is not None:
+            self.tqdm.total = self.total()
+            self.tqdm.n = self.done
+            self.tqdm.refresh()
+        if self.report is not None:
+            self.report(self.done, self.total())
+        self._in_batch = 0
+
+    def close(self) -> None:
+        if self.tqdm is not None:
+            self.tqdm.close()
 
 
 def _chunk_each(todo: list[Article], settings: Settings, embedder) -> tuple[list[Article], list[list], list[Skipped]]:
@@ -328,7 +413,7 @@ def _base(settings: Settings, manifest: dict, full: bool) -> tuple[Store | None,
     except (CorruptIndexError, IndexMismatchError) as e:
         log.warning("rebuilding everything: %s", e)
         return None, {}, f"the old index is unusable ({e})"
-    old = dict(base.manifest["article_hashes"])
+    old = base.article_hashes()
     reason = "--full was asked for" if full else ""
     for key, value in manifest.items():
         if not reason and base.manifest.get(key) != value:

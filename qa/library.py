@@ -39,6 +39,7 @@ class IndexInfo:
     built_at: str
     chunk_tokens: int
     generation: str
+    dense: str  # what dense search uses: each kind of segment, e.g. "ivf:nlist=4000,nprobe=32,rescore=100 (1 segment)"
 
 
 class Library:
@@ -190,7 +191,9 @@ class Library:
         if settings is None:
             manifest = self.manifest
             settings = self.settings.with_(
-                chunk_tokens=manifest["chunk_tokens"], overlap_sentences=manifest.get("overlap_sentences")
+                chunk_tokens=manifest["chunk_tokens"],
+                overlap_sentences=manifest.get("overlap_sentences"),
+                dense_index=manifest.get("dense_index"),
             )
         return settings.with_(index_dir=self.settings.index_dir)
 
@@ -258,18 +261,23 @@ class Library:
     def info(self) -> IndexInfo:
         store = self._fresh()[0]
         m = store.manifest
-        size = sum(f.stat().st_size for f in Path(store.path).iterdir() if f.is_file())
         return IndexInfo(
             str(self.settings.index_dir),
             m["model"],
             m["dim"],
             m["articles"],
             m["chunks"],
-            size,
+            store.size(),
             m["built_at"],
             m["chunk_tokens"],
             store.generation,
+            m.get("ann", ""),
         )
+
+    def check(self) -> list[str]:
+        """Verify every file of the live generation (checksums, the database, counts): what is wrong,
+        empty when nothing is. Reads the whole index: minutes at millions of chunks."""
+        return self._fresh()[0].check()
 
     def _fresh(self) -> tuple[Store, object]:
         """The live generation and its model: reopened when a build has swapped in a new one.

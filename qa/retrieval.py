@@ -30,7 +30,7 @@ def candidates(
     # The full-text query needs no vector: it runs while the model encodes the question.
     lexical_job = _LEXICAL.submit(store.lexical, question, n) if settings.mode != "dense" else None
     qvec = embedder.encode([question], progress=False)[0]
-    dense = store.dense(qvec, n) if settings.mode != "lexical" else []
+    dense = store.dense(qvec, n, exact=settings.dense_search == "exact") if settings.mode != "lexical" else []
     lexical = lexical_job.result() if lexical_job else []
     if settings.mode == "dense":
         return qvec, dense

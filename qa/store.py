@@ -1,19 +1,28 @@
-"""The index directory on disk: FAISS vectors, SQLite metadata and full-text index, a manifest.
+"""The index directory on disk: SQLite metadata and full-text index, dense vectors in immutable segments.
 
-Layout (every generation is immutable once written; ``CURRENT`` names the live one)::
+Layout (format 2)::
 
     index/
-      CURRENT               "gen-000007": switched with an atomic rename
-      .lock                 held by the one build allowed at a time
-      gen-000007/
-        manifest.json       format, model, dimension, settings, counts, per-article hashes
-        vectors.faiss       IndexIDMap2(IndexFlatIP): ids are chunk ids
-        meta.sqlite         articles, chunks, chunks_fts (FTS5, BM25), sentences (spans and
-                            vectors of each chunk's sentences, for the answer stage)
+      CURRENT                    "data-000002/gen-000009": the live generation, switched by an atomic rename
+      .lock                      held by the one build allowed at a time
+      data-000002/
+        meta.sqlite              (WAL) articles (text stored once, hashes), chunks (offsets, packed sentence
+                                 vectors), chunks_fts (contentless FTS5, BM25), segments, tombstones, generations
+        seg-000004.faiss, .ids   dense segments (see dense.py), written once, never changed
+        seg-000011.faiss, .ids, .f16
+      .next-data-000003/         a full rebuild under way (kept if it is killed, and resumed)
 
-A build copies the live generation into ``.tmp-*``, changes it, then renames it
-to the next ``gen-*`` and swaps ``CURRENT``; a crash at any point leaves the
-live generation untouched. This is the only module that touches FAISS.
+Generations are versions of one database: each article row records the generation that added it and the
+one that removed it, and a reader of generation G sees exactly the rows added at or before G and not yet
+removed at G. A build of G+1 adds rows (in batches, committed as it goes, so a killed build resumes from
+them), then in one transaction marks what it removed, records the generation, and only then swaps
+``CURRENT``: readers see G or G+1, never a mix, and a crash at any point leaves G whole. A removed
+chunk's vector stays in its segment, hidden by a tombstone, until segments of a similar size are merged
+(as Lucene does), so an update writes in proportion to what changed. Rows and segments that neither the
+live generation nor the one before it can see are deleted by the next build.
+
+A full rebuild (a new model or chunking) writes a new data directory beside the live one and swaps
+``CURRENT`` to it. FAISS is touched only by dense.py.
 """
 
 from __future__ import annotations
@@ -26,37 +35,48 @@ import os
 import re
 import shutil
 import sqlite3
+import struct
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
 
+from . import dense
 from .errors import CorruptIndexError, IndexLockedError, IndexMismatchError, NoIndexError
 from .text import fts_query
 
-FORMAT = 1
-FILES = ("manifest.json", "vectors.faiss", "meta.sqlite")
-MANIFEST_KEYS = frozenset({"format", "model", "dim", "chunks", "article_hashes", "next_chunk_id", "files"})
+FORMAT = 2
+NEVER = 1 << 62  # "removed" of a row no generation has removed
+FLUSH_CHUNKS = 20_000  # chunks a build holds before writing them out as a batch (a segment and its rows)
+MERGE_FACTOR = 4  # this many segments of one size tier are merged into one
+_CURRENT = re.compile(r"(data-\d{6})/gen-(\d{6,})")
 
 SCHEMA = """
-CREATE TABLE articles (id TEXT PRIMARY KEY, title TEXT, source TEXT, date TEXT, url TEXT,
-                       path TEXT, hash TEXT, text TEXT);
-CREATE TABLE chunks (id INTEGER PRIMARY KEY, article_id TEXT NOT NULL, idx INTEGER,
-                     start INTEGER, end INTEGER, text TEXT);
-CREATE INDEX chunks_article ON chunks(article_id);
-CREATE VIRTUAL TABLE chunks_fts USING fts5(text, tokenize='porter unicode61 remove_diacritics 2');
+PRAGMA journal_mode = WAL;
+CREATE TABLE articles (row INTEGER PRIMARY KEY, id TEXT NOT NULL, title TEXT, source TEXT, date TEXT, url TEXT,
+                       path TEXT, hash TEXT NOT NULL, text_key INTEGER, text TEXT NOT NULL,
+                       added INTEGER NOT NULL, removed INTEGER NOT NULL);
+CREATE INDEX articles_id ON articles(id);
+CREATE INDEX articles_text ON articles(text_key);
+CREATE INDEX articles_added ON articles(added);
+CREATE INDEX articles_removed ON articles(removed);
+CREATE TABLE chunks (id INTEGER PRIMARY KEY, article INTEGER NOT NULL, idx INTEGER NOT NULL, start INTEGER NOT NULL,
+                     end INTEGER NOT NULL, segment INTEGER, sentences BLOB);
+CREATE INDEX chunks_article ON chunks(article);
+CREATE INDEX chunks_segment ON chunks(segment);
+CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='', tokenize='porter unicode61 remove_diacritics 2');
+CREATE TABLE segments (id INTEGER PRIMARY KEY, record TEXT NOT NULL, added INTEGER NOT NULL,
+                       dropped INTEGER NOT NULL);
+CREATE TABLE tombstones (chunk INTEGER PRIMARY KEY, segment INTEGER NOT NULL, gen INTEGER NOT NULL);
+CREATE INDEX tombstones_segment ON tombstones(segment);
+CREATE TABLE generations (gen INTEGER PRIMARY KEY, manifest TEXT NOT NULL);
+CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-# Added after format 1 was out: indexes without it still open (their sentences are encoded when asked).
-SENTENCES = """
-CREATE TABLE IF NOT EXISTS sentences (chunk_id INTEGER NOT NULL, start INTEGER, end INTEGER, vector BLOB);
-CREATE INDEX IF NOT EXISTS sentences_chunk ON sentences(chunk_id);
-"""
+_VISIBLE = "a.added <= :gen AND a.removed > :gen"
 
 
 @dataclass(frozen=True)
@@ -77,127 +97,152 @@ class ChunkRow:
 class Store:
     """A read-only view of one generation of the index. Safe to share between threads."""
 
-    def __init__(self, path: Path, manifest: dict, index: faiss.Index, db: sqlite3.Connection) -> None:
-        self.path = path
+    def __init__(self, index_dir: Path, name: str, manifest: dict, db: sqlite3.Connection) -> None:
+        self.index_dir = Path(index_dir)
+        self.generation = name  # what CURRENT said: "data-000002/gen-000009"
+        self.path = self.index_dir / name.split("/")[0]
+        self.gen = int(name.split("-")[-1])
         self.manifest = manifest
-        self._index = index
         self._db = db
         self._lock = threading.Lock()
+        self._segments: dict[int, dense.Segment] = {}
         try:
-            self._has_sentences = bool(self._rows("SELECT 1 FROM sqlite_master WHERE name = 'sentences'"))
+            records = dict(self._rows("SELECT id, record FROM segments WHERE added <= ?", (self.gen,)))
+            for seg_id, kind in manifest["segments"]:
+                stem = self.path / _segment_name(seg_id)
+                problems = (
+                    dense.verify(stem, json.loads(records[seg_id]), checksums=False)
+                    if seg_id in records
+                    else [f"{stem} is not recorded in meta.sqlite"]
+                )
+                if problems:
+                    raise CorruptIndexError(f"{problems[0]}. {_REBUILD.format(self.index_dir)}")
+                hidden = self._rows("SELECT chunk FROM tombstones WHERE segment = ? AND gen <= ?", (seg_id, self.gen))
+                try:
+                    self._segments[seg_id] = dense.Segment(stem, kind, np.array([i for (i,) in hidden], dtype=np.int64))
+                except (RuntimeError, ValueError, OSError) as e:
+                    raise CorruptIndexError(
+                        f"{stem} can't be read ({dense.message(e)}). {_REBUILD.format(self.index_dir)}"
+                    ) from None
+            self._hidden = self._rows(
+                "SELECT count(*) FROM chunks WHERE article IN "
+                "(SELECT row FROM articles WHERE added > :gen OR removed <= :gen)",
+                {"gen": self.gen},
+            )[0][0]
         except BaseException:  # nobody else holds the connection to close it
             db.close()
             raise
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike) -> Store:
-        """Open the live generation of ``index_dir``.
+        """Open the live generation of ``index_dir``: a few small reads whatever its size (files are
+        checked when written and by ``check``, not here).
 
-        Raises NoIndexError when nothing was built there, CorruptIndexError (saying
-        to rebuild) when a file is missing, truncated or fails its checksum.
+        Raises NoIndexError when nothing was built there, IndexMismatchError for an index of another
+        format, CorruptIndexError (saying how to rebuild) when what CURRENT names is missing or damaged.
         """
         index_dir = Path(index_dir)
         for attempt in range(5):
-            gen = current_generation(index_dir)
-            if gen is None:
-                if (index_dir / "CURRENT").exists():
-                    raise CorruptIndexError(
-                        f"{index_dir}/CURRENT does not name a generation (gen-NNNNNN). {_REBUILD.format(index_dir)}"
-                    )
-                raise NoIndexError(f"No index at {index_dir}/. Run `qa build seeds/ --index {index_dir}` first.")
+            name = current_generation(index_dir)
+            if name is None:
+                raise _no_generation(index_dir)
             try:
-                return cls._open_generation(index_dir / gen)
+                return cls._open_generation(index_dir, name)
             except CorruptIndexError:
                 # A build swapped CURRENT and collected this generation while we read it: try the new one.
-                if current_generation(index_dir) == gen and (index_dir / gen).is_dir():
+                if current_generation(index_dir) == name:
                     raise
             time.sleep(0.02 * (attempt + 1))
-        raise CorruptIndexError(f"{index_dir}/CURRENT names {gen}, which is missing. {_REBUILD.format(index_dir)}")
+        raise CorruptIndexError(f"{index_dir}/CURRENT names {name}, which is missing. {_REBUILD.format(index_dir)}")
 
     @classmethod
-    def _open_generation(cls, path: Path) -> Store:
-        index_dir = path.parent
-        if not path.is_dir():
-            raise CorruptIndexError(f"{path} is missing. {_REBUILD.format(index_dir)}")
+    def _open_generation(cls, index_dir: Path, name: str) -> Store:
+        data = index_dir / name.split("/")[0]
+        gen = int(name.split("-")[-1])
+        if not (data / "meta.sqlite").is_file():
+            raise CorruptIndexError(f"{data}/meta.sqlite is missing. {_REBUILD.format(index_dir)}")
         try:
-            manifest = json.loads((path / "manifest.json").read_text("utf-8"))
-        except (OSError, ValueError) as e:
-            raise CorruptIndexError(f"{path}/manifest.json is unreadable ({e}). {_REBUILD.format(index_dir)}") from None
-        if not isinstance(manifest, dict) or not MANIFEST_KEYS <= manifest.keys():
-            raise CorruptIndexError(f"{path}/manifest.json is not a qa manifest. {_REBUILD.format(index_dir)}")
-        if manifest.get("format") != FORMAT:
-            raise IndexMismatchError(
-                f"{index_dir}/ was written in index format {manifest.get('format')}; this qa reads format "
-                f"{FORMAT}. {_REBUILD.format(index_dir)}"
+            db = sqlite3.connect(f"file:{data / 'meta.sqlite'}?mode=ro", uri=True, check_same_thread=False)
+            row = db.execute("SELECT manifest FROM generations WHERE gen = ?", (gen,)).fetchone()
+        except sqlite3.DatabaseError as e:
+            with contextlib.suppress(Exception):
+                db.close()
+            raise CorruptIndexError(f"{data}/meta.sqlite can't be read ({e}). {_REBUILD.format(index_dir)}") from None
+        try:
+            manifest = json.loads(row[0]) if row else None
+        except ValueError:
+            manifest = None
+        if not isinstance(manifest, dict) or not {"format", "model", "dim", "chunks", "segments"} <= manifest.keys():
+            db.close()
+            raise CorruptIndexError(
+                f"{data}/meta.sqlite is damaged: it does not hold generation {gen}, which CURRENT names. "
+                f"{_REBUILD.format(index_dir)}"
             )
-        _verify_files(path, manifest)
-        try:
-            index = faiss.read_index(str(path / "vectors.faiss"))
-        except RuntimeError as e:
-            raise _unreadable(path, e) from None
-        try:
-            db = sqlite3.connect(f"file:{path / 'meta.sqlite'}?mode=ro&immutable=1", uri=True, check_same_thread=False)
-        except sqlite3.DatabaseError as e:
-            raise _unreadable(path, e) from None
-        try:  # a failed open leaves no connection behind
-            db.execute("SELECT count(*) FROM chunks").fetchone()
-        except sqlite3.DatabaseError as e:
-            db.close()
-            raise _unreadable(path, e) from None
-        if index.ntotal != manifest["chunks"] or index.d != manifest["dim"]:
-            db.close()
-            raise CorruptIndexError(f"{path}/vectors.faiss does not match its manifest. {_REBUILD.format(index_dir)}")
-        return cls(path, manifest, index, db)  # which closes db if it raises
+        return cls(index_dir, name, manifest, db)  # which closes db if it raises
 
-    @property
-    def generation(self) -> str:
-        return self.path.name
-
-    def dense(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """(chunk id, cosine similarity) of the ``k`` nearest chunks."""
-        k = min(k, self._index.ntotal)
+    def dense(self, vector: np.ndarray, k: int, exact: bool = False) -> list[tuple[int, float]]:
+        """(chunk id, cosine similarity) of the ``k`` nearest chunks; ``exact`` scans every vector even
+        where a segment has an approximate index."""
         if k <= 0:
             return []
-        scores, ids = self._index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), k)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        found = [hit for seg in self._segments.values() for hit in seg.search(vector, k, exact)]
+        return sorted(found, key=lambda hit: -hit[1])[:k]
 
     def lexical(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the ``k`` best full-text matches; higher is better."""
         match = fts_query(query)
         if not match or k <= 0:
             return []
-        rows = self._rows(
-            "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
-            (match, k),
-        )
-        return [(int(i), -float(s)) for i, s in rows]
+        limit = k + self._hidden + 16  # rows of other generations may come first: asked for, then left out
+        while True:
+            rows = self._rows(
+                "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
+                (match, limit),
+            )
+            seen = self._visible([i for i, _ in rows])
+            found = [(int(i), -float(s)) for i, s in rows if i in seen]
+            if len(found) >= k or len(rows) < limit:  # enough, or every match
+                return found[:k]
+            limit *= 4
+
+    def _visible(self, ids: list[int]) -> set[int]:
+        marks = ",".join("?" * len(ids))
+        return {
+            r[0]
+            for r in self._rows(
+                f"SELECT c.id FROM chunks c JOIN articles a ON a.row = c.article WHERE c.id IN ({marks}) "
+                f"AND a.added <= ? AND a.removed > ?",
+                [*ids, self.gen, self.gen],
+            )
+        }
 
     def vectors(self, ids: Iterable[int]) -> np.ndarray:
         """The stored vectors of the given chunk ids, in order."""
-        ids = list(ids)
+        ids = [int(i) for i in ids]
+        out = np.zeros((len(ids), self.manifest["dim"]), dtype=np.float32)
         if not ids:
-            return np.zeros((0, self._index.d), dtype=np.float32)
-        return np.vstack([self._index.reconstruct(int(i)) for i in ids])
+            return out
+        where = dict(self._rows(f"SELECT id, segment FROM chunks WHERE id IN ({','.join('?' * len(ids))})", ids))
+        by_segment: dict[int, list[int]] = {}
+        for n, i in enumerate(ids):
+            by_segment.setdefault(where[i], []).append(n)
+        for seg_id, slots in by_segment.items():
+            out[slots] = self._segments[seg_id].vectors(np.array([ids[n] for n in slots], dtype=np.int64))
+        return out
 
     def sentences(self, ids: Iterable[int]) -> dict[int, tuple[list[tuple[int, int]], np.ndarray]]:
         """Stored sentences of the given chunks: chunk id -> (article-offset spans, unit vectors).
 
-        Chunks built without sentence vectors (an older index, a model that doesn't
-        mean-pool its tokens) are missing from the answer.
+        Chunks built without sentence vectors (a model that doesn't mean-pool its tokens) are missing.
         """
         ids = list(ids)
-        if not ids or not self._has_sentences:
+        if not ids:
             return {}
-        marks = ",".join("?" * len(ids))
         rows = self._rows(
-            f"SELECT chunk_id, start, end, vector FROM sentences WHERE chunk_id IN ({marks}) ORDER BY rowid", ids
+            f"SELECT id, sentences FROM chunks WHERE id IN ({','.join('?' * len(ids))}) AND sentences IS NOT NULL",
+            ids,
         )
-        found: dict[int, tuple[list, list]] = {}
-        for chunk_id, start, end, blob in rows:
-            spans, vectors = found.setdefault(chunk_id, ([], []))
-            spans.append((start, end))
-            vectors.append(np.frombuffer(blob, dtype=np.float16))
-        return {i: (spans, np.vstack(vectors).astype(np.float32)) for i, (spans, vectors) in found.items()}
+        return {i: unpack_sentences(blob) for i, blob in rows}
 
     def chunks(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
         """Chunk rows with their article metadata, by chunk id."""
@@ -206,32 +251,109 @@ class Store:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self._rows(
-            "SELECT c.id, c.article_id, c.text, c.start, c.end, a.title, a.source, a.date, a.url "
-            f"FROM chunks c JOIN articles a ON a.id = c.article_id WHERE c.id IN ({marks})",
+            "SELECT c.id, a.id, substr(a.text, c.start + 1, c.end - c.start), c.start, c.end, a.title, a.source, "
+            f"a.date, a.url FROM chunks c JOIN articles a ON a.row = c.article WHERE c.id IN ({marks})",
             ids,
         )
         return {r[0]: ChunkRow(*r) for r in rows}
 
-    def articles_with_texts(self, texts: Iterable[str]) -> dict[str, list[str]]:
-        """The indexed articles whose text is exactly one of ``texts``: text -> their ids.
+    def chunk_ids(self) -> list[int]:
+        """The ids of every chunk of this generation, ascending (a million at 1M chunks: for checks)."""
+        return [
+            i
+            for (i,) in self._rows(
+                f"SELECT c.id FROM chunks c JOIN articles a ON a.row = c.article WHERE {_VISIBLE} ORDER BY c.id",
+                {"gen": self.gen},
+            )
+        ]
 
-        One pass over the stored articles per 500 texts: an addition checks its articles
-        against the collection without reading the collection's files.
-        """
+    def article_hashes(self) -> dict[str, str]:
+        """Article id -> content hash of every article in this generation."""
+        return dict(self._rows(f"SELECT a.id, a.hash FROM articles a WHERE {_VISIBLE}", {"gen": self.gen}))
+
+    def articles_with_texts(self, texts: Iterable[str]) -> dict[str, list[str]]:
+        """The indexed articles whose text is exactly one of ``texts``: text -> their ids (by an index
+        on the texts' hashes, whatever the collection's size)."""
         texts = list(dict.fromkeys(texts))
         found: dict[str, list[str]] = {}
         for n in range(0, len(texts), 500):  # under SQLite's limit on parameters
-            part = texts[n : n + 500]
+            part = {text_key(t): t for t in texts[n : n + 500]}
             marks = ",".join("?" * len(part))
-            for article_id, text in self._rows(f"SELECT id, text FROM articles WHERE text IN ({marks})", part):
-                found.setdefault(text, []).append(article_id)
+            for article_id, key, text in self._rows(
+                f"SELECT a.id, a.text_key, a.text FROM articles a WHERE a.text_key IN ({marks}) "
+                "AND a.added <= ? AND a.removed > ?",
+                [*part, self.gen, self.gen],
+            ):
+                if part.get(key) == text:
+                    found.setdefault(text, []).append(article_id)
         return found
 
     def article_text(self, article_id: str) -> str:
-        rows = self._rows("SELECT text FROM articles WHERE id = ?", (article_id,))
+        rows = self._rows(
+            f"SELECT a.text FROM articles a WHERE a.id = :id AND {_VISIBLE}", {"id": article_id, "gen": self.gen}
+        )
         return rows[0][0] if rows else ""
 
-    def _rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+    def size(self) -> int:
+        """Bytes on disk of this generation's data directory."""
+        return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+
+    def check(self) -> list[str]:
+        """Full verification, reading every file: what is wrong, empty when nothing is."""
+        problems: list[str] = []
+        for part in (self._check_segments, self._check_database, self._check_articles, self._check_counts):
+            try:
+                problems += part()
+            except CorruptIndexError as e:
+                problems.append(str(e).split(". Rebuild it")[0])
+        return list(dict.fromkeys(problems))
+
+    def _check_segments(self) -> list[str]:
+        found = []
+        for seg_id, record in self._rows(
+            "SELECT id, record FROM segments WHERE added <= :gen AND dropped > :gen", {"gen": self.gen}
+        ):
+            found += dense.verify(self.path / _segment_name(seg_id), json.loads(record))
+        return found
+
+    def _check_database(self) -> list[str]:
+        db = self.path / "meta.sqlite"
+        found = [f"{db}: {result}" for (result,) in self._rows("PRAGMA integrity_check") if result != "ok"]
+        try:  # a read-only connection can't run FTS5's check: a connection of its own
+            with contextlib.closing(sqlite3.connect(db)) as rw:
+                rw.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 0)")
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e):
+                found.append(f"{db}: the full-text index is damaged ({e})")
+            # else a build holds the database: its full text is checked by the next `qa check`
+        except sqlite3.DatabaseError as e:
+            found.append(f"{db}: the full-text index is damaged ({e})")
+        return found
+
+    def _check_articles(self) -> list[str]:
+        bad = [
+            aid
+            for aid, title, source, date, url, text, digest in self._rows(
+                f"SELECT a.id, a.title, a.source, a.date, a.url, a.text, a.hash FROM articles a WHERE {_VISIBLE}",
+                {"gen": self.gen},
+            )
+            if _article_hash(title, source, date, url, text) != digest
+        ]
+        return [f"{self.path / 'meta.sqlite'}: article {aid!r} does not match its hash" for aid in bad[:20]]
+
+    def _check_counts(self) -> list[str]:
+        chunks = self._rows(
+            f"SELECT count(*) FROM chunks c JOIN articles a ON a.row = c.article WHERE {_VISIBLE}", {"gen": self.gen}
+        )[0][0]
+        live = sum(seg.live for seg in self._segments.values())
+        if chunks == self.manifest["chunks"] == live:
+            return []
+        return [
+            f"{self.path / 'meta.sqlite'}: generation {self.gen} records {self.manifest['chunks']} chunks, "
+            f"its rows hold {chunks} and its vectors {live}"
+        ]
+
+    def _rows(self, sql: str, params: Sequence | dict = ()) -> list[tuple]:
         """The rows of a query; a damaged meta.sqlite is a CorruptIndexError that names it and the fix."""
         try:
             with self._lock:
@@ -240,7 +362,7 @@ class Store:
             raise
         except sqlite3.DatabaseError as e:
             raise CorruptIndexError(
-                f"{self.path / 'meta.sqlite'} is damaged ({e}). {_REBUILD.format(self.path.parent)}"
+                f"{self.path / 'meta.sqlite'} is damaged ({e}). {_REBUILD.format(self.index_dir)}"
             ) from None
 
     def close(self) -> None:
@@ -249,116 +371,472 @@ class Store:
 
 
 def current_generation(index_dir: Path) -> str | None:
+    """What ``CURRENT`` names ("data-000002/gen-000009"), or None when it is missing or names nothing."""
     try:
-        gen = (Path(index_dir) / "CURRENT").read_bytes().decode("ascii", "replace").strip()
+        name = (Path(index_dir) / "CURRENT").read_bytes().decode("ascii", "replace").strip()
     except OSError:  # missing (no index yet), or not a file: Store.open tells the two apart
         return None
-    return gen if re.fullmatch(r"gen-\d+", gen) else None
+    return name if _CURRENT.fullmatch(name) else None
+
+
+def _no_generation(index_dir: Path) -> Exception:
+    current = index_dir / "CURRENT"
+    old = current.read_bytes().decode("ascii", "replace").strip() if current.is_file() else ""
+    if re.fullmatch(r"gen-\d+", old) and (index_dir / old / "manifest.json").is_file():
+        return IndexMismatchError(
+            f"{index_dir}/ was written in index format 1 by an older qa; this qa reads format {FORMAT}. "
+            f"Upgrade it with `qa build --full --index {index_dir}` (your articles are read again and re-embedded)."
+        )
+    if current.exists():
+        return CorruptIndexError(
+            f"{index_dir}/CURRENT does not name a generation (data-NNNNNN/gen-NNNNNN). {_REBUILD.format(index_dir)}"
+        )
+    return NoIndexError(f"No index at {index_dir}/. Run `qa build seeds/ --index {index_dir}` first.")
 
 
 class Writer:
-    """Writes the next generation: a copy of ``base`` (or an empty index) changed in a temp dir."""
+    """Writes the next generation. ``base``: the live generation to change, in place; None: a new data
+    directory, written from scratch (resumed from a killed build's batches when its ``manifest`` matches).
 
-    def __init__(self, index_dir: Path, manifest: dict, base: Store | None = None) -> None:
+    Call ``reuse`` for articles that a killed build already embedded, ``remove`` and ``add`` for the
+    changes, then ``commit``. Added chunks are written out every ``FLUSH_CHUNKS`` as they come.
+    """
+
+    def __init__(self, index_dir: Path, manifest: dict, base: Store | None = None, dense_index: str = "auto") -> None:
         self.index_dir = Path(index_dir)
         self.index_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.index_dir))
         self.manifest = dict(manifest)
+        self.dense_index = dense.check_setting(dense_index)
+        self.base = base
+        key = json.dumps({k: manifest.get(k) for k in ("model", "dim", "chunk_tokens", "overlap_sentences")})
         if base is not None:
-            self._index = faiss.read_index(str(base.path / "vectors.faiss"))
-            shutil.copyfile(base.path / "meta.sqlite", self.tmp / "meta.sqlite")
-            self._db = sqlite3.connect(self.tmp / "meta.sqlite")
-            self.hashes = dict(base.manifest["article_hashes"])
-            self.next_id = int(base.manifest["next_chunk_id"])
+            self.data, self.fresh = base.path, False
+            self.gen = base.gen + 1
         else:
-            self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(manifest["dim"]))
-            self._db = sqlite3.connect(self.tmp / "meta.sqlite")
+            self.data, self.fresh = self._fresh_directory(key), True
+            live = current_generation(self.index_dir)
+            self.gen = int(live.split("-")[-1]) + 1 if live else 1
+        new = not (self.data / "meta.sqlite").exists()
+        self._db = sqlite3.connect(self.data / "meta.sqlite", isolation_level=None)
+        self._db.execute("PRAGMA synchronous = FULL")
+        if new:
             self._db.executescript(SCHEMA)
-            self.hashes, self.next_id = {}, 0
-        self._db.executescript(SENTENCES)
+            self._set_state("key", key)
+        else:
+            self._db.execute("PRAGMA journal_mode = WAL")
+        committed = self._db.execute("SELECT max(gen) FROM generations").fetchone()[0]
+        self.committed = committed if committed is not None else -1
+        # Rows a killed build of this data directory added: kept to be reused, relabelled as this build's.
+        self._pending = {
+            (aid, digest): row
+            for row, aid, digest in self._db.execute(
+                "SELECT row, id, hash FROM articles WHERE added > ?", (self.committed,)
+            )
+        }
+        self._db.execute("BEGIN")
+        self._db.execute("UPDATE articles SET added = ? WHERE added > ?", (self.gen, self.committed))
+        self._db.execute("UPDATE segments SET added = ? WHERE added > ?", (self.gen, self.committed))
+        self._db.execute("COMMIT")
+        self.reused = 0
+        self._claimed: set[int] = set()
+        self._removed: list[str] = []
+        self._buffer: list[tuple] = []  # (article, chunks, vectors, sentences) not yet written out
+        self._buffered = 0
+        self.next_id = int(self._state("next_chunk_id", "0"))
+
+    def _fresh_directory(self, key: str) -> Path:
+        """The directory of a full rebuild: a killed one's with the same model and chunking, or a new one."""
+        for old in sorted(self.index_dir.glob(".next-data-*")):
+            try:
+                db = sqlite3.connect(f"file:{old / 'meta.sqlite'}?mode=ro", uri=True)
+                try:
+                    same = db.execute("SELECT value FROM state WHERE key = 'key'").fetchone() == (key,)
+                finally:
+                    db.close()
+            except sqlite3.DatabaseError:
+                same = False
+            if same:
+                return old
+            shutil.rmtree(old, ignore_errors=True)
+        nums = [int(p.name[-6:]) for p in self.index_dir.glob("data-*") if p.name[-6:].isdigit()]
+        path = self.index_dir / f".next-data-{max(nums, default=0) + 1:06d}"
+        path.mkdir()
+        return path
+
+    def reuse(self, article) -> bool:
+        """Take ``article`` as a killed build embedded it, if one did (same id and content): True if so."""
+        row = self._pending.get((article.id, article.hash))
+        if row is None:
+            return False
+        self._claimed.add(row)
+        self.reused += self._db.execute("SELECT count(*) FROM chunks WHERE article = ?", (row,)).fetchone()[0]
+        return True
 
     def remove(self, article_ids: Iterable[str]) -> None:
-        """Drop these articles and their chunks from vectors, metadata and full text."""
-        for aid in article_ids:
-            ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE article_id = ?", (aid,))]
-            if ids:
-                self._index.remove_ids(np.array(ids, dtype=np.int64))
-                self._db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
-                self._db.executemany("DELETE FROM sentences WHERE chunk_id = ?", [(i,) for i in ids])
-                self._db.execute("DELETE FROM chunks WHERE article_id = ?", (aid,))
-            self._db.execute("DELETE FROM articles WHERE id = ?", (aid,))
-            self.hashes.pop(aid, None)
+        """Drop these articles from the next generation (marked as it commits)."""
+        self._removed += list(article_ids)
 
     def add(self, article, chunks, vectors: np.ndarray, sentences: Sequence | None = None) -> None:
         """Add one article (an ``articles.Article``), its chunks and their vectors.
 
         ``sentences``: per chunk, None or (spans in the article, one vector per span).
         """
-        ids = np.arange(self.next_id, self.next_id + len(chunks), dtype=np.int64)
-        self.next_id += len(chunks)
-        self._db.execute(
-            "INSERT OR REPLACE INTO articles VALUES (?,?,?,?,?,?,?,?)",
-            (
-                article.id,
-                article.title,
-                article.source,
-                article.date,
-                article.url,
-                article.path,
-                article.hash,
-                article.text,
-            ),
-        )
-        rows = [(int(i), article.id, c.index, c.start, c.end, c.text) for i, c in zip(ids, chunks, strict=True)]
-        self._db.executemany("INSERT INTO chunks VALUES (?,?,?,?,?,?)", rows)
-        self._db.executemany("INSERT INTO chunks_fts(rowid, text) VALUES (?,?)", [(r[0], r[5]) for r in rows])
-        for i, found in zip(ids, sentences or (), strict=False):
-            if found is not None:
-                spans, vecs = found
-                self._db.executemany(
-                    "INSERT INTO sentences VALUES (?,?,?,?)",
-                    [(int(i), s, e, v.astype(np.float16).tobytes()) for (s, e), v in zip(spans, vecs, strict=True)],
-                )
-        if len(chunks):
-            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
-        self.hashes[article.id] = article.hash
+        self._buffer.append((article, chunks, np.asarray(vectors, dtype=np.float32), sentences))
+        self._buffered += len(chunks)
+        if self._buffered >= FLUSH_CHUNKS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write out the buffered articles as rows and one segment, committed: a build killed after
+        this resumes from them."""
+        if not self._buffer:
+            return
+        first = self.next_id
+        ids = np.arange(first, first + self._buffered, dtype=np.int64)
+        vectors = [v for _, cs, v, _ in self._buffer if len(cs)]
+        seg_id = None
+        if len(ids):
+            seg_id, writer = self._segment_writer(len(ids))
+            writer.add(ids, np.concatenate(vectors))
+            record = writer.finish()
+        self._db.execute("BEGIN")
+        if seg_id is not None:
+            self._db.execute("INSERT INTO segments VALUES (?,?,?,?)", (seg_id, json.dumps(record), self.gen, NEVER))
+        next_id = first
+        for article, chunks, _, sentences in self._buffer:
+            row = self._db.execute(
+                "INSERT INTO articles (id, title, source, date, url, path, hash, text_key, text, added, removed) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    article.id,
+                    article.title,
+                    article.source,
+                    article.date,
+                    article.url,
+                    article.path,
+                    article.hash,
+                    text_key(article.text),
+                    article.text,
+                    self.gen,
+                    NEVER,
+                ),
+            ).lastrowid
+            self._claimed.add(row)
+            self._db.executemany(
+                "INSERT INTO chunks VALUES (?,?,?,?,?,?,?)",
+                [
+                    (next_id + n, row, c.index, c.start, c.end, seg_id, pack_sentences(found, c.start))
+                    for n, (c, found) in enumerate(zip(chunks, _padded(sentences, len(chunks)), strict=True))
+                ],
+            )
+            self._db.executemany(
+                "INSERT INTO chunks_fts(rowid, text) VALUES (?,?)",
+                [(next_id + n, c.text) for n, c in enumerate(chunks)],
+            )
+            next_id += len(chunks)
+        self.next_id = next_id
+        self._set_state("next_chunk_id", str(next_id))
+        self._db.execute("COMMIT")
+        self._buffer, self._buffered = [], 0
+        pause_point("batch")
+
+    def _segment_writer(self, count: int) -> tuple[int, dense.SegmentWriter]:
+        """A new segment's id (taken at once: a killed build never reuses it) and its writer."""
+        seg_id = int(self._state("next_segment", "1"))
+        self._set_state("next_segment", str(seg_id + 1))
+        kind = dense.choose(self.dense_index, count)
+        return seg_id, dense.SegmentWriter(self.data / _segment_name(seg_id), self.manifest["dim"], kind)
 
     def commit(self) -> Path:
-        """Write the files, then make this generation the live one; returns its path."""
-        self._db.commit()
-        n_articles = self._db.execute("SELECT count(*) FROM articles").fetchone()[0]
-        self._db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
-        self._db.commit()
-        self._db.close()
-        faiss.write_index(self._index, str(self.tmp / "vectors.faiss"))
+        """Make the next generation live; returns its data directory."""
+        self.flush()
+        removing = self._rows_of(self._removed)
+        unclaimed = [r for r in self._pending.values() if r not in self._claimed]  # a killed build's, unwanted
+        gone = self._chunks_of(removing + unclaimed)
+        written = [(group, *self._merged(group, gone)) for group in self._plan_merges(gone)]
         pause_point("writing")
+        db = self._db
+        db.execute("BEGIN")
+        gen = {"gen": self.gen}
+        self._forget(unclaimed)
+        db.executemany(
+            "INSERT OR REPLACE INTO tombstones VALUES (?,?,?)",
+            [(i, seg, self.gen) for i, seg in gone.items() if seg is not None],
+        )
+        db.executemany("UPDATE articles SET removed = ? WHERE row = ?", [(self.gen, r) for r in removing])
+        for group, seg_id, record, moved in written:
+            db.executemany("UPDATE segments SET dropped = ? WHERE id = ?", [(self.gen, s) for s in group])
+            if seg_id is None:
+                continue
+            db.execute("INSERT INTO segments VALUES (?,?,?,?)", (seg_id, json.dumps(record), self.gen, NEVER))
+            db.execute(
+                "UPDATE chunks SET segment = ? WHERE id IN (SELECT value FROM json_each(?))",
+                (seg_id, json.dumps(moved)),
+            )
+        segments = [
+            (s, json.loads(r)["kind"])
+            for s, r in db.execute(
+                "SELECT id, record FROM segments WHERE added <= :gen AND dropped > :gen ORDER BY id", gen
+            )
+        ]
+        # Counted from what changed, not by reading every row: an update costs what it changes.
+        new = db.execute("SELECT count(*) FROM articles WHERE added = ?", (self.gen,)).fetchone()[0]
+        new_chunks = db.execute(
+            "SELECT count(*) FROM chunks WHERE article IN (SELECT row FROM articles WHERE added = ?)", (self.gen,)
+        ).fetchone()[0]
+        before = self.base.manifest if self.base is not None else {"articles": 0, "chunks": 0}
+        counts = (
+            before["articles"] + new - len(removing),
+            before["chunks"] + new_chunks - len(self._chunks_of(removing)),
+        )
         self.manifest.update(
             format=FORMAT,
-            articles=n_articles,
-            chunks=int(self._index.ntotal),
-            next_chunk_id=self.next_id,
+            articles=counts[0],
+            chunks=counts[1],
             built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            article_hashes=self.hashes,
-            files={n: (self.tmp / n).stat().st_size for n in FILES[1:]},
-            sha256={n: _sha256(self.tmp / n) for n in FILES[1:]},
+            dense_index=self.dense_index,
+            segments=segments,
+            ann=describe(segments),
         )
-        _write_durably(self.tmp / "manifest.json", json.dumps(self.manifest, indent=1, sort_keys=True))
-        for name in FILES[1:]:
-            _fsync(self.tmp / name)
-        gen = f"gen-{_next_generation(self.index_dir):06d}"
+        db.execute("INSERT INTO generations VALUES (?, ?)", (self.gen, json.dumps(self.manifest, sort_keys=True)))
+        if self.fresh:
+            db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+        db.execute("COMMIT")
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        db.close()
+        data = self.data
+        if self.fresh:
+            dense.fsync(self.data)
+            data = self.index_dir / self.data.name.removeprefix(".next-")
+            os.rename(self.data, data)
+            dense.fsync(self.index_dir)
+            pause_point("renamed")
         previous = current_generation(self.index_dir)
-        os.rename(self.tmp, self.index_dir / gen)
-        _fsync(self.index_dir)
-        pause_point("renamed")
-        _write_durably(self.index_dir / "CURRENT", gen + "\n")
+        _write_durably(self.index_dir / "CURRENT", f"{data.name}/gen-{self.gen:06d}\n")
         pause_point("swapped")
-        _collect_garbage(self.index_dir, keep={gen, previous})
-        return self.index_dir / gen
+        collect_garbage(self.index_dir, previous)
+        return data
+
+    def _rows_of(self, article_ids: list[str]) -> list[int]:
+        """The rows of these articles that the generation before this one holds."""
+        found = []
+        for aid in dict.fromkeys(article_ids):
+            found += [
+                r
+                for (r,) in self._db.execute(
+                    "SELECT row FROM articles WHERE id = ? AND added < ? AND removed = ?", (aid, self.gen, NEVER)
+                )
+            ]
+        return found
+
+    def _chunks_of(self, rows: list[int]) -> dict[int, int | None]:
+        """Chunk id -> segment of the chunks of these article rows."""
+        found: dict[int, int | None] = {}
+        for row in rows:
+            found.update(self._db.execute("SELECT id, segment FROM chunks WHERE article = ?", (row,)).fetchall())
+        return found
+
+    def _forget(self, rows: list[int]) -> None:
+        """Delete article rows that no generation can see, with their chunks and their full text."""
+        for row in rows:
+            _delete_article(self._db, row)
+
+    def _live_segments(self) -> list[tuple[int, dict]]:
+        return [
+            (s, json.loads(r))
+            for s, r in self._db.execute(
+                "SELECT id, record FROM segments WHERE added <= :gen AND dropped > :gen ORDER BY id", {"gen": self.gen}
+            )
+        ]
+
+    def _plan_merges(self, gone: dict[int, int | None]) -> list[list[int]]:
+        """Groups of segments to merge into one: this build's batches; any segment of the wrong kind for
+        its size or with more hidden vectors than visible ones; any size tier of ``MERGE_FACTOR`` segments.
+        ``gone``: chunks this build hides (chunk id -> segment)."""
+        live = self._live_segments()
+        hidden = dict(self._db.execute("SELECT segment, count(*) FROM tombstones GROUP BY segment").fetchall())
+        for seg in gone.values():
+            hidden[seg] = hidden.get(seg, 0) + 1
+        alive = {s: rec["count"] - hidden.get(s, 0) for s, rec in live}
+        groups: list[list[int]] = []
+        for s, rec in live:
+            wrong_kind = _wrong_kind(self.dense_index, rec, alive[s])
+            if alive[s] > 0 and (wrong_kind or alive[s] * 2 < rec["count"]):
+                groups.append([s])
+        taken = {s for group in groups for s in group}
+        new = [s for s, _ in live if s not in taken and self._added_now(s)]
+        if len(new) > 1:
+            groups.append(new)
+            taken.update(new)
+        tiers: dict[int, list[int]] = {}
+        for s, _ in live:
+            if s not in taken and alive[s] > 0:
+                tiers.setdefault(len(str(alive[s])), []).append(s)
+        groups += [group for group in tiers.values() if len(group) >= MERGE_FACTOR]
+        # A segment left with nothing visible is dropped: merged into nothing.
+        groups += [[s] for s, _ in live if alive[s] <= 0 and s not in taken]
+        return groups
+
+    def _added_now(self, seg_id: int) -> bool:
+        return self._db.execute("SELECT added FROM segments WHERE id = ?", (seg_id,)).fetchone()[0] == self.gen
+
+    def _merged(self, group: list[int], gone: dict[int, int | None]) -> tuple[int | None, dict, list[int]]:
+        """Write one segment of the visible vectors of ``group``: (its id, its record, the chunk ids it
+        holds); (None, {}, []) when none is visible."""
+        sources = []
+        for seg_id in group:
+            record = json.loads(self._db.execute("SELECT record FROM segments WHERE id = ?", (seg_id,)).fetchone()[0])
+            skip = {i for (i,) in self._db.execute("SELECT chunk FROM tombstones WHERE segment = ?", (seg_id,))}
+            skip.update(i for i, seg in gone.items() if seg == seg_id)
+            segment = dense.Segment(self.data / _segment_name(seg_id), record["kind"], np.array(sorted(skip)))
+            sources.append(segment)
+        total = sum(seg.live for seg in sources)
+        if not total:
+            return None, {}, []
+        seg_id, writer = self._segment_writer(total)
+        moved = []
+        for segment in sources:
+            for ids, vectors in segment.blocks(segment.excluded):
+                writer.add(ids, vectors)
+                moved += ids.tolist()
+        return seg_id, writer.finish(), moved
+
+    def _state(self, key: str, default: str) -> str:
+        row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def _set_state(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
 
     def abort(self) -> None:
+        """Stop without a new generation. Batches already written stay, for the next build to reuse."""
+        with contextlib.suppress(Exception):
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
         with contextlib.suppress(Exception):
             self._db.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def describe(segments: list[tuple[int, str]]) -> str:
+    """What dense search uses, for people: "ivf:nlist=4000,nprobe=32,rescore=100 (1 segment) + flat (2 segments)"."""
+    kinds: dict[str, int] = {}
+    for _, kind in segments:
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return " + ".join(f"{k} ({n} segment{'s' if n > 1 else ''})" for k, n in kinds.items()) or "none"
+
+
+def collect_garbage(index_dir: Path, previous: str | None) -> None:
+    """Delete what neither the live generation nor ``previous`` (which readers may still be opening) can
+    see: rows and segments of their data directory, other data directories, killed builds' leftovers."""
+    live = current_generation(index_dir)
+    keep = {n.split("/")[0] for n in (live, previous) if n}
+    for old in [*index_dir.glob("data-*"), *index_dir.glob("gen-*"), *index_dir.glob(".next-data-*")]:
+        if old.name not in keep:
+            shutil.rmtree(old, ignore_errors=True)
+    if live is None:
+        return
+    oldest = int(previous.split("-")[-1]) if previous and previous.split("/")[0] == live.split("/")[0] else None
+    if oldest is None:
+        return
+    data = index_dir / live.split("/")[0]
+    db = sqlite3.connect(data / "meta.sqlite", isolation_level=None)
+    try:
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("BEGIN")
+        for (row,) in db.execute("SELECT row FROM articles WHERE removed <= ?", (oldest,)).fetchall():
+            _delete_article(db, row)
+        dropped = [
+            (s, json.loads(r)) for s, r in db.execute("SELECT id, record FROM segments WHERE dropped <= ?", (oldest,))
+        ]
+        for seg_id, _ in dropped:
+            db.execute("DELETE FROM tombstones WHERE segment = ?", (seg_id,))
+            db.execute("DELETE FROM segments WHERE id = ?", (seg_id,))
+        db.execute("DELETE FROM generations WHERE gen < ?", (oldest,))
+        db.execute("COMMIT")
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        db.close()
+    for seg_id, record in dropped:
+        for path in dense.segment_files(data / _segment_name(seg_id), record["kind"]):
+            path.unlink(missing_ok=True)
+
+
+def recover(index_dir: Path) -> None:
+    """After a build was killed between its last commit and the swap of CURRENT: finish the swap
+    (that generation is whole). Called by ``lock`` before anything else."""
+    live = current_generation(index_dir)
+    if live is None:
+        return
+    data = index_dir / live.split("/")[0]
+    try:
+        db = sqlite3.connect(f"file:{data / 'meta.sqlite'}?mode=ro", uri=True)
+        try:
+            newest = db.execute("SELECT max(gen) FROM generations").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return  # the build that follows finds it unusable and rebuilds
+    if newest is not None and newest > int(live.split("-")[-1]):
+        _write_durably(index_dir / "CURRENT", f"{data.name}/gen-{newest:06d}\n")
+
+
+def pack_sentences(found, chunk_start: int) -> bytes | None:
+    """One chunk's sentences as stored: their count, spans (relative to the chunk) and float16 vectors."""
+    if found is None:
+        return None
+    spans, vectors = found
+    vectors = np.asarray(vectors, dtype=np.float16)
+    rel = np.asarray([(s - chunk_start, e - chunk_start) for s, e in spans], dtype=np.int32).reshape(-1)
+    return struct.pack("<IiI", len(spans), chunk_start, vectors.shape[1]) + rel.tobytes() + vectors.tobytes()
+
+
+def unpack_sentences(blob: bytes) -> tuple[list[tuple[int, int]], np.ndarray]:
+    n, start, d = struct.unpack_from("<IiI", blob)
+    rel = np.frombuffer(blob, dtype=np.int32, count=2 * n, offset=12).reshape(n, 2) + start
+    vectors = np.frombuffer(blob, dtype=np.float16, count=n * d, offset=12 + 8 * n).reshape(n, d)
+    return [(int(s), int(e)) for s, e in rel], vectors.astype(np.float32)
+
+
+def _delete_article(db: sqlite3.Connection, row: int) -> None:
+    """Delete an article row, its chunks and their full text (a contentless FTS5 table is told the text)."""
+    text = db.execute("SELECT text FROM articles WHERE row = ?", (row,)).fetchone()[0]
+    chunks = db.execute("SELECT id, start, end FROM chunks WHERE article = ?", (row,)).fetchall()
+    db.executemany(
+        "INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', ?, ?)",
+        [(i, text[s:e]) for i, s, e in chunks],
+    )
+    db.execute("DELETE FROM chunks WHERE article = ?", (row,))
+    db.execute("DELETE FROM articles WHERE row = ?", (row,))
+
+
+def text_key(text: str) -> int:
+    """A 63-bit key of a text, for finding copies by an index."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:8], "big") >> 1
+
+
+def _article_hash(title: str, source: str, date: str, url: str, text: str) -> str:
+    h = hashlib.sha256()
+    for part in (title, source, date, url, text):
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()[:32]
+
+
+def _wrong_kind(setting: str, record: dict, alive: int) -> bool:
+    """Whether a segment (its ``record``, ``alive`` vectors visible) should be rewritten under the setting:
+    under ``auto`` only a flat one grown past exact search's range (none is rewritten back as deletions
+    shrink it); under a named kind, one written under another setting."""
+    if setting == "auto":
+        return dense.choose(setting, alive).name == "ivf" and not record["kind"].startswith("ivf")
+    return str(dense.choose(setting, record["count"])) != record["kind"]
+
+
+def _padded(sentences: Sequence | None, n: int) -> list:
+    return list(sentences or [None] * n)[:n] + [None] * max(0, n - len(sentences or ()))
+
+
+def _segment_name(seg_id: int) -> str:
+    return f"seg-{seg_id:06d}"
 
 
 @contextlib.contextmanager
@@ -379,8 +857,9 @@ def lock(index_dir: Path) -> Iterator[None]:
         f.write(f"process {os.getpid()}")
         f.flush()
         try:
-            for stale in index_dir.glob(".tmp-*"):  # left by a build that was killed
+            for stale in index_dir.glob(".tmp-*"):  # left by builds of qa before format 2
                 shutil.rmtree(stale, ignore_errors=True)
+            recover(index_dir)
             yield
         finally:
             f.truncate(0)
@@ -390,54 +869,9 @@ def lock(index_dir: Path) -> Iterator[None]:
 _REBUILD = "Rebuild it with `qa build --full --index {0}`."
 
 
-def _next_generation(index_dir: Path) -> int:
-    nums = [int(p.name[4:]) for p in index_dir.glob("gen-*") if p.name[4:].isdigit()]
-    return max(nums, default=0) + 1
-
-
-def _collect_garbage(index_dir: Path, keep: set[str | None]) -> None:
-    """Delete every generation but ``keep``: the live one and its predecessor, which readers may
-    still be opening. Orphans of builds killed between rename and swap go too."""
-    for old in index_dir.glob("gen-*"):
-        if old.name not in keep:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _verify_files(path: Path, manifest: dict) -> None:
-    """CorruptIndexError unless each file has the size and checksum that the manifest records."""
-    for name, size in manifest["files"].items():
-        actual = (path / name).stat().st_size if (path / name).exists() else -1
-        if actual != size:
-            raise CorruptIndexError(
-                f"{path / name} is {'missing' if actual < 0 else 'truncated or changed'} "
-                f"(expected {size} bytes, found {max(actual, 0)}). {_REBUILD.format(path.parent)}"
-            )
-    for name, digest in manifest.get("sha256", {}).items():
-        if _sha256(path / name) != digest:
-            raise CorruptIndexError(f"{path / name} is damaged (checksum mismatch). {_REBUILD.format(path.parent)}")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _unreadable(path: Path, e: Exception) -> CorruptIndexError:
-    return CorruptIndexError(f"{path} can't be read ({_faiss_message(e)}). {_REBUILD.format(path.parent)}")
-
-
-def _faiss_message(e: Exception) -> str:
-    """The useful part of a FAISS/SQLite error, without FAISS's C++ function and source location."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return re.sub(r"^Error in .*? at \S+:\d+: (Error: )?", "", text)
-
-
 def pause_point(stage: str) -> None:
     """Test hook: with QA_TEST_PAUSE_AT=<stage> a build says so on stderr and sleeps here, so a test
-    can kill it at a known point. Stages: embedding, writing, renamed, swapped."""
+    can kill it at a known point. Stages: embedding, batch, writing, renamed, swapped."""
     if os.environ.get("QA_TEST_PAUSE_AT") == stage:
         print(f"qa-test-paused-at {stage}", file=sys.stderr, flush=True)
         time.sleep(300)
@@ -450,12 +884,4 @@ def _write_durably(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync(path.parent)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    dense.fsync(path.parent)

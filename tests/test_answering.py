@@ -61,12 +61,11 @@ def test_mark_answers_keeps_sentences_the_answer_stage_marked(tiny_corpus, tmp_p
 
 
 def _sentence_rows(lib):
-    import sqlite3
-
-    with sqlite3.connect(lib.store.path / "meta.sqlite") as db:
-        return db.execute(
-            "SELECT s.chunk_id, s.start, s.end, c.start, c.end FROM sentences s LEFT JOIN chunks c ON c.id = s.chunk_id"
-        ).fetchall()
+    """(chunk id, sentence start, end, chunk start, end) of every sentence of the live generation."""
+    store = lib.store
+    ids = store.chunk_ids()
+    chunks, sentences = store.chunks(ids), store.sentences(ids)
+    return [(i, s, e, chunks[i].start, chunks[i].end) for i in sentences for s, e in sentences[i][0]]
 
 
 def test_build_keeps_every_chunks_sentences_and_a_rebuild_drops_the_old_ones(tiny_corpus, tmp_path, fake_embedder):
@@ -77,7 +76,7 @@ def test_build_keeps_every_chunks_sentences_and_a_rebuild_drops_the_old_ones(tin
     (tiny_corpus / "gm.txt").write_text("General Motors will cut 6,000 jobs. The plants close in May.\n")
     lib = Library.build([tiny_corpus], index_dir=tmp_path / "index", embedder=fake_embedder)
     rows = _sentence_rows(lib)
-    assert all(r[3] is not None for r in rows), "sentences of a replaced chunk were left behind"
+    assert {r[0] for r in rows} == set(lib.store.chunk_ids()), "sentences of a replaced chunk were left behind"
     assert len({r[0] for r in rows}) == lib.store.manifest["chunks"]
     [top] = lib.search("How many jobs will General Motors cut?", k=1)
     assert top.highlight == "General Motors will cut 6,000 jobs."

@@ -26,14 +26,14 @@ import sys
 sys.path.insert(0, {tests!r})
 from conftest import FakeEmbedder
 from qa import Library
-lib = Library.build([{folder!r}], index_dir={index!r}, embedder=FakeEmbedder() if {fake} else None)
+lib = Library.build([{folder!r}], index_dir={index!r}, embedder=FakeEmbedder() if {fake} else None, full={full})
 print(lib.last_build.summary(), flush=True)
 """
 
 
-def start_build(folder: Path, index: Path, pause_at: str, fake: bool = True) -> subprocess.Popen:
+def start_build(folder: Path, index: Path, pause_at: str, fake: bool = True, full: bool = False) -> subprocess.Popen:
     """A `Library.build` in another process that stops at ``pause_at``; returns once it is there."""
-    code = BUILD_SCRIPT.format(tests=str(ROOT / "tests"), folder=str(folder), index=str(index), fake=fake)
+    code = BUILD_SCRIPT.format(tests=str(ROOT / "tests"), folder=str(folder), index=str(index), fake=fake, full=full)
     env = {**os.environ, "QA_TEST_PAUSE_AT": pause_at}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
@@ -61,13 +61,19 @@ def answers(lib: Library) -> dict[str, str | None]:
     return {q: next((p.article_id for p in lib.search(q, k=1)), None) for q in questions}
 
 
-@pytest.mark.parametrize("stage", ["embedding", "writing", "renamed", "swapped"])
-def test_build_killed_at_any_stage_leaves_a_working_index(tiny_corpus, tmp_path, stage):
+KILLS = [  # (stage, full): an update changes the live data directory, a full build writes a new one
+    *[(stage, False) for stage in ("embedding", "batch", "writing", "swapped")],
+    *[(stage, True) for stage in ("embedding", "batch", "writing", "renamed", "swapped")],
+]
+
+
+@pytest.mark.parametrize(("stage", "full"), KILLS, ids=[f"{'full' if f else 'update'}-{s}" for s, f in KILLS])
+def test_build_killed_at_any_stage_leaves_a_working_index(tiny_corpus, tmp_path, stage, full):
     index = tmp_path / "index"
     before = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
     old_answers, old_gen = answers(before), current_generation(index)
     change_collection(tiny_corpus)
-    kill(start_build(tiny_corpus, index, stage))
+    kill(start_build(tiny_corpus, index, stage, full=full))
 
     lib = Library.open(index, embedder=FakeEmbedder(), settings=FAKE)
     if stage == "swapped":  # killed after the new generation went live: that one is whole
@@ -76,12 +82,27 @@ def test_build_killed_at_any_stage_leaves_a_working_index(tiny_corpus, tmp_path,
     else:
         assert current_generation(index) == old_gen
         assert answers(lib) == old_answers
+    assert lib.store.check() == []
     after = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
     assert after.last_build.chunks_total == 3
+    if stage in ("batch", "writing") and not full:  # what the killed build wrote out is reused
+        assert after.last_build.resumed == 2 and after.last_build.chunks_embedded == 0
     assert answers(after)["Who bought Jaguar?"] == "articles/ford.txt"
     assert all(p.article_id != "articles/boeing.txt" for p in after.search("Dreamliner", k=5))
-    assert not list(index.glob(".tmp-*"))
-    assert len(list(index.glob("gen-*"))) <= 2
+    assert after.store.check() == []
+    assert not list(index.glob(".next-*")) and len(list(index.glob("data-*"))) <= 2
+
+
+def test_a_killed_full_build_resumes_from_its_batches(tiny_corpus, tmp_path):
+    index = tmp_path / "index"
+    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
+    kill(start_build(tiny_corpus, index, "writing", full=True))
+    assert len(list(index.glob(".next-data-*"))) == 1
+    after = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE, full=True)
+    assert after.last_build.resumed == 3 and after.last_build.chunks_embedded == 0
+    assert "resumed: 3 more embedded by an interrupted build" in after.last_build.summary()
+    assert answers(after)["When is the Dreamliner delivered?"] == "articles/boeing.txt"
+    assert after.store.check() == [] and not list(index.glob(".next-*"))
 
 
 def test_build_killed_while_embedding_with_real_model(tiny_corpus, tmp_path, real_embedder):
@@ -127,8 +148,12 @@ def damage(path: Path, how: str) -> None:
         path.write_bytes(os.urandom(len(data)))
 
 
-FILES = ["vectors.faiss", "meta.sqlite", "manifest.json"]
-DAMAGE = ["truncated", "empty", "missing", "bytes flipped", "garbage"]
+FILES = ["meta.sqlite", "seg-000001.faiss", "seg-000001.ids"]
+DAMAGE = ["truncated", "empty", "missing", "garbage"]
+
+
+def data_dir(index: Path) -> Path:
+    return index / current_generation(index).split("/")[0]
 
 
 @pytest.mark.parametrize("how", DAMAGE)
@@ -136,13 +161,63 @@ DAMAGE = ["truncated", "empty", "missing", "bytes flipped", "garbage"]
 def test_damaged_file_gives_corrupt_index_error_that_says_rebuild(tiny_corpus, tmp_path, name, how):
     index = tmp_path / "index"
     Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
-    damage(index / current_generation(index) / name, how)
+    damage(data_dir(index) / name, how)
     with pytest.raises(CorruptIndexError, match=r"Rebuild it with `qa build --full --index "):
         Library.open(index, embedder=FakeEmbedder(), settings=FAKE)
     # An ordinary build notices, says why, and rebuilds everything.
     lib = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
     assert lib.last_build.full_reason.startswith("the old index is unusable")
     assert lib.search("Who queued in Paris?", k=1)[0].article_id == "articles/apple.md"
+
+
+def flip(path: Path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x01
+    path.write_bytes(data)
+
+
+def where_in_database(path: Path, spot: str) -> int:
+    data = path.read_bytes()
+    if spot == "article text":
+        return data.index(b"Dreamliner")
+    page = int.from_bytes(data[16:18], "big")
+    return page  # the first byte of page 2: its b-tree page type
+
+
+CHECKED = [  # (file, where): a flipped byte that opening does not read, and `qa check` must find
+    ("seg-000001.faiss", "middle"),
+    ("seg-000001.ids", "end"),
+    ("seg-000001.f16", "middle"),
+    ("meta.sqlite", "article text"),
+    ("meta.sqlite", "page header"),
+]
+
+
+@pytest.mark.parametrize(("name", "spot"), CHECKED)
+def test_qa_check_finds_a_flipped_byte_in_each_kind_of_file(tiny_corpus, tmp_path, capsys, name, spot):
+    index = tmp_path / "index"
+    ivf = Settings(mode="lexical", answer_candidates=0, dense_index="ivf:nlist=1")  # with its .f16 file
+    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=ivf)
+    path = data_dir(index) / name
+    size = path.stat().st_size
+    at = {"middle": size // 2, "end": size - 1}.get(spot) or where_in_database(path, spot)
+    assert Library.open(index, embedder=FakeEmbedder(), settings=ivf).check() == []
+    flip(path, at)
+    try:  # damage that opening reads (a page it needs) is found there already
+        problems = Library.open(index, embedder=FakeEmbedder(), settings=ivf).check()
+    except CorruptIndexError as e:
+        problems = [str(e)]
+    assert problems and all(str(path) in p for p in problems), problems
+    assert cli_main(["check", "--index", str(index)]) == 1
+    out = capsys.readouterr()
+    assert str(path) in out.out and "qa build --full" in out.out
+
+
+def test_qa_check_of_a_sound_index_says_so(tiny_corpus, tmp_path, capsys):
+    index = tmp_path / "index"
+    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
+    assert cli_main(["check", "--index", str(index)]) == 0
+    assert "no problems" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("content", ["", "gen-\n", "../../etc\n", "gen-999999\n"])
@@ -164,7 +239,7 @@ def test_damaged_file_through_the_cli_and_real_model_is_one_line_not_a_crash(
 ):
     index = tmp_path / "index"
     Library.build([tiny_corpus], index_dir=index, embedder=real_embedder)
-    damage(index / current_generation(index) / "vectors.faiss", "bytes flipped")
+    damage(data_dir(index) / "seg-000001.faiss", "truncated")
     code = "import sys; from qa.cli import main; sys.exit(main(sys.argv[1:]))"
     run = subprocess.run(
         [sys.executable, "-c", code, "search", "Who queued?", "--index", str(index)],
@@ -175,7 +250,7 @@ def test_damaged_file_through_the_cli_and_real_model_is_one_line_not_a_crash(
     )
     assert run.returncode == 1
     assert run.stderr.startswith("error: ") and "Traceback" not in run.stderr
-    assert "vectors.faiss is damaged" in run.stderr and "qa build --full" in run.stderr
+    assert "seg-000001.faiss is truncated or changed" in run.stderr and "qa build --full" in run.stderr
     assert cli_main(["build", str(tiny_corpus), "--index", str(index)]) == 0
     assert "Full build: the old index is unusable" in capsys.readouterr().err
 
@@ -186,7 +261,7 @@ def test_app_keeps_serving_the_old_generation_when_the_new_one_is_damaged(tiny_c
     old_gen = lib.info().generation
     (tiny_corpus / "ford.txt").write_text("Ford sold Jaguar and Land Rover to Tata Motors.\n")
     Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=FAKE)
-    damage(index / current_generation(index) / "meta.sqlite", "bytes flipped")
+    damage(data_dir(index) / "seg-000002.faiss", "truncated")  # the segment the new generation added
     assert lib.search("Who queued in Paris?", k=1)[0].article_id == "articles/apple.md"
     assert lib.info().generation == old_gen
 

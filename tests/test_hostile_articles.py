@@ -89,7 +89,7 @@ def test_a_file_name_that_is_not_utf8_is_indexed_with_escapes(tmp_path, fake_emb
     (folder / "caf\udce9.txt").write_text("The cafe on the corner closed after forty years.\n")  # the byte 0xe9
     lib = Library.build([folder], index_dir=tmp_path / "index", embedder=fake_embedder)
     assert lib.last_build.added == 4 and not lib.last_build.skipped
-    assert "articles/caf\\xe9.txt" in lib.manifest["article_hashes"]
+    assert "articles/caf\\xe9.txt" in lib.store.article_hashes()
 
 
 # ---- 2. YAML aliases in front matter expanded 500 bytes into hundreds of MB ----
@@ -247,7 +247,7 @@ def test_no_file_fails_a_build_or_costs_the_good_article_beside_it(tmp_path_fact
     (folder / "good.txt").write_text(TINY["boeing.txt"], encoding="utf-8")
     (folder / name).write_bytes(data)
     lib = Library.build([folder], index_dir=folder.parent / "index", embedder=real_embedder, progress=False)
-    assert "articles/good.txt" in lib.manifest["article_hashes"]
+    assert "articles/good.txt" in lib.store.article_hashes()
     assert not any(Path(s.path).name == "good.txt" for s in lib.last_build.skipped)
     vectors = lib.store.vectors(range(lib.info().chunks))
     assert np.isfinite(vectors).all()

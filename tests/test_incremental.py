@@ -9,7 +9,7 @@ import pytest
 
 from qa import Library, NoArticlesError, Settings
 from qa.cli import main as cli_main
-from qa.store import current_generation
+from qa.store import Store, current_generation
 
 from conftest import WIKINEWS, FakeEmbedder
 
@@ -46,17 +46,25 @@ def counts(lib: Library) -> tuple[int, int, int, int]:
 
 def stored(index) -> dict[str, set]:
     """Everything the live generation holds about articles: metadata, chunks, full text, vectors."""
-    gen = index / current_generation(index)
-    db = sqlite3.connect(gen / "meta.sqlite")
-    chunk_articles = {r[0] for r in db.execute("SELECT article_id FROM chunks")}
-    fts = {r[0] for r in db.execute("SELECT c.article_id FROM chunks_fts f JOIN chunks c ON c.id = f.rowid")}
-    fts_rows = db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
-    chunk_rows = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
-    articles = {r[0] for r in db.execute("SELECT id FROM articles")}
-    db.close()
-    manifest = json.loads((gen / "manifest.json").read_text())
-    assert fts_rows == chunk_rows == manifest["chunks"]
-    return {"articles": articles, "chunks": chunk_articles, "fts": fts, "hashes": set(manifest["article_hashes"])}
+    store = Store.open(index)
+    try:
+        assert store.check() == []  # counts of rows and vectors agree, files match their checksums
+        ids = store.chunk_ids()
+        rows = store.chunks(ids)
+        with sqlite3.connect(store.path / "meta.sqlite") as db:
+            fts = {r[0] for r in db.execute("SELECT rowid FROM chunks_fts")}
+            every_chunk = {r[0] for r in db.execute("SELECT id FROM chunks")}
+        assert fts == every_chunk, "full text of chunks that are gone, or chunks without full text"
+        assert len(ids) == store.manifest["chunks"]
+        hashes = store.article_hashes()
+        return {
+            "articles": set(hashes),
+            "chunks": {r.article_id for r in rows.values()},
+            "fts": {rows[i].article_id for i in ids if i in fts},
+            "hashes": set(hashes),
+        }
+    finally:
+        store.close()
 
 
 def test_first_build_adds_everything_and_says_why(tiny_corpus, tmp_path):
@@ -171,10 +179,10 @@ def test_old_generations_are_collected(tiny_corpus, tmp_path):
     for n in range(4):
         (tiny_corpus / f"extra{n}.txt").write_text(f"Extra story {n} about rain in Leeds.\n")
         build(tiny_corpus, index)
-    gens = sorted(p.name for p in index.glob("gen-*"))
-    assert gens == ["gen-000003", "gen-000004"]
-    assert current_generation(index) == "gen-000004"
-    assert not list(index.glob(".tmp-*"))
+    assert sorted(p.name for p in index.iterdir() if p.is_dir()) == ["data-000001"]
+    assert current_generation(index) == "data-000001/gen-000004"
+    with sqlite3.connect(index / "data-000001" / "meta.sqlite") as db:
+        assert [g for (g,) in db.execute("SELECT gen FROM generations")] == [3, 4]
 
 
 def test_cli_build_reports_counts_and_full_reason_with_real_model(

@@ -103,12 +103,13 @@ def test_build_report_and_info(tmp_path, tiny_corpus, fake_embedder):
 
 
 def test_index_directory_holds_plain_named_files(seed_library):
-    gen = seed_library.store.path
-    assert sorted(f.name for f in gen.iterdir()) == ["manifest.json", "meta.sqlite", "vectors.faiss"]
-    manifest = json.loads((gen / "manifest.json").read_text())
-    assert manifest["format"] == 1 and manifest["dim"] == 384
-    assert set(manifest["article_hashes"]) == {"seeds/us-mexico-security-dialogue.md"}
-    assert not list(gen.parent.glob(".tmp-*"))
+    data = seed_library.store.path
+    names = {f.name for f in data.iterdir()} - {"meta.sqlite-wal", "meta.sqlite-shm"}  # SQLite's, while open
+    assert names == {"meta.sqlite", "seg-000001.faiss", "seg-000001.ids"}
+    assert sorted(f.name for f in data.parent.iterdir()) == [".lock", "CURRENT", data.name]
+    manifest = seed_library.manifest
+    assert manifest["format"] == 2 and manifest["dim"] == 384 and manifest["ann"] == "flat (1 segment)"
+    assert set(seed_library.store.article_hashes()) == {"seeds/us-mexico-security-dialogue.md"}
 
 
 def test_public_api_is_exactly_all():

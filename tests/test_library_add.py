@@ -46,9 +46,9 @@ def contents(index: Path) -> dict:
     """What an index holds, independent of chunk ids and of the order it was built in."""
     store = Store.open(index)
     try:
-        chunks = store.chunks(range(store.manifest["next_chunk_id"]))
+        chunks = store.chunks(store.chunk_ids())
         return {
-            "articles": store.manifest["article_hashes"],
+            "articles": store.article_hashes(),
             "chunks": sorted((c.article_id, c.start, c.end, c.text, c.title) for c in chunks.values()),
             "sources": store.manifest["sources"],
             "settings": (store.manifest["chunk_tokens"], store.manifest["overlap_sentences"]),
@@ -116,7 +116,7 @@ def test_a_copy_of_an_indexed_article_is_skipped_with_the_message_a_full_read_gi
     expected = before.update(before.update_paths(collection / "uploads"))
     assert fields(added.report)[:-1] == fields(expected)[:-1] == (1, 0, 0, 50, 1)
     assert sorted(added.report.skipped, key=str) == sorted(expected.skipped, key=str)
-    assert "articles/uploads/again.md" not in lib.manifest["article_hashes"]
+    assert "articles/uploads/again.md" not in lib.store.article_hashes()
 
 
 def test_a_copy_saved_before_the_original_in_reading_order_is_skipped_too(collection, tmp_path):

