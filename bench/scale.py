@@ -343,14 +343,15 @@ def build(index_dir: Path, total: int, needles: list, bases: Bases, model, rebui
     with lock(index_dir):
         writer = Writer(index_dir, manifest)
         try:
-            at = time.perf_counter()
+            at, added = time.perf_counter(), 0
             for n, pieces in enumerate(in_build_order(total, needles, bases)):
                 generating += time.perf_counter() - at
                 at = time.perf_counter()
                 for article, chunks, vectors, sentences in pieces:
                     writer.add(article, chunks, vectors, sentences)
+                    added += len(chunks)
                 writing += time.perf_counter() - at
-                _progress(n, writer.next_id, total, began)
+                _progress(n, added, total, began)
                 at = time.perf_counter()
             _, commit_s, profile = profiled(writer.commit)
         except BaseException:

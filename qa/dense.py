@@ -13,6 +13,7 @@ below ``EXACT_UP_TO`` vectors (docs/benchmarks.md, "Dense search by size").
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -24,9 +25,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-EXACT_UP_TO = 200_000
+EXACT_UP_TO = 150_000
+TRAIN_MOST = 200_000  # vectors an IVF's lists are trained on, at most
 KINDS = ("flat", "ivf")
-_DEFAULTS = {"flat": {}, "ivf": {"nlist": 0, "nprobe": 32, "rescore": 100}}
+_DEFAULTS = {"flat": {}, "ivf": {"nlist": 0, "nprobe": 0, "rescore": 100}}  # 0: chosen by size
 _BLOCK = 65_536  # rows per block when reading a segment whole
 
 
@@ -75,9 +77,12 @@ def choose(setting: str, count: int) -> Kind:
     else:
         kind = Kind.parse(setting)
     if kind.name == "ivf":
-        lists = kind.get("nlist") or 4 * int(math.sqrt(max(count, 1)))
-        lists = max(1, min(lists, count // 39 or 1))  # FAISS wants ~39 training points per list
-        kind = Kind("ivf", tuple(sorted({**dict(kind.params), "nlist": lists}.items())))
+        # About 4 √n lists, a power of two; FAISS wants 39 training points per list at least.
+        lists = kind.get("nlist") or 2 ** round(math.log2(4 * math.sqrt(max(count, 1))))
+        lists = max(1, min(lists, count // 39 or 1))
+        probes = kind.get("nprobe") or max(32, lists // 8)  # recall@10 0.96 at 1M (docs/benchmarks.md)
+        params = {**dict(kind.params), "nlist": lists, "nprobe": min(probes, lists)}
+        kind = Kind("ivf", tuple(sorted(params.items())))
     return kind
 
 
@@ -115,7 +120,7 @@ class SegmentWriter:
         ids = np.concatenate(self._ids) if self._ids else np.zeros(0, dtype=np.int64)
         order = np.argsort(ids, kind="stable")
         with open(self.stem.with_suffix(".ids"), "wb") as f:
-            np.save(f, np.stack([ids, ids[order], order.astype(np.int64)]), allow_pickle=False)
+            f.write(np.stack([ids, ids[order], order.astype(np.int64)]).astype("<i8").tobytes())
         files = segment_files(self.stem, self.kind)
         for p in files:
             fsync(p)
@@ -129,20 +134,46 @@ class SegmentWriter:
         self._f16.close()
         vectors = _f16(self.stem, self.count, self.d)
         lists = self.kind.get("nlist")
+        # Codes of the vectors themselves, not of their distance to the list's centre: better recall here.
         index = faiss.IndexIVFScalarQuantizer(
-            faiss.IndexFlatIP(self.d), self.d, lists, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+            faiss.IndexFlatIP(self.d), self.d, lists, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT, False
         )
-        rows = np.sort(np.random.default_rng(0).choice(self.count, min(self.count, 256 * lists), replace=False))
-        index.train(np.asarray(vectors[rows], dtype=np.float32))
-        for start in range(0, self.count, _BLOCK):
-            index.add(np.asarray(vectors[start : start + _BLOCK], dtype=np.float32))
+        sample = min(self.count, max(40 * lists, 50_000), TRAIN_MOST)
+        rows = np.sort(np.random.default_rng(0).choice(self.count, sample, replace=False))
+        with _threads(os.cpu_count() or 1):
+            index.train(np.asarray(vectors[rows], dtype=np.float32))
+            for start in range(0, self.count, _BLOCK):
+                index.add(np.asarray(vectors[start : start + _BLOCK], dtype=np.float32))
         return index
 
 
+@contextlib.contextmanager
+def _threads(n: int):
+    """FAISS's threads while building. Searches use one: a single query on two threads ran 6-10x slower
+    here (docs/benchmarks.md); the setting is the process's, so a search during a build shares this."""
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(1)
+
+
+faiss.omp_set_num_threads(1)
+
+
 def _f16(stem: Path, count: int, d: int) -> np.ndarray:
-    if count == 0:
-        return np.zeros((0, d), dtype=np.float16)
-    return np.memmap(stem.with_suffix(".f16"), dtype=np.float16, mode="r", shape=(count, d))
+    return _mapped(stem.with_suffix(".f16"), "<f2", (count, d))
+
+
+def _mapped(path: Path, dtype: str, shape: tuple[int, int]) -> np.ndarray:
+    """A raw little-endian array file, memory-mapped (no header to parse: np.load's header parsing is
+    not safe in threads on Python 3.11); ValueError when its size is not the shape's."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if path.stat().st_size != size:
+        raise ValueError(f"{path} holds {path.stat().st_size} bytes, not the {size} of its {shape} values")
+    if size == 0:
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
 
 
 def segment_files(stem: Path, kind: Kind | str) -> list[Path]:
@@ -160,12 +191,17 @@ class Segment:
     def __init__(self, stem: Path, kind: str, exclude: np.ndarray | None = None) -> None:
         self.stem = stem
         self.kind = Kind.parse(kind)
-        flag = faiss.IO_FLAG_MMAP if self.kind.name == "ivf" else faiss.IO_FLAG_MMAP_IFC
-        self._index = faiss.read_index(str(stem.with_suffix(".faiss")), flag | faiss.IO_FLAG_READ_ONLY)
-        table = np.load(stem.with_suffix(".ids"), mmap_mode="r", allow_pickle=False)
-        if table.ndim != 2 or table.shape[0] != 3 or table.shape[1] != self._index.ntotal:
-            raise ValueError(f"{stem.name}: its files disagree on the number of vectors")
+        # Memory-mapped, codes read where they lie (IO_FLAG_MMAP would copy an IVF's lists: 3-6x slower search).
+        flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+        self._index = faiss.read_index(str(stem.with_suffix(".faiss")), flags)
+        table = _mapped(stem.with_suffix(".ids"), "<i8", (3, self._index.ntotal))
         self.ids, self._sorted, self._sorted_rows = table[0], table[1], table[2]  # row -> id; ids ascending
+        probe = np.linspace(0, len(self.ids) - 1, min(len(self.ids), 64)).astype(np.int64)  # a glance, not a read
+        if not (
+            np.all(np.diff(self._sorted[probe]) >= 0)
+            and np.all((self._sorted_rows[probe] >= 0) & (self._sorted_rows[probe] < len(self.ids)))
+        ):
+            raise ValueError(f"{stem}.ids is not a table of chunk ids")
         self._f16 = _f16(stem, len(self.ids), self._index.d) if self.kind.name == "ivf" else None
         rows = self.rows(np.asarray(exclude if exclude is not None else [], dtype=np.int64))
         self.excluded = np.asarray(self.ids[rows], dtype=np.int64) if len(rows) else rows  # their ids
@@ -252,10 +288,13 @@ def verify(stem: Path, record: dict, checksums: bool = True) -> list[str]:
     problems = []
     for name, want in record["files"].items():
         path = stem.parent / name
-        if not path.exists():
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
             problems.append(f"{path} is missing")
-        elif path.stat().st_size != want["bytes"]:
-            problems.append(f"{path} is truncated or changed ({path.stat().st_size} bytes, expected {want['bytes']})")
+            continue
+        if size != want["bytes"]:
+            problems.append(f"{path} is truncated or changed ({size} bytes, expected {want['bytes']})")
         elif checksums and sha256(path) != want["sha256"]:
             problems.append(f"{path} is damaged (checksum mismatch)")
     return problems

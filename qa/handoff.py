@@ -68,6 +68,7 @@ class Server:
             "model": settings.model,
             "chunk_tokens": settings.chunk_tokens,
             "overlap_sentences": settings.overlap_sentences,
+            "dense_index": settings.dense_index,
             "progress": progress,
         }
         conn = http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT)

@@ -56,6 +56,7 @@ BUILD_BODY = {
         "model": {"type": "string"},
         "chunk_tokens": {"type": "integer", "minimum": 8, "maximum": MAX_CHUNK_TOKENS},
         "overlap_sentences": {"type": "integer", "minimum": 0, "maximum": MAX_OVERLAP_SENTENCES},
+        "dense_index": {"type": "string", "maxLength": 200},
     },
     "required": ["paths", "index_dir", "model", "chunk_tokens", "overlap_sentences"],
 }

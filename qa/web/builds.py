@@ -108,8 +108,13 @@ def build_request(library: Library, body: object) -> BuildRequest:
     served = library.embedder.name
     if wanted != served:
         raise HandOffError(f"this app has model {served!r} loaded, not {quoted(wanted)}")
+    dense_index = body.get("dense_index", library.settings.dense_index)  # a `qa build` older than the setting
+    if not isinstance(dense_index, str):
+        raise ValueError(f'"dense_index" must be text, got {quoted(dense_index)}')
     settings = library.settings.with_(
-        chunk_tokens=_whole(body, "chunk_tokens"), overlap_sentences=_whole(body, "overlap_sentences")
+        chunk_tokens=_whole(body, "chunk_tokens"),
+        overlap_sentences=_whole(body, "overlap_sentences"),
+        dense_index=dense_index,
     )
     return BuildRequest(paths, settings, full, progress)
 
