@@ -47,7 +47,7 @@ import numpy as np
 
 from . import dense
 from .errors import CorruptIndexError, IndexLockedError, IndexMismatchError, NoIndexError
-from .text import fts_query
+from .text import STOPWORDS, fts_query
 
 FORMAT = 2
 NEVER = 1 << 62  # "removed" of a row no generation has removed
@@ -77,8 +77,14 @@ CREATE INDEX tombstones_segment ON tombstones(segment);
 CREATE TABLE generations (gen INTEGER PRIMARY KEY, manifest TEXT NOT NULL);
 CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE codebooks (id INTEGER PRIMARY KEY, sample INTEGER NOT NULL, limits BLOB NOT NULL);
+CREATE TABLE terms (term TEXT PRIMARY KEY, df INTEGER NOT NULL) WITHOUT ROWID;
 """
 _VISIBLE = "a.added <= :gen AND a.removed > :gen"
+TOKENIZE = "porter unicode61 remove_diacritics 2"
+# Full-text queries of bigger indexes keep the question's rarest words only (``Terms.match``): FTS5 scores
+# every row that matches, so one common word costs more than all the rare ones (docs/benchmarks.md).
+RARE_TERMS_FROM = 200_000  # chunks
+RARE_TERMS, COMMON_SHARE = 6, 0.05
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ class Store:
         self._db = db
         self._lock = threading.Lock()
         self._segments: dict[int, dense.Segment] = {}
+        self._terms = Terms()
         try:
             records = dict(self._rows("SELECT id, record FROM segments WHERE added <= ?", (self.gen,)))
             for seg_id, kind in manifest["segments"]:
@@ -196,7 +203,10 @@ class Store:
 
     def lexical(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the ``k`` best full-text matches; higher is better."""
-        match = fts_query(query)
+        if self.manifest["chunks"] >= RARE_TERMS_FROM:
+            match = self._terms.match(query, self._df, self.manifest["chunks"])
+        else:
+            match = fts_query(query)
         if not match or k <= 0:
             return []
         limit = k + self._hidden + 16  # rows of other generations may come first: asked for, then left out
@@ -210,6 +220,11 @@ class Store:
             if len(found) >= k or len(rows) < limit:  # enough, or every match
                 return found[:k]
             limit *= 4
+
+    def _df(self, terms: list[str]) -> dict[str, int]:
+        """How many chunks hold each of these index terms (the full text's own count, kept by builds)."""
+        marks = ",".join("?" * len(terms))
+        return dict(self._rows(f"SELECT term, df FROM terms WHERE term IN ({marks})", terms)) if terms else {}
 
     def _visible(self, ids: list[int]) -> set[int]:
         marks = ",".join("?" * len(ids))
@@ -513,7 +528,7 @@ class Writer:
         if seg_id is not None:
             self._db.execute("INSERT INTO segments VALUES (?,?,?,?)", (seg_id, json.dumps(record), self.gen, NEVER))
         book = self._book()
-        next_id = first
+        next_id, texts = first, []
         for article, chunks, _, sentences in self._buffer:
             row = self._db.execute(
                 "INSERT INTO articles (id, title, source, date, url, path, hash, text_key, text, added, removed) "
@@ -544,7 +559,9 @@ class Writer:
                 "INSERT INTO chunks_fts(rowid, text) VALUES (?,?)",
                 [(next_id + n, c.text) for n, c in enumerate(chunks)],
             )
+            texts += [c.text for c in chunks]
             next_id += len(chunks)
+        count_terms(self._db, texts, +1)
         self.next_id = next_id
         self._set_state("next_chunk_id", str(next_id))
         self._db.execute("COMMIT")
@@ -859,8 +876,74 @@ def _delete_article(db: sqlite3.Connection, row: int) -> None:
         "INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', ?, ?)",
         [(i, text[s:e]) for i, s, e in chunks],
     )
+    count_terms(db, [text[s:e] for _, s, e in chunks], -1)
     db.execute("DELETE FROM chunks WHERE article = ?", (row,))
     db.execute("DELETE FROM articles WHERE row = ?", (row,))
+
+
+class Terms:
+    """Question words as the full-text index spells them (its own tokenizer and stemmer, run by an
+    in-memory FTS5 table), and the query of a big index: the question's rarest words that it holds."""
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect(":memory:", check_same_thread=False)
+        self._db.executescript(
+            f"CREATE VIRTUAL TABLE q USING fts5(t, tokenize='{TOKENIZE}');"
+            "CREATE VIRTUAL TABLE q_instance USING fts5vocab(q, instance);"
+            "CREATE VIRTUAL TABLE q_row USING fts5vocab(q, row);"
+        )
+        self._lock = threading.Lock()
+        self._spelled: dict[str, list[str]] = {}
+
+    def spell(self, words: list[str]) -> dict[str, list[str]]:
+        """Each word's index terms (one, or several for a word the tokenizer splits)."""
+        new = [w for w in dict.fromkeys(words) if w not in self._spelled]
+        if new:
+            with self._lock:
+                self._db.executemany("INSERT INTO q(rowid, t) VALUES (?, ?)", enumerate(new))
+                found: dict[int, list[str]] = {}
+                for doc, term in self._db.execute("SELECT doc, term FROM q_instance ORDER BY doc, offset"):
+                    found.setdefault(doc, []).append(term)
+                self._db.execute("DELETE FROM q")
+            if len(self._spelled) > 100_000:
+                self._spelled.clear()
+            for n, w in enumerate(new):
+                self._spelled[w] = found.get(n, [])
+        return {w: self._spelled[w] for w in words}
+
+    def counts(self, texts: list[str]) -> list[tuple[str, int]]:
+        """(term, how many of ``texts`` hold it)."""
+        with self._lock:
+            self._db.executemany("INSERT INTO q(rowid, t) VALUES (?, ?)", enumerate(texts))
+            rows = self._db.execute("SELECT term, doc FROM q_row").fetchall()
+            self._db.execute("DELETE FROM q")
+        return rows
+
+    def match(self, question: str, df, chunks: int) -> str:
+        """An FTS5 OR-query of the question's words that the index holds, rarest first: at most
+        ``RARE_TERMS``, none held by more than ``COMMON_SHARE`` of the chunks unless no other is."""
+        words = [w for w in dict.fromkeys(re.findall(r"\w+", question.lower())) if w not in STOPWORDS]
+        spelled = self.spell(words)
+        counts = df(sorted({t for terms in spelled.values() for t in terms}))
+        held = sorted((min(counts.get(t, 0) for t in spelled[w]), n, w) for n, w in enumerate(words) if spelled[w])
+        held = [h for h in held if h[0] > 0][:RARE_TERMS]
+        kept = [h for h in held if h[0] <= COMMON_SHARE * chunks] or held[:1]
+        return " OR ".join(f'"{w}"' for _, _, w in sorted(kept, key=lambda h: h[1]))
+
+
+_COUNTER = Terms()
+
+
+def count_terms(db: sqlite3.Connection, texts: list[str], sign: int) -> None:
+    """Add (``sign`` +1) or take away (-1) ``texts``' document counts in the ``terms`` table."""
+    for n in range(0, len(texts), 2000):
+        counts = _COUNTER.counts(texts[n : n + 2000])
+        db.executemany(
+            "INSERT INTO terms VALUES (?, ?) ON CONFLICT(term) DO UPDATE SET df = df + excluded.df",
+            [(term, sign * count) for term, count in counts],
+        )
+        if sign < 0:
+            db.executemany("DELETE FROM terms WHERE term = ? AND df <= 0", [(term,) for term, _ in counts])
 
 
 def text_key(text: str) -> int:

@@ -11,7 +11,8 @@ import pytest
 from test_library import WIKINEWS_QUESTIONS
 
 from qa import IndexMismatchError, Library, Settings
-from qa.store import MERGE_FACTOR, Store
+from qa import store as store_module
+from qa.store import MERGE_FACTOR, Store, Terms
 
 from conftest import SEEDS, WIKINEWS, FakeEmbedder
 
@@ -196,3 +197,35 @@ def test_a_format_1_index_says_which_command_upgrades_it_and_a_build_does(tmp_pa
     lib = Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder())
     assert "format 1" in lib.last_build.full_reason
     assert not old.exists() and lib.info().articles == 3
+
+
+def test_a_big_index_asks_the_full_text_for_the_questions_rarest_words():
+    terms = Terms()
+    assert terms.spell(["running", "apples"]) == {"running": ["run"], "apples": ["appl"]}
+    df = {"run": 10, "appl": 5000, "pear": 3, "bake": 400}.get
+    counts = lambda found: {t: df(t) for t in found if df(t)}  # noqa: E731 - as Store._df answers
+    # "apples" is in half the chunks: left out; "zzzz" is in none: it could match nothing.
+    assert terms.match("Who was running with apples and pears, zzzz?", counts, 10_000) == '"running" OR "pears"'
+    assert terms.match("apples zzzz", counts, 10_000) == '"apples"'  # only common words: the rarest stays
+    many = "baking running pears apples"
+    assert terms.match(many, counts, 10_000) == '"baking" OR "running" OR "pears"'
+
+
+def test_the_rare_words_query_finds_what_the_full_query_finds(tmp_path, monkeypatch):
+    folder, index = big_collection(tmp_path), tmp_path / "index"
+    lib = Library.build([folder], index_dir=index, embedder=FakeEmbedder(), settings=LEXICAL)
+    full = {q: [p.article_id for p in lib.search(q, k=1)] for q, _, _ in WIKINEWS_QUESTIONS}
+    monkeypatch.setattr(store_module, "RARE_TERMS_FROM", 0)  # the rare-words path, at this size;
+    monkeypatch.setattr(store_module, "COMMON_SHARE", 1.0)  # but no word is common in 150 chunks
+    fresh = Library.open(index, embedder=FakeEmbedder(), settings=LEXICAL)
+    assert {q: [p.article_id for p in fresh.search(q, k=1)] for q in full} == full
+    # The counts follow removals and changes.
+    with sqlite3.connect(fresh.store.path / "meta.sqlite") as db:
+        before = dict(db.execute("SELECT term, df FROM terms"))
+    (folder / "oil.txt").unlink()
+    lib = Library.build([folder], index_dir=index, embedder=FakeEmbedder(), settings=LEXICAL)
+    (folder / "gold.txt").write_text("Gold rose.\n")
+    lib = Library.build([folder], index_dir=index, embedder=FakeEmbedder(), settings=LEXICAL)  # collects oil.txt
+    with sqlite3.connect(lib.store.path / "meta.sqlite") as db:
+        after = dict(db.execute("SELECT term, df FROM terms"))
+    assert after.get("oil", 0) == before["oil"] - 1 and after["gold"] == before.get("gold", 0) + 1
