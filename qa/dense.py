@@ -5,7 +5,8 @@ A segment is three files written once and never changed::
     seg-000007.faiss    the searchable index: ``flat`` (exact, IndexFlatIP) or ``ivf`` (IVF lists of
                         8-bit scalar codes, memory-mapped; its candidates are re-scored exactly)
     seg-000007.ids      the chunk ids of its rows, ascending (numpy .npy, memory-mapped)
-    seg-000007.f16      ``ivf`` only: the vectors in float16, for exact re-scoring (memory-mapped)
+    seg-000007.f16      ``ivf:rescore=N`` only: the vectors in float16, to re-score the N best candidates
+                        exactly (memory-mapped; 768 bytes a vector, twice the codes)
 
 Which kind a segment gets is chosen by its size (``choose``): exact search is fast enough
 below ``EXACT_UP_TO`` vectors (docs/benchmarks.md, "Dense search by size").
@@ -28,14 +29,16 @@ import numpy as np
 EXACT_UP_TO = 150_000
 TRAIN_MOST = 200_000  # vectors an IVF's lists are trained on, at most
 KINDS = ("flat", "ivf")
-_DEFAULTS = {"flat": {}, "ivf": {"nlist": 0, "nprobe": 0, "rescore": 100}}  # 0: chosen by size
+# nlist, nprobe 0: chosen by size. rescore 0: scores from the 8-bit codes (within ~0.002 of the cosine), no
+# float16 copy: re-scoring gained 0.006-0.011 recall@10 at 1M for 768 bytes a vector (docs/benchmarks.md).
+_DEFAULTS = {"flat": {}, "ivf": {"nlist": 0, "nprobe": 0, "rescore": 0}}
 _BLOCK = 65_536  # rows per block when reading a segment whole
 
 
 @dataclass(frozen=True)
 class Kind:
     """A kind of segment and its parameters, as a setting spells it: ``flat``, ``ivf`` or
-    ``ivf:nlist=4096,nprobe=32,rescore=100`` (``nlist`` 0: about 4 √n lists)."""
+    ``ivf:nlist=4096,nprobe=512,rescore=100`` (``nlist``, ``nprobe`` 0: chosen by size)."""
 
     name: str
     params: tuple[tuple[str, int], ...] = ()
@@ -109,7 +112,7 @@ class SegmentWriter:
         self.count += len(ids)
         if self._f16 is None:
             self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        else:
+        else:  # streamed to disk: an IVF is trained once all are in
             self._f16.write(np.ascontiguousarray(vectors, dtype=np.float16).tobytes())
 
     def finish(self) -> dict:
@@ -133,6 +136,7 @@ class SegmentWriter:
     def _ivf(self):
         self._f16.close()
         vectors = _f16(self.stem, self.count, self.d)
+        kept = self.kind.get("rescore") > 0
         lists = self.kind.get("nlist")
         # Codes of the vectors themselves, not of their distance to the list's centre: better recall here.
         index = faiss.IndexIVFScalarQuantizer(
@@ -144,6 +148,10 @@ class SegmentWriter:
             index.train(np.asarray(vectors[rows], dtype=np.float32))
             for start in range(0, self.count, _BLOCK):
                 index.add(np.asarray(vectors[start : start + _BLOCK], dtype=np.float32))
+        index.make_direct_map()  # rows' codes found by row: the vectors, decoded, without a float16 copy
+        if not kept:
+            del vectors
+            self.stem.with_suffix(".f16").unlink()
         return index
 
 
@@ -177,8 +185,8 @@ def _mapped(path: Path, dtype: str, shape: tuple[int, int]) -> np.ndarray:
 
 
 def segment_files(stem: Path, kind: Kind | str) -> list[Path]:
-    name = kind.name if isinstance(kind, Kind) else Kind.parse(kind).name
-    suffixes = (".faiss", ".ids", ".f16") if name == "ivf" else (".faiss", ".ids")
+    kind = kind if isinstance(kind, Kind) else Kind.parse(kind)
+    suffixes = (".faiss", ".ids", ".f16") if kind.name == "ivf" and kind.get("rescore") else (".faiss", ".ids")
     return [stem.with_suffix(s) for s in suffixes]
 
 
@@ -202,7 +210,8 @@ class Segment:
             and np.all((self._sorted_rows[probe] >= 0) & (self._sorted_rows[probe] < len(self.ids)))
         ):
             raise ValueError(f"{stem}.ids is not a table of chunk ids")
-        self._f16 = _f16(stem, len(self.ids), self._index.d) if self.kind.name == "ivf" else None
+        rescored = self.kind.name == "ivf" and self.kind.get("rescore") > 0
+        self._f16 = _f16(stem, len(self.ids), self._index.d) if rescored else None
         rows = self.rows(np.asarray(exclude if exclude is not None else [], dtype=np.int64))
         self.excluded = np.asarray(self.ids[rows], dtype=np.int64) if len(rows) else rows  # their ids
         self._excluded = rows
@@ -238,10 +247,10 @@ class Segment:
         query = np.asarray(query, dtype=np.float32).reshape(1, -1)
         if self.kind.name == "ivf" and exact:
             return self._scan(query[0], k)
-        wanted = max(k, self.kind.get("rescore")) if self.kind.name == "ivf" else k
+        wanted = max(k, self.kind.get("rescore")) if self._f16 is not None else k
         scores, rows = self._index.search(query, min(wanted, self.live), params=self._params)
         rows = rows[0][rows[0] >= 0]
-        if self.kind.name == "ivf":  # re-score the candidates exactly
+        if self._f16 is not None:  # re-score the candidates exactly
             scores = np.asarray(self._f16[np.sort(rows)], dtype=np.float32) @ query[0]
             rows = np.sort(rows)
             best = np.argsort(-scores, kind="stable")[:k]
@@ -254,7 +263,7 @@ class Segment:
         skip = set(self._excluded.tolist())
         found: list[tuple[float, int]] = []
         for start in range(0, len(self.ids), _BLOCK):
-            scores = np.asarray(self._f16[start : start + _BLOCK], dtype=np.float32) @ query
+            scores = self._block(start, min(len(self.ids), start + _BLOCK)) @ query
             top = np.argsort(-scores)[: k + len(skip)]
             found += [(float(scores[j]), start + int(j)) for j in top]
         found = [f for f in sorted(found, reverse=True) if f[1] not in skip]
@@ -267,7 +276,15 @@ class Segment:
             raise KeyError(f"{self.stem.name} lacks some of the chunks asked for")
         if self._f16 is not None:
             return np.asarray(self._f16[rows], dtype=np.float32)
+        if self.kind.name == "ivf":
+            return np.vstack([self._index.reconstruct(int(r)) for r in rows]) if len(rows) else np.zeros((0, self.d))
         return np.vstack([self._index.reconstruct(int(r)) for r in rows]) if len(rows) else np.zeros((0, self.d))
+
+    def _block(self, start: int, end: int) -> np.ndarray:
+        """The vectors of rows ``start`` to ``end``: the float16 copy's, else decoded from the index."""
+        if self._f16 is not None:
+            return np.asarray(self._f16[start:end], dtype=np.float32)
+        return self._index.reconstruct_n(start, end - start)
 
     def blocks(self, skip: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, vectors) of every row but ``skip``'s, a block at a time: what a merge copies."""
@@ -275,10 +292,7 @@ class Segment:
         for start in range(0, len(self.ids), _BLOCK):
             ids = np.asarray(self.ids[start : start + _BLOCK])
             keep = np.array([i not in drop for i in ids.tolist()], dtype=bool)
-            if self._f16 is not None:
-                vectors = np.asarray(self._f16[start : start + len(ids)], dtype=np.float32)
-            else:
-                vectors = self._index.reconstruct_n(start, len(ids))
+            vectors = self._block(start, start + len(ids))
             yield ids[keep], vectors[keep]
 
 

@@ -241,6 +241,7 @@ def _write(
         try:
             for batch in _batches(todo):
                 kept, pieces, lost = _chunk_each(batch, settings, embedder)
+                tried = sum(len(cs) for cs in pieces)
                 kept, pieces, (vectors, sentences), lost_embedding = _embed_articles(kept, pieces, embedder, bar.step)
                 offset = 0
                 for article, cs in zip(kept, pieces, strict=True):
@@ -249,7 +250,7 @@ def _write(
                     offset = end
                 embedded += offset
                 failed += lost + lost_embedding
-                bar.done_with(sum(len(a.text) for a in batch), offset)
+                bar.done_with(sum(len(a.text) for a in batch), tried)
         finally:
             bar.close()
         writer.commit()

@@ -114,7 +114,6 @@ class Store:
         self._db = db
         self._lock = threading.Lock()
         self._segments: dict[int, dense.Segment] = {}
-        self._terms = Terms()
         try:
             records = dict(self._rows("SELECT id, record FROM segments WHERE added <= ?", (self.gen,)))
             for seg_id, kind in manifest["segments"]:
@@ -204,7 +203,7 @@ class Store:
     def lexical(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the ``k`` best full-text matches; higher is better."""
         if self.manifest["chunks"] >= RARE_TERMS_FROM:
-            match = self._terms.match(query, self._df, self.manifest["chunks"])
+            match = TERMS.match(query, self._df, self.manifest["chunks"])
         else:
             match = fts_query(query)
         if not match or k <= 0:
@@ -780,9 +779,10 @@ def collect_garbage(index_dir: Path, previous: str | None) -> None:
             shutil.rmtree(old, ignore_errors=True)
     if live is None:
         return
-    oldest = int(previous.split("-")[-1]) if previous and previous.split("/")[0] == live.split("/")[0] else None
-    if oldest is None:
-        return
+    # What the previous generation can see must stay; after a full rebuild nothing older than the live
+    # one shares its data directory.
+    same = previous and previous.split("/")[0] == live.split("/")[0]
+    oldest = int((previous if same else live).split("-")[-1])
     data = index_dir / live.split("/")[0]
     db = sqlite3.connect(data / "meta.sqlite", isolation_level=None)
     try:
@@ -790,8 +790,9 @@ def collect_garbage(index_dir: Path, previous: str | None) -> None:
         db.execute("BEGIN")
         for (row,) in db.execute("SELECT row FROM articles WHERE removed <= ?", (oldest,)).fetchall():
             _delete_article(db, row)
-        dropped = [
-            (s, json.loads(r)) for s, r in db.execute("SELECT id, record FROM segments WHERE dropped <= ?", (oldest,))
+        dropped = [  # with those merged in the generation that wrote them: no generation saw them
+            (s, json.loads(r))
+            for s, r in db.execute("SELECT id, record FROM segments WHERE dropped <= ? OR dropped = added", (oldest,))
         ]
         for seg_id, _ in dropped:
             db.execute("DELETE FROM tombstones WHERE segment = ?", (seg_id,))
@@ -931,13 +932,13 @@ class Terms:
         return " OR ".join(f'"{w}"' for _, _, w in sorted(kept, key=lambda h: h[1]))
 
 
-_COUNTER = Terms()
+TERMS = Terms()  # the process's: its spellings are the same for every index
 
 
 def count_terms(db: sqlite3.Connection, texts: list[str], sign: int) -> None:
     """Add (``sign`` +1) or take away (-1) ``texts``' document counts in the ``terms`` table."""
     for n in range(0, len(texts), 2000):
-        counts = _COUNTER.counts(texts[n : n + 2000])
+        counts = TERMS.counts(texts[n : n + 2000])
         db.executemany(
             "INSERT INTO terms VALUES (?, ?) ON CONFLICT(term) DO UPDATE SET df = df + excluded.df",
             [(term, sign * count) for term, count in counts],

@@ -196,7 +196,7 @@ CHECKED = [  # (file, where): a flipped byte that opening does not read, and `qa
 @pytest.mark.parametrize(("name", "spot"), CHECKED)
 def test_qa_check_finds_a_flipped_byte_in_each_kind_of_file(tiny_corpus, tmp_path, capsys, name, spot):
     index = tmp_path / "index"
-    ivf = Settings(mode="lexical", answer_candidates=0, dense_index="ivf:nlist=1")  # with its .f16 file
+    ivf = Settings(mode="lexical", answer_candidates=0, dense_index="ivf:nlist=1,rescore=10")  # with a .f16
     Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder(), settings=ivf)
     path = data_dir(index) / name
     size = path.stat().st_size

@@ -21,8 +21,10 @@ SEED_QUESTIONS = [
     "What will replace the Merida Initiative?",
     "How many people were killed in Mexico in 2020?",
 ]
-# Few lists, few probed, few re-scored: the approximate path really is approximate here.
+# Few lists, few probed, few re-scored: the approximate path really is approximate here. With and without
+# re-scoring from float16 copies (the default: scores from the 8-bit codes).
 IVF = "ivf:nlist=4,nprobe=1,rescore=20"
+IVF_CODES = "ivf:nlist=4,nprobe=1"
 LEXICAL = Settings(mode="lexical", answer_candidates=0)
 
 
@@ -33,21 +35,25 @@ def exact_and_approximate(tmp_path_factory, real_embedder):
         Library.build(
             [SEEDS, WIKINEWS], index_dir=root / kind, embedder=real_embedder, settings=Settings(dense_index=kind)
         )
-        for kind in ("flat", IVF)
+        for kind in ("flat", IVF, IVF_CODES)
     ]
 
 
 @pytest.mark.parametrize("question", SEED_QUESTIONS + [q for q, _, _ in WIKINEWS_QUESTIONS])
-def test_the_approximate_index_finds_the_exact_best_passage(exact_and_approximate, question):
-    exact, approximate = exact_and_approximate
+@pytest.mark.parametrize("kind", [IVF, IVF_CODES])
+def test_the_approximate_index_finds_the_exact_best_passage(exact_and_approximate, question, kind):
+    exact, approximate = exact_and_approximate[0], exact_and_approximate[1 + (kind == IVF_CODES)]
     assert exact.info().dense == "flat (1 segment)"
-    assert approximate.info().dense.startswith(IVF)
-    assert approximate.manifest["dense_index"] == IVF
+    assert approximate.info().dense.startswith(kind.split(",rescore")[0])
+    assert approximate.manifest["dense_index"] == kind
+    assert {p.suffix for p in approximate.store.path.glob("seg-*")} == (
+        {".faiss", ".ids", ".f16"} if "rescore" in kind else {".faiss", ".ids"}
+    )
     for mode in ("hybrid", "dense"):
         ours = approximate.search(question, k=1) if mode == "hybrid" else dense_top(approximate, question)
         theirs = exact.search(question, k=1) if mode == "hybrid" else dense_top(exact, question)
         assert (ours[0].chunk_id, ours[0].text) == (theirs[0].chunk_id, theirs[0].text), mode
-        assert ours[0].similarity == pytest.approx(theirs[0].similarity, abs=2e-3)  # re-scored from float16
+        assert ours[0].similarity == pytest.approx(theirs[0].similarity, abs=4e-3)  # float16, or 8-bit codes
 
 
 def dense_top(lib: Library, question: str):
@@ -65,7 +71,7 @@ def dense_top(lib: Library, question: str):
 
 
 def test_exact_search_on_an_approximate_index_scans_every_vector(exact_and_approximate, real_embedder):
-    exact, approximate = exact_and_approximate
+    exact, approximate = exact_and_approximate[:2]
     vector = real_embedder.encode(["Which phone's pre-orders overwhelmed Apple and AT&T?"], progress=False)[0]
     scanned = approximate.store.dense(vector, 10, exact=True)
     flat = exact.store.dense(vector, 10)
