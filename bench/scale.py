@@ -50,7 +50,7 @@ Measures (keys of ``--json``)
   (what the app's "Add articles" does), in process, model loaded, reopening included; then the original
   is restored the same way (``update_restore_s``), so the index is reused as built.
   ``update_bytes_written``: /proc/self/io write_bytes during that update (page-cache writes this process
-  made: files written and copied); ``update_generation_bytes``: the size of the generation it wrote.
+  made: files written and copied); ``update_generation_bytes``: the size of the index's data directory after it.
 """
 
 from __future__ import annotations
@@ -703,8 +703,8 @@ it to fall under 2.5); the process's CPU time per search, less sensitive to that
 Build through `qa.store.Writer`, embedding excluded: {r["build_s_without_embedding"]} s ({r["build_add_s"]} s in
 `Writer.add`, {r["build_commit_s"]} s in `Writer.commit`; the generator took another {r["build_generate_s"]} s).
 On disk, MB: {files}; largest SQLite tables: {tables or "n/a"}. The one-article update took
-{r["update_build_s"]} s in `indexer.build` (the rest reopens the index), and wrote a generation of
-{r["update_generation_bytes"] / 1e6:,.0f} MB.
+{r["update_build_s"]} s in `indexer.build` (the rest reopens the index); the index directory holds
+{r["update_generation_bytes"] / 1e6:,.0f} MB after it.
 
 Where the time goes (cProfile): the build's commit: {"; ".join(r["commit_profile"]["store"][:5])}; own time
 {"; ".join(r["commit_profile"]["own"][:4])}. Restoring the article (an update like the one timed):

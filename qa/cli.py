@@ -77,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dense-index",
         metavar="KIND",
-        help="dense index of what the build writes: auto (default: exact up to 200,000 passages, IVF above), "
+        help="dense index of what the build writes: auto (default: exact up to 150,000 passages a segment, IVF above), "
         "flat, or ivf[:nlist=N,nprobe=N,rescore=N]",
     )
     p.add_argument(

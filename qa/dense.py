@@ -236,6 +236,7 @@ class Segment:
         sel = faiss.IDSelectorNot(self._skip) if self._skip is not None else None
         self._not = sel  # kept alive beside the parameters that point at it
         if self.kind.name == "ivf":
+            self._every_list = faiss.SearchParametersIVF(sel=sel, nprobe=self.kind.get("nlist"))
             return faiss.SearchParametersIVF(sel=sel, nprobe=self.kind.get("nprobe"))
         return faiss.SearchParameters(sel=sel) if sel is not None else None
 
@@ -246,7 +247,12 @@ class Segment:
             return []
         query = np.asarray(query, dtype=np.float32).reshape(1, -1)
         if self.kind.name == "ivf" and exact:
-            return self._scan(query[0], k)
+            if self._f16 is not None:
+                return self._scan(query[0], k)
+            # Every list probed: each vector scored from its codes (what the float16-less index has).
+            scores, rows = self._index.search(query, k, params=self._every_list)
+            rows = rows[0][rows[0] >= 0]
+            return [(int(self.ids[r]), float(s)) for r, s in zip(rows, scores[0][: len(rows)], strict=True)]
         wanted = max(k, self.kind.get("rescore")) if self._f16 is not None else k
         scores, rows = self._index.search(query, min(wanted, self.live), params=self._params)
         rows = rows[0][rows[0] >= 0]
