@@ -223,7 +223,8 @@ def test_the_rare_words_query_finds_what_the_full_query_finds(tmp_path, monkeypa
     lib = Library.build([folder], index_dir=index, embedder=FakeEmbedder(), settings=LEXICAL)
     full = {q: [p.article_id for p in lib.search(q, k=1)] for q, _, _ in WIKINEWS_QUESTIONS}
     monkeypatch.setattr(store_module, "RARE_TERMS_FROM", 0)  # the rare-words path, at this size;
-    monkeypatch.setattr(store_module, "COMMON_SHARE", 1.0)  # but no word is common in 150 chunks
+    monkeypatch.setattr(store_module, "COMMON_SHARE", 1.0)  # but no word is common in 150 chunks,
+    monkeypatch.setattr(store_module, "RARE_TERMS", 64)  # and every word is kept: the same query, spelled anew
     fresh = Library.open(index, embedder=FakeEmbedder(), settings=LEXICAL)
     assert {q: [p.article_id for p in fresh.search(q, k=1)] for q in full} == full
     # The counts follow removals and changes.
