@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -404,7 +404,7 @@ def _embed(chunks: list, embedder, progress: Progress) -> tuple[np.ndarray, list
     return vectors, sentences
 
 
-def _base(settings: Settings, manifest: dict, full: bool) -> tuple[Store | None, dict[str, str], str]:
+def _base(settings: Settings, manifest: dict, full: bool) -> tuple[Store | None, Mapping[str, str], str]:
     """The live generation to update (None when everything is rebuilt), the article hashes it
     holds, and the reason for a full rebuild."""
     try:
@@ -414,12 +414,41 @@ def _base(settings: Settings, manifest: dict, full: bool) -> tuple[Store | None,
     except (CorruptIndexError, IndexMismatchError) as e:
         log.warning("rebuilding everything: %s", e)
         return None, {}, f"the old index is unusable ({e})"
-    old = base.article_hashes()
     reason = "--full was asked for" if full else ""
     for key, value in manifest.items():
         if not reason and base.manifest.get(key) != value:
             reason = f"{key} changed from {base.manifest.get(key)!r} to {value!r}"
     if reason:
+        old = base.article_hashes()
         base.close()
         return None, old, reason
-    return base, old, ""
+    return base, Hashes(base), ""
+
+
+class Hashes(Mapping):
+    """The article hashes of a live generation, read as they are asked for: a build of a few added
+    files looks up only theirs (all of them took most of a one-article update at 1M chunks), one
+    that goes through them all reads them all once."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._all: dict[str, str] | None = None
+        self._some: dict[str, str | None] = {}
+
+    def __getitem__(self, article_id: str) -> str:
+        if self._all is not None:
+            return self._all[article_id]
+        if article_id not in self._some:
+            self._some[article_id] = self._store.article_hashes([article_id]).get(article_id)
+        found = self._some[article_id]
+        if found is None:
+            raise KeyError(article_id)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        if self._all is None:
+            self._all = self._store.article_hashes()
+        return iter(self._all)
+
+    def __len__(self) -> int:
+        return self._store.manifest["articles"] if self._all is None else len(self._all)

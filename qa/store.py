@@ -79,7 +79,8 @@ CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE codebooks (id INTEGER PRIMARY KEY, sample INTEGER NOT NULL, limits BLOB NOT NULL);
 CREATE TABLE terms (term TEXT PRIMARY KEY, df INTEGER NOT NULL) WITHOUT ROWID;
 """
-_VISIBLE = "a.added <= :gen AND a.removed > :gen"
+# Unary +: rows are never looked up by their generations (nearly every row shares them), only filtered.
+_VISIBLE = "+a.added <= :gen AND +a.removed > :gen"
 TOKENIZE = "porter unicode61 remove_diacritics 2"
 # Full-text queries of bigger indexes keep the question's rarest words only (``Terms.match``): FTS5 scores
 # every row that matches, so one common word costs more than all the rare ones (docs/benchmarks.md).
@@ -231,7 +232,7 @@ class Store:
             r[0]
             for r in self._rows(
                 f"SELECT c.id FROM chunks c JOIN articles a ON a.row = c.article WHERE c.id IN ({marks}) "
-                f"AND a.added <= ? AND a.removed > ?",
+                f"AND +a.added <= ? AND +a.removed > ?",
                 [*ids, self.gen, self.gen],
             )
         }
@@ -287,9 +288,21 @@ class Store:
             )
         ]
 
-    def article_hashes(self) -> dict[str, str]:
-        """Article id -> content hash of every article in this generation."""
-        return dict(self._rows(f"SELECT a.id, a.hash FROM articles a WHERE {_VISIBLE}", {"gen": self.gen}))
+    def article_hashes(self, ids: Sequence[str] | None = None) -> dict[str, str]:
+        """Article id -> content hash of every article in this generation (of those of ``ids``)."""
+        if ids is None:
+            return dict(self._rows(f"SELECT a.id, a.hash FROM articles a WHERE {_VISIBLE}", {"gen": self.gen}))
+        found = {}
+        for n in range(0, len(ids), 500):
+            part = list(ids[n : n + 500])
+            found.update(
+                self._rows(
+                    f"SELECT a.id, a.hash FROM articles a WHERE a.id IN ({','.join('?' * len(part))}) "
+                    "AND +a.added <= ? AND +a.removed > ?",
+                    [*part, self.gen, self.gen],
+                )
+            )
+        return found
 
     def articles_with_texts(self, texts: Iterable[str]) -> dict[str, list[str]]:
         """The indexed articles whose text is exactly one of ``texts``: text -> their ids (by an index
@@ -301,7 +314,7 @@ class Store:
             marks = ",".join("?" * len(part))
             for article_id, key, text in self._rows(
                 f"SELECT a.id, a.text_key, a.text FROM articles a WHERE a.text_key IN ({marks}) "
-                "AND a.added <= ? AND a.removed > ?",
+                "AND +a.added <= ? AND +a.removed > ?",
                 [*part, self.gen, self.gen],
             ):
                 if part.get(key) == text:
@@ -668,7 +681,9 @@ class Writer:
             found += [
                 r
                 for (r,) in self._db.execute(
-                    "SELECT row FROM articles WHERE id = ? AND added < ? AND removed = ?", (aid, self.gen, NEVER)
+                    # (unary +: look rows up by id, never by the generations, which nearly all rows share)
+                    "SELECT row FROM articles WHERE id = ? AND +added < ? AND +removed = ?",
+                    (aid, self.gen, NEVER),
                 )
             ]
         return found
