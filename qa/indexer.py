@@ -279,7 +279,7 @@ class _Bar:
     ``progress`` as for ``Library.build``: a function gets (passages done, passages estimated)."""
 
     def __init__(self, progress: Progress, chars: int) -> None:
-        self.chars_left = chars
+        self.chars_left, self.chars_seen = chars, 0
         self.done = 0
         self.per_char = 1 / 700  # about right for news and Wikipedia with the default chunking
         self.report = progress if callable(progress) else None
@@ -305,10 +305,10 @@ class _Bar:
             self.report(self.done + done, max(self.total(), self.done + total))
 
     def done_with(self, chars: int, passages: int) -> None:
-        seen = self.chars_total_seen = getattr(self, "chars_total_seen", 0) + chars
+        self.chars_seen += chars
         self.done += passages
         self.chars_left = max(0, self.chars_left - chars)
-        self.per_char = self.done / seen if seen and self.done else self.per_char
+        self.per_char = self.done / self.chars_seen if self.done else self.per_char
         if self.tqdm is not None:
             self.tqdm.total = self.total()
             self.tqdm.n = self.done

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from . import dense
+from .articles import Article
 from .errors import CorruptIndexError, IndexLockedError, IndexMismatchError, NoIndexError
 from .text import STOPWORDS, fts_query
 
@@ -374,7 +375,7 @@ class Store:
                 f"SELECT a.id, a.title, a.source, a.date, a.url, a.text, a.hash FROM articles a WHERE {_VISIBLE}",
                 {"gen": self.gen},
             )
-            if _article_hash(title, source, date, url, text) != digest
+            if Article("", title, text, source, date, url).hash != digest
         ]
         return [f"{self.path / 'meta.sqlite'}: article {aid!r} does not match its hash" for aid in bad[:20]]
 
@@ -609,7 +610,8 @@ class Writer:
         self.flush()
         removing = self._rows_of(self._removed)
         unclaimed = [r for r in self._pending.values() if r not in self._claimed]  # a killed build's, unwanted
-        gone = self._chunks_of(removing + unclaimed)
+        removed_chunks = self._chunks_of(removing)
+        gone = {**removed_chunks, **self._chunks_of(unclaimed)}
         written = [(group, *self._merged(group, gone)) for group in self._plan_merges(gone)]
         pause_point("writing")
         db = self._db
@@ -644,7 +646,7 @@ class Writer:
         before = self.base.manifest if self.base is not None else {"articles": 0, "chunks": 0}
         counts = (
             before["articles"] + new - len(removing),
-            before["chunks"] + new_chunks - len(self._chunks_of(removing)),
+            before["chunks"] + new_chunks - len(removed_chunks),
         )
         self.manifest.update(
             format=FORMAT,
@@ -965,14 +967,6 @@ def count_terms(db: sqlite3.Connection, texts: list[str], sign: int) -> None:
 def text_key(text: str) -> int:
     """A 63-bit key of a text, for finding copies by an index."""
     return int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:8], "big") >> 1
-
-
-def _article_hash(title: str, source: str, date: str, url: str, text: str) -> str:
-    h = hashlib.sha256()
-    for part in (title, source, date, url, text):
-        h.update(part.encode("utf-8", "surrogatepass"))
-        h.update(b"\x00")
-    return h.hexdigest()[:32]
 
 
 def _wrong_kind(setting: str, record: dict, alive: int) -> bool:
