@@ -120,7 +120,7 @@ def read(
     ``paths`` gives them (``articles/uploads/oil.txt``, not ``oil.txt``); a file that such a
     read would not reach (outside ``paths``, in a hidden folder, not a known suffix) is not read.
     """
-    return (item for item in scan(paths, skipped, only, notices) if isinstance(item, Article))
+    return (item for _, item in located(paths, skipped, only, notices) if isinstance(item, Article))
 
 
 def scan(
@@ -135,6 +135,17 @@ def scan(
     >>> [type(x).__name__ for x in scan(["feed.jsonl"])]  # doctest: +SKIP
     ['Article', 'Skipped', 'Article']
     """
+    return (item for _, item in located(paths, skipped, only, notices))
+
+
+def located(
+    paths: Iterable[str | os.PathLike],
+    skipped: list[Skipped] | None = None,
+    only: Iterable[str | os.PathLike] | None = None,
+    notices: list[str] | None = None,
+) -> Iterator[tuple[Path, Article | Skipped]]:
+    """``scan``, each item with the file it comes from, as ``only`` takes it: an article's ``path``
+    is text, which a file name that is not UTF-8 is not."""
     skipped = [] if skipped is None else skipped
     notices = [] if notices is None else notices
     seen: dict[str, str] = {}  # id or text hash -> where it was first seen
@@ -153,7 +164,7 @@ def scan(
                     item = _first_copy(item, seen)
                 if isinstance(item, Skipped):
                     told.skip(item)
-                yield item
+                yield path, item
             told.close()
 
 

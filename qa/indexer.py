@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,9 +58,28 @@ class BuildReport:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """An article as the first reading of a collection met it; its text is not kept."""
+
+    id: str
+    hash: str
+    path: str
+    chars: int
+    file: Path | None  # what it was read from; None for an article made in memory
+
+    @classmethod
+    def of(cls, article: Article, file: Path | None = None) -> Listed:
+        return cls(article.id, article.hash, article.path, len(article.text), file)
+
+
 @dataclass(frozen=True)
 class Collection:
     """The articles read from some paths, what was skipped, and what was changed on reading (``notices``).
+
+    ``articles``: the articles themselves, in memory (an evaluation's data set, the files just added);
+    empty for a whole collection read from ``paths``, which ``listed`` lists and ``read`` reads again,
+    an article at a time, so that a build holds no more of it than it is embedding.
 
     ``partial``: ``articles`` are only some of the collection under ``paths`` (files just added):
     they are added or replace their older versions, every other indexed article stays as it is.
@@ -71,6 +90,24 @@ class Collection:
     paths: tuple[str, ...] = ()  # absolute: the manifest records them so the app can rebuild the same set
     partial: bool = False
     notices: list[str] = field(default_factory=list)
+    listed: list[Listed] | None = None
+
+    def entries(self) -> list[Listed]:
+        """Every article of the collection, without its text."""
+        if self.listed is not None:
+            return self.listed
+        return [Listed.of(a) for a in self.articles]
+
+    def read(self, wanted: Sequence[Listed]) -> Iterator[Article]:
+        """The ``wanted`` articles, in the collection's order. Read from ``paths`` again, they are
+        what the files hold now: an article whose file changed since it was listed comes as it is now
+        (its new hash with it), one that is gone no longer comes."""
+        ids = {w.id for w in wanted}
+        if self.listed is None:
+            return (a for a in self.articles if a.id in ids)
+        # Only their files, as a full reading names and orders them; skips and notices were told the first time.
+        files = sorted({w.file for w in wanted})
+        return (a for a in articles_mod.read(self.paths, [], only=files, notices=[]) if a.id in ids)
 
 
 def collect(
@@ -78,29 +115,33 @@ def collect(
     index_dir: str | os.PathLike | None = None,
     only: Sequence[str | os.PathLike] | None = None,
 ) -> Collection:
-    """Read every article under ``paths``; NoArticlesError when none is readable.
+    """List every article under ``paths`` (``Collection.listed``); NoArticlesError when none is readable.
 
     Unless the index at ``index_dir`` was built from exactly these ``paths``: then every
     article was deleted, and the empty collection is returned, so that the build removes
     them all instead of the index citing deleted articles forever.
 
     ``only``: read just these files under ``paths`` (see ``articles.read``), for a partial
-    collection (``Collection.partial``) that an index of ``paths`` takes in without re-reading the rest.
+    collection (``Collection.partial``, its articles in memory) that an index of ``paths`` takes in
+    without re-reading the rest.
     """
     skipped: list[Skipped] = []
     notices: list[str] = []
-    found = list(articles_mod.read(paths, skipped, only=only, notices=notices))
     sources = tuple(str(Path(p).resolve()) for p in paths)
     if only is not None:
+        found = list(articles_mod.read(paths, skipped, only=only, notices=notices))
         return Collection(found, skipped, sources, partial=True, notices=notices)
+    listed = [
+        Listed.of(a, f) for f, a in articles_mod.located(paths, skipped, notices=notices) if isinstance(a, Article)
+    ]
     where = ", ".join(str(p) for p in paths)
-    if not found and not _built_from(index_dir, sources):
+    if not listed and not _built_from(index_dir, sources):
         raise NoArticlesError(
             f"No readable articles in {where} ({len(skipped)} skipped). qa reads .txt, .md, .html and .jsonl files."
         )
-    if not found:
+    if not listed:
         log.warning("no articles are left in %s: the index will be emptied", where)
-    return Collection(found, skipped, sources, notices=notices)
+    return Collection([], skipped, sources, notices=notices, listed=listed)
 
 
 def _built_from(index_dir: str | os.PathLike | None, sources: tuple[str, ...]) -> bool:
@@ -143,7 +184,7 @@ def build(
         try:
             if collection.partial:
                 collection = _taken_in(collection, base, settings, embedder)
-            found, skipped, partial = collection.articles, collection.skipped, collection.partial
+            found, skipped, partial = collection.entries(), collection.skipped, collection.partial
             new_ids = {a.id for a in found}
             removed = [] if partial else [i for i in old if i not in new_ids]
             same_sources = (
@@ -163,7 +204,9 @@ def build(
             todo = [a for a in found if base is None or old.get(a.id) != a.hash]
             if collection.paths:
                 manifest["sources"] = list(collection.paths)
-            embedded, total, failed, resumed = _write(settings, manifest, base, todo, removed, old, embedder, progress)
+            embedded, total, failed, resumed = _write(
+                settings, manifest, base, collection, todo, removed, old, embedder, progress
+            )
         finally:
             if base is not None:
                 base.close()
@@ -216,7 +259,8 @@ def _write(
     settings: Settings,
     manifest: dict,
     base: Store | None,
-    todo: list[Article],
+    collection: Collection,
+    todo: list[Listed],
     removed: list[str],
     old: dict[str, str],
     embedder,
@@ -236,10 +280,10 @@ def _write(
         if writer.reused:
             log.warning("resuming an interrupted build: %d passages it embedded are reused", writer.reused)
         pause_point("embedding")
-        bar = _Bar(progress, sum(len(a.text) for a in todo))
+        bar = _Bar(progress, sum(a.chars for a in todo))
         embedded, failed = 0, []
         try:
-            for batch in _batches(todo):
+            for batch in _batches(_reread(collection, todo, failed)):
                 kept, pieces, lost = _chunk_each(batch, settings, embedder)
                 tried = sum(len(cs) for cs in pieces)
                 kept, pieces, (vectors, sentences), lost_embedding = _embed_articles(kept, pieces, embedder, bar.step)
@@ -260,7 +304,20 @@ def _write(
     return embedded, writer.manifest["chunks"], failed, writer.reused
 
 
-def _batches(articles: list[Article]):
+def _reread(collection: Collection, todo: list[Listed], failed: list[Skipped]) -> Iterator[Article]:
+    """``todo``'s articles, read again; those whose file no longer holds them are added to ``failed``."""
+    left = {a.id: a for a in todo}
+    for article in collection.read(todo):
+        listed = left.pop(article.id)
+        if article.hash != listed.hash:
+            log.warning("%s changed while the build ran: it is indexed as it is now", article.path or article.id)
+        yield article
+    for gone in left.values():
+        failed.append(Skipped(gone.path or gone.id, "was removed or changed while the build ran; build again"))
+        log.warning("skipped %s: %s", failed[-1].path, failed[-1].reason)
+
+
+def _batches(articles: Iterable[Article]):
     batch, chars = [], 0
     for a in articles:
         batch.append(a)

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from qa import Library, NoArticlesError, Settings
+from qa import Library, NoArticlesError, Settings, articles, indexer
 from qa.cli import main as cli_main
 from qa.store import Store, current_generation
 
@@ -255,3 +255,36 @@ def test_deleting_every_article_empties_the_index_instead_of_citing_them(tiny_co
     with pytest.raises(NoArticlesError, match="No readable articles in"):
         build(tmp_path / "elsewhere", index)
     assert Library.open(index, embedder=FakeEmbedder()).info().articles == 0
+
+
+def test_a_build_keeps_no_text_of_the_collection_and_reads_again_only_the_files_it_embeds(
+    tiny_corpus, tmp_path, monkeypatch
+):
+    index = tmp_path / "index"
+    build(tiny_corpus, index)
+    (tiny_corpus / "feed.jsonl").write_text(
+        '{"id": "a", "text": "Tides rose along the coast."}\n{"id": "b", "text": "The ferry was cancelled."}\n'
+    )
+    collection = indexer.collect([tiny_corpus], index)
+    assert collection.articles == [] and len(collection.entries()) == 5  # ids and hashes, not texts
+    reads = []
+    read_file = articles._read_file
+    monkeypatch.setattr(articles, "_read_file", lambda path, id: reads.append(path.name) or read_file(path, id))
+    report = indexer.build(collection, FAKE.with_(index_dir=index), FakeEmbedder())
+    assert reads == ["feed.jsonl"] and (report.added, report.unchanged) == (2, 3)
+    assert build(tiny_corpus, index).search("ferry cancelled", k=1)[0].article_id == "articles/feed.jsonl#b"
+
+
+def test_an_article_changed_or_deleted_between_listing_and_embedding_is_taken_as_it_is_then(tiny_corpus, tmp_path):
+    index = tmp_path / "index"
+    collection = indexer.collect([tiny_corpus], index)
+    (tiny_corpus / "gm.md").write_text("# GM reopens\nGeneral Motors reopened the Flint harbour plant.\n")
+    gone = next(p for p in sorted(tiny_corpus.iterdir()) if p.name != "gm.md")
+    gone.unlink()
+    report = indexer.build(collection, FAKE.with_(index_dir=index), FakeEmbedder())
+    assert [s.path for s in report.skipped] == [str(gone)]
+    assert "while the build ran" in report.skipped[0].reason
+    lib = Library.open(index, embedder=FakeEmbedder(), settings=FAKE)
+    assert lib.search("Flint harbour", k=1)[0].title == "GM reopens"
+    again = lib.update()  # the changed article was indexed as it is now, the deleted one is not there
+    assert (again.added, again.changed, again.removed, again.unchanged) == (0, 0, 0, 2)
