@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from qa import Library, QAError, Settings
+from qa import Library, QAError, Settings, backends
+from qa.cli import backend_options
 from qa.errors import NoIndexError
 from qa.web.adding import collection_folder  # importing qa.web sets the offline environment (config.offline)
 
@@ -56,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=env.get("QA_CONCURRENCY") or str(DEFAULT_CONCURRENCY),
         help=f"searches that run at once; others queue (default: {DEFAULT_CONCURRENCY})",
     )
+    backend_options(parser)
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error(f"--concurrency must be 1 or more, got {args.concurrency}")
@@ -67,7 +69,8 @@ def open_library(settings: Settings) -> Library:
     try:
         return Library.open(settings=settings)
     except NoIndexError:
-        print(f"No index in {settings.index_dir}/ yet: building one from {SEEDS} ...", file=sys.stderr, flush=True)
+        where = backends.of(settings).where
+        print(f"No index in {where} yet: building one from {SEEDS} ...", file=sys.stderr, flush=True)
         lib = Library.build([SEEDS], settings=settings, progress=True)
         print(lib.last_build.summary(), file=sys.stderr, flush=True)
         return lib
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
-        settings = Settings.from_env(index_dir=args.index)
+        settings = Settings.from_env(index_dir=args.index, backend=args.backend, milvus_uri=args.milvus_uri)
         library = open_library(settings)
         library.search("Who traveled to Mexico City?", k=1, highlight=True)  # so the first user isn't the one who waits
     except (QAError, ValueError) as e:

@@ -11,7 +11,8 @@ import sys
 import time
 from collections.abc import Iterator
 
-from . import handoff
+from . import backends, handoff
+from .backends import BACKENDS
 from .config import SEARCH_MODES, Settings, offline
 from .errors import HandOffError, QAError
 
@@ -22,7 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         settings = Settings.from_env(
-            index_dir=args.index, model=getattr(args, "model", None), dense_index=getattr(args, "dense_index", None)
+            index_dir=args.index,
+            model=getattr(args, "model", None),
+            dense_index=getattr(args, "dense_index", None),
+            backend=getattr(args, "backend", None),
+            milvus_uri=getattr(args, "milvus_uri", None),
         )
         with _quiet("faiss", "qa.articles"):  # qa.articles' warnings are the report's skipped and notices lines
             return args.run(args, settings)
@@ -86,6 +91,7 @@ def parser() -> argparse.ArgumentParser:
         help="build in this process even when `python app.py` serves the index (by default the app, "
         "which has the model loaded, runs the build)",
     )
+    backend_options(p)
     p.set_defaults(run=_build)
 
     p = sub.add_parser(
@@ -98,11 +104,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--index", help=index_help)
     p.add_argument("--mode", choices=SEARCH_MODES, help="retrieval mode (default: hybrid)")
     p.add_argument("--json", action="store_true", help="print a JSON list of passages")
+    backend_options(p)
     p.set_defaults(run=_search)
 
     p = sub.add_parser("info", help="describe the index", description="Show the model, counts, size and build time.")
     p.add_argument("--index", help=index_help)
     p.add_argument("--json", action="store_true", help="print a JSON object")
+    backend_options(p)
     p.set_defaults(run=_info)
 
     p = sub.add_parser(
@@ -112,6 +120,7 @@ def parser() -> argparse.ArgumentParser:
         "index, the counts. Exit status 1 when something is wrong. Minutes at millions of passages.",
     )
     p.add_argument("--index", help=index_help)
+    backend_options(p)
     p.set_defaults(run=_check)
 
     p = sub.add_parser(
@@ -148,12 +157,29 @@ def parser() -> argparse.ArgumentParser:
         e.add_argument("--mode", choices=SEARCH_MODES, help="retrieval mode (default: hybrid)")
         e.add_argument("--json", action="store_true", help="print one JSON object")
         e.add_argument("--model", help="sentence-transformers model name or local path")
+        backend_options(e)
         e.set_defaults(index=None)
     return parser
 
 
+def backend_options(p: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--milvus-uri``, as every command that reaches an index takes them."""
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="where the index lives: local (default: $QA_BACKEND or local: FAISS and SQLite in --index) "
+        'or milvus (pip install -e ".[milvus]")',
+    )
+    p.add_argument(
+        "--milvus-uri",
+        metavar="URI",
+        help="with --backend milvus: a file path for Milvus Lite, or http://host:19530 for a Milvus server "
+        "(default: $QA_MILVUS_URI or INDEX/milvus.db); a token goes in $QA_MILVUS_TOKEN",
+    )
+
+
 def _build(args, settings: Settings) -> int:
-    where = f"{settings.index_dir}/ from {', '.join(args.paths)}"
+    where = f"{backends.of(settings).where} from {', '.join(args.paths)}"
     report = None
     server = None if args.no_app else handoff.find(settings.index_dir)
     if server is not None:
@@ -217,13 +243,13 @@ def _info(args, settings: Settings) -> int:
 
 def _check(args, settings: Settings) -> int:
     from .errors import StoreError
-    from .store import Store
 
     began = time.perf_counter()
+    where = backends.of(settings).where
     try:
-        store = Store.open(settings.index_dir)
+        store = backends.of(settings).open()
     except StoreError as e:
-        print(f"{settings.index_dir}/: 1 problem\n  {e}")
+        print(f"{where}: 1 problem\n  {e}")
         return 1
     try:
         problems = store.check()
@@ -231,9 +257,9 @@ def _check(args, settings: Settings) -> int:
         store.close()
     seconds = time.perf_counter() - began
     if not problems:
-        print(f"{settings.index_dir}/ ({store.generation}): no problems found in {seconds:.1f} s.")
+        print(f"{where} ({store.generation}): no problems found in {seconds:.1f} s.")
         return 0
-    print(f"{settings.index_dir}/ ({store.generation}): {len(problems)} problem{'s' * (len(problems) > 1)}")
+    print(f"{where} ({store.generation}): {len(problems)} problem{'s' * (len(problems) > 1)}")
     for problem in problems:
         print(f"  {problem}")
     print(f"Rebuild it with `qa build --full --index {settings.index_dir}`.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -64,6 +65,12 @@ class Settings:
     dense_index: str = "auto"
     # "index": search each segment's own index; "exact": scan every vector (slow at scale; for comparisons).
     dense_search: str = "index"
+    # Where the index lives: "local" (index_dir: FAISS + SQLite) or "milvus" (qa.milvus; pip install -e ".[milvus]").
+    backend: str = "local"
+    # Milvus: a file path is Milvus Lite, in this process; http://host:19530 a server. "": index_dir/milvus.db.
+    milvus_uri: str = ""
+    milvus_token: str = ""  # a server's "user:password" or API key
+    milvus_collection: str = "qa"  # names the collections: qa_meta, qa_data_000001, ...
     # The app's "Add articles" panel refuses a file or text whose indexing would take longer (estimated).
     max_add_seconds: float = 600.0
 
@@ -91,6 +98,15 @@ class Settings:
             check_setting(self.dense_index)
         if self.dense_search not in ("index", "exact"):
             raise ValueError(f"dense_search must be index or exact, got {quoted(self.dense_search)}")
+        from .backends import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {quoted(self.backend)}")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", self.milvus_collection):
+            raise ValueError(
+                "milvus_collection must be letters, digits and _ (not first a digit), "
+                f"got {quoted(self.milvus_collection)}"
+            )
         if self.max_add_seconds <= 0:
             raise ValueError(f"max_add_seconds must be above 0, got {quoted(self.max_add_seconds)}")
         if not -1.0 <= self.min_similarity <= 1.0:

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import articles as articles_mod
+from . import backends
 from .articles import Article, Skipped
+from .backends import Backend, Index, Local
 from .chunking import chunk, sentence_spans
 from .config import Settings
 from .errors import CorruptIndexError, IndexMismatchError, NoArticlesError, NoIndexError, StoreError
-from .store import Store, Writer, lock, pause_point
+from .store import give_back_memory, pause_point
 
 if TYPE_CHECKING:
     from .embedding import Progress
@@ -112,12 +114,12 @@ class Collection:
 
 def collect(
     paths: Sequence[str | os.PathLike],
-    index_dir: str | os.PathLike | None = None,
+    index: Backend | str | os.PathLike | None = None,
     only: Sequence[str | os.PathLike] | None = None,
 ) -> Collection:
     """List every article under ``paths`` (``Collection.listed``); NoArticlesError when none is readable.
 
-    Unless the index at ``index_dir`` was built from exactly these ``paths``: then every
+    Unless the index (a backend, or an index directory) was built from exactly these ``paths``: then every
     article was deleted, and the empty collection is returned, so that the build removes
     them all instead of the index citing deleted articles forever.
 
@@ -135,7 +137,7 @@ def collect(
         Listed.of(a, f) for f, a in articles_mod.located(paths, skipped, notices=notices) if isinstance(a, Article)
     ]
     where = ", ".join(str(p) for p in paths)
-    if not listed and not _built_from(index_dir, sources):
+    if not listed and not _built_from(index, sources):
         raise NoArticlesError(
             f"No readable articles in {where} ({len(skipped)} skipped). qa reads .txt, .md, .html and .jsonl files."
         )
@@ -144,12 +146,14 @@ def collect(
     return Collection([], skipped, sources, notices=notices, listed=listed)
 
 
-def _built_from(index_dir: str | os.PathLike | None, sources: tuple[str, ...]) -> bool:
-    """Whether the live index at ``index_dir`` records exactly ``sources`` as what it was built from."""
-    if index_dir is None:
+def _built_from(index: Backend | str | os.PathLike | None, sources: tuple[str, ...]) -> bool:
+    """Whether the live index records exactly ``sources`` as what it was built from."""
+    if index is None:
         return False
+    if isinstance(index, (str, os.PathLike)):
+        index = Local(Path(index))
     try:
-        store = Store.open(index_dir)
+        store = index.open()
     except StoreError:
         return False
     try:
@@ -179,8 +183,9 @@ def build(
         "chunk_tokens": settings.chunk_tokens,
         "overlap_sentences": settings.overlap_sentences,
     }
-    with lock(settings.index_dir):
-        base, old, full_reason = _base(settings, key, full)
+    backend = backends.of(settings)
+    with backend.lock():
+        base, old, full_reason = _base(backend, key, full)
         try:
             if collection.partial:
                 collection = _taken_in(collection, base, settings, embedder)
@@ -205,7 +210,7 @@ def build(
             if collection.paths:
                 manifest["sources"] = list(collection.paths)
             embedded, total, failed, resumed = _write(
-                settings, manifest, base, collection, todo, removed, old, embedder, progress
+                backend, settings, manifest, base, collection, todo, removed, old, embedder, progress
             )
         finally:
             if base is not None:
@@ -230,14 +235,14 @@ def build(
     )
 
 
-def _taken_in(collection: Collection, base: Store | None, settings: Settings, embedder) -> Collection:
+def _taken_in(collection: Collection, base: Index | None, settings: Settings, embedder) -> Collection:
     """A partial ``collection`` as the index ``base`` takes it in: without copies of texts that other
     indexed articles hold. Or, when there is no index to add to or it must be re-embedded whole
     (other settings, another model), the whole collection under its ``paths``, read now."""
     # Asks a lazily loaded model its dimension, loading it: an addition has something to embed anyway.
     if base is None or base.manifest.get("dim") != embedder.dim:
         log.info("reading all of %s: the index is rebuilt from scratch", ", ".join(collection.paths))
-        return collect(collection.paths, settings.index_dir)
+        return collect(collection.paths, backends.of(settings))
     ids = {a.id for a in collection.articles}
     holders = base.articles_with_texts(a.text for a in collection.articles)
     kept, copies = [], []
@@ -252,13 +257,14 @@ def _taken_in(collection: Collection, base: Store | None, settings: Settings, em
     return replace(collection, articles=kept, skipped=collection.skipped + copies)
 
 
-BATCH_CHARS = 1_500_000  # article text chunked and embedded per step (~2,000 passages): what a build holds
+BATCH_CHARS = 500_000  # article text chunked and embedded per step (~700 passages): what a build holds
 
 
 def _write(
+    backend: Backend,
     settings: Settings,
     manifest: dict,
-    base: Store | None,
+    base: Index | None,
     collection: Collection,
     todo: list[Listed],
     removed: list[str],
@@ -272,7 +278,7 @@ def _write(
     whatever their number; what a killed build already wrote out is reused. An article that fails to
     chunk or embed is left out, with a warning, and the build goes on. Returns (chunks embedded, chunks
     in the new generation, the articles left out, chunks reused from a killed build)."""
-    writer = Writer(settings.index_dir, manifest, base, settings.dense_index)
+    writer = backend.writer(manifest, base, settings.dense_index)
     try:
         if base is not None:
             writer.remove(removed + [a.id for a in todo if a.id in old])
@@ -295,6 +301,8 @@ def _write(
                 embedded += offset
                 failed += lost + lost_embedding
                 bar.done_with(sum(len(a.text) for a in batch), tried)
+                del batch, kept, pieces, vectors, sentences  # what the writer does not keep: freed, and
+                give_back_memory()  # returned to the system
         finally:
             bar.close()
         writer.commit()
@@ -461,11 +469,11 @@ def _embed(chunks: list, embedder, progress: Progress) -> tuple[np.ndarray, list
     return vectors, sentences
 
 
-def _base(settings: Settings, manifest: dict, full: bool) -> tuple[Store | None, Mapping[str, str], str]:
+def _base(backend: Backend, manifest: dict, full: bool) -> tuple[Index | None, Mapping[str, str], str]:
     """The live generation to update (None when everything is rebuilt), the article hashes it
     holds, and the reason for a full rebuild."""
     try:
-        base = Store.open(settings.index_dir)
+        base = backend.open()
     except NoIndexError:
         return None, {}, "there was no index yet"
     except (CorruptIndexError, IndexMismatchError) as e:
@@ -487,7 +495,7 @@ class Hashes(Mapping):
     files looks up only theirs (all of them took most of a one-article update at 1M chunks), one
     that goes through them all reads them all once."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Index) -> None:
         self._store = store
         self._all: dict[str, str] | None = None
         self._some: dict[str, str | None] = {}

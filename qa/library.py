@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import indexer
+from . import backends, indexer
 from . import search as search_mod
+from .backends import Index
 from .config import Settings
 from .embedding import Embedding, LazyEmbedder, load_embedder
 from .errors import IndexLockedError, IndexMismatchError, NoSourcesError, QAError, StoreError, UploadError
 from .indexer import BuildReport
 from .search import Passage
-from .store import Store, current_generation
 
 if TYPE_CHECKING:
     from .embedding import Progress
@@ -53,8 +53,9 @@ class Library:
     model it was built with. Safe to search from several threads.
     """
 
-    def __init__(self, store: Store, embedder, settings: Settings) -> None:
+    def __init__(self, store: Index, embedder, settings: Settings) -> None:
         self.settings = settings
+        self._backend = backends.of(settings)
         self._serving = (store, embedder)  # swapped as one, so a search never mixes two models
         self._swap = threading.Lock()
         self._unusable: str | None = None  # a generation that failed to open
@@ -70,7 +71,7 @@ class Library:
     ) -> Library:
         """Open an existing index. ``model`` defaults to the one it was built with."""
         settings = (settings or Settings.from_env()).with_(index_dir=index_dir)
-        store = Store.open(settings.index_dir)
+        store = backends.of(settings).open()
         built_with = store.manifest["model"]
         wanted = model or (embedder.name if embedder else None) or built_with
         embedder = embedder or load_embedder(wanted)
@@ -104,11 +105,11 @@ class Library:
             paths = [paths]
         settings = (settings or Settings.from_env()).with_(index_dir=index_dir, model=model)
         collection = (  # read before spending seconds on the model
-            paths if isinstance(paths, indexer.Collection) else indexer.collect(paths, settings.index_dir)
+            paths if isinstance(paths, indexer.Collection) else indexer.collect(paths, backends.of(settings))
         )
         embedder = embedder or LazyEmbedder(settings.model)  # not loaded when nothing needs embedding
         report = indexer.build(collection, settings, embedder, full=full, progress=progress)
-        lib = cls(Store.open(settings.index_dir), embedder, settings)
+        lib = cls(backends.of(settings).open(), embedder, settings)
         lib.last_build = report
         return lib
 
@@ -142,7 +143,7 @@ class Library:
         if paths is None:
             paths = self.update_paths()
         settings = self._index_settings(settings)
-        collection = indexer.collect(paths, settings.index_dir)
+        collection = indexer.collect(paths, backends.of(settings))
         return self._build(collection, settings, full, progress, wait)
 
     def add(
@@ -244,7 +245,7 @@ class Library:
         return self._fresh()[1]
 
     @property
-    def store(self) -> Store:
+    def store(self) -> Index:
         """The live generation of the index (reopened when a build has swapped in a new one)."""
         return self._fresh()[0]
 
@@ -279,7 +280,7 @@ class Library:
         empty when nothing is. Reads the whole index: minutes at millions of chunks."""
         return self._fresh()[0].check()
 
-    def _fresh(self) -> tuple[Store, object]:
+    def _fresh(self) -> tuple[Index, object]:
         """The live generation and its model: reopened when a build has swapped in a new one.
 
         A generation built with another model (``qa build --full --model ...``) brings that
@@ -287,16 +288,16 @@ class Library:
         once and the one already open keeps serving, so a running app never fails a question over it.
         """
         serving = self._serving
-        live = current_generation(self.settings.index_dir)
+        live = self._backend.live()
         if live in (serving[0].generation, self._unusable):
             return serving
         with self._swap:
             store, embedder = self._serving
-            live = current_generation(self.settings.index_dir)
+            live = self._backend.live()
             if live in (store.generation, self._unusable):
                 return self._serving
             try:
-                fresh = Store.open(self.settings.index_dir)
+                fresh = self._backend.open()
             except StoreError as e:
                 return self._keep_serving(live, e)
             try:
@@ -308,7 +309,7 @@ class Library:
             self._serving = (fresh, embedder)  # the old store closes when the last search lets go
             return self._serving
 
-    def _keep_serving(self, unusable: str | None, error: QAError) -> tuple[Store, object]:
+    def _keep_serving(self, unusable: str | None, error: QAError) -> tuple[Index, object]:
         log.warning("still serving %s: %s", self._serving[0].generation, error)
         self._unusable = unusable
         return self._serving
@@ -323,7 +324,7 @@ class Library:
         self.close()
 
 
-def _embedder_for(store: Store, embedder):
+def _embedder_for(store: Index, embedder):
     """``embedder`` if ``store`` was built with it, else the model ``store`` was built with, loaded.
 
     Loading takes seconds, during which searches wait: only a rebuild with another model does it.

@@ -28,6 +28,7 @@ A full rebuild (a new model or chunking) writes a new data directory beside the 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -579,6 +580,7 @@ class Writer:
         self._set_state("next_chunk_id", str(next_id))
         self._db.execute("COMMIT")
         self._buffer, self._buffered = [], 0
+        give_back_memory()
         pause_point("batch")
 
     def _book(self) -> tuple[int, np.ndarray]:
@@ -1014,6 +1016,28 @@ def lock(index_dir: Path) -> Iterator[None]:
 
 
 _REBUILD = "Rebuild it with `qa build --full --index {0}`."
+
+
+def give_back_memory() -> None:
+    """Return the freed heap to the system (glibc only): a batch's tokens and activations are freed between
+    what the build keeps, and without this the heap they leave grows with every batch (bench/buildmem.py: 2.3 GB at
+    23,000 chunks without it)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018 -- musl has none
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _load_libc()
 
 
 def pause_point(stage: str) -> None:

@@ -56,8 +56,17 @@ def fts_query(question: str, max_terms: int = 64) -> str:
     >>> fts_query("What is the Merida Initiative?")
     '"merida" OR "initiative"'
     """
-    found = []
+    return " OR ".join(f'"{t}"' for t in query_terms(question, max_terms))
+
+
+def query_terms(question: str, max_terms: int = 64) -> list[str]:
+    """The question's distinct non-stopword words, lower-cased, in their order: what full-text search looks for.
+
+    >>> query_terms("What is the Merida Initiative?")
+    ['merida', 'initiative']
+    """
+    found: list[str] = []
     for word in re.findall(r"\w+", question.lower()):
         if word not in STOPWORDS and word not in found:
             found.append(word)
-    return " OR ".join(f'"{t}"' for t in found[:max_terms])
+    return found[:max_terms]

@@ -1,0 +1,212 @@
+"""The Milvus backend, through Milvus Lite (the real engine, in process): build, search, incremental
+changes, full rebuilds under a searching reader, killed builds, and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from qa import Library, NoIndexError, Settings, backends
+from qa.cli import main as cli_main
+from qa.milvus import MilvusError, release
+
+from conftest import FakeEmbedder
+from tests.test_crash import answers, change_collection, kill, start_build
+from tests.test_incremental import CountingEmbedder
+
+# Literal searches with the fake model, as in test_crash; the Milvus side is set by each test.
+FAKE = Settings(mode="lexical", answer_candidates=0, backend="milvus")
+
+
+@pytest.fixture(autouse=True)
+def _released():
+    """Each test's Milvus Lite files are let go after it, as a process that ends lets go of them."""
+    yield
+    release()
+
+
+def milvus(index: Path, **kw) -> Settings:
+    return FAKE.with_(index_dir=index, **kw)
+
+
+def build(folder, index, embedder=None, **kw) -> Library:
+    settings = kw.pop("settings", milvus(index))
+    return Library.build([folder], settings=settings, embedder=embedder or FakeEmbedder(), **kw)
+
+
+def test_a_milvus_index_is_built_searched_and_described(tiny_corpus, tmp_path):
+    lib = build(tiny_corpus, tmp_path / "index")
+    assert (tmp_path / "index" / "milvus.db").exists()  # Milvus Lite's file, in the index directory by default
+    assert lib.last_build.added == 3 and lib.last_build.chunks_total == 3
+    assert answers(lib)["When is the Dreamliner delivered?"] == "articles/boeing.txt"
+    info = lib.info()
+    assert (info.articles, info.chunks, info.dense) == (3, 3, "milvus AUTOINDEX")
+    assert info.generation == "qa_data_000001/gen-000001"
+    assert lib.store.article_text("articles/boeing.txt") == (tiny_corpus / "boeing.txt").read_text().strip()
+    assert lib.check() == []
+    for mode in ("dense", "hybrid"):
+        hits = Library(lib.store, lib.embedder, lib.settings.with_(mode=mode)).search("Dreamliner delivery", k=3)
+        assert hits[0].article_id == "articles/boeing.txt" and len(hits) == 3
+
+
+def test_an_update_embeds_only_what_changed_and_removed_articles_leave_both_searches(tiny_corpus, tmp_path):
+    index = tmp_path / "index"
+    build(tiny_corpus, index)
+    change_collection(tiny_corpus)  # boeing removed, apple changed, ford added
+    embedder = CountingEmbedder()
+    lib = build(tiny_corpus, index, embedder)
+    report = lib.last_build
+    assert (report.added, report.changed, report.removed, report.unchanged) == (1, 1, 1, 1)
+    assert embedder.embedded == 2 and report.chunks_total == 3 and lib.info().articles == 3
+    assert answers(lib)["Who bought Jaguar?"] == "articles/ford.txt"
+    store = lib.store
+    for hits in (store.lexical("Dreamliner Boeing", 10), store.dense(embedder.encode(["Boeing Dreamliner"])[0], 10)):
+        assert {store.chunks([i])[i].article_id for i, _ in hits} <= {
+            "articles/apple.md",
+            "articles/gm.md",
+            "articles/ford.txt",
+        }
+    assert store.article_hashes().keys() == {"articles/apple.md", "articles/gm.md", "articles/ford.txt"}
+    assert lib.check() == []
+    embedder.embedded = 0
+    again = build(tiny_corpus, index, embedder)
+    assert again.last_build.unchanged == 3 and embedder.embedded == 0
+
+
+def test_a_milvus_index_equals_a_local_one_of_the_same_articles(tiny_corpus, tmp_path):
+    local = Library.build(
+        [tiny_corpus], index_dir=tmp_path / "local", embedder=FakeEmbedder(), settings=FAKE.with_(backend="local")
+    )
+    remote = build(tiny_corpus, tmp_path / "index")
+    one, two = local.store, remote.store
+    chunks = lambda s: sorted((c.article_id, c.start, c.end, c.text, c.title) for c in s.chunks(s.chunk_ids()).values())  # noqa: E731
+    assert chunks(one) == chunks(two)
+    assert one.article_hashes() == two.article_hashes()
+    for question in ("Who queued in Paris?", "jobs in Michigan", "Dreamliner delivery"):
+        assert one.dense(FakeEmbedder().encode([question])[0], 3) == two.dense(FakeEmbedder().encode([question])[0], 3)
+        assert [p.article_id for p in local.search(question, k=3)] == [
+            p.article_id for p in remote.search(question, k=3)
+        ]
+    ids = two.chunk_ids()
+    spans = {i: two.sentences([i])[i][0] for i in ids}
+    assert all(spans.values())  # the answer stage's sentence vectors are kept
+
+
+def test_a_full_rebuild_swaps_in_a_new_collection_while_a_reader_searches(tiny_corpus, tmp_path):
+    index = tmp_path / "index"
+    lib = build(tiny_corpus, index)
+    seen, stop = [], threading.Event()
+
+    def search() -> None:
+        while not stop.is_set():
+            seen.append(tuple(p.article_id for p in lib.search("Apple Paris store Boeing jobs", k=3)))
+
+    reader = threading.Thread(target=search)
+    reader.start()
+    try:
+        report = lib.update(full=True)
+    finally:
+        stop.set()
+        reader.join()
+    assert report.full_reason == "--full was asked for" and report.chunks_embedded == 3
+    assert seen and len(set(seen)) == 1 and len(seen[0]) == 3, "a search saw a half-built index"
+    assert lib.info().generation == "qa_data_000002/gen-000002"
+    client = backends.of(milvus(index)).client
+    assert sorted(c for c in client.list_collections() if c.startswith("qa_data_")) == [
+        "qa_data_000001",  # the previous one stays for readers that still use it, until the next build
+        "qa_data_000002",
+    ]
+    lib.update(full=True)
+    assert sorted(c for c in client.list_collections() if c.startswith("qa_data_")) == [
+        "qa_data_000002",
+        "qa_data_000003",
+    ]
+
+
+def test_a_library_picks_up_a_build_made_by_another(tiny_corpus, tmp_path):
+    index = tmp_path / "index"
+    serving = build(tiny_corpus, index)
+    assert answers(serving)["Who bought Jaguar?"] != "articles/ford.txt"
+    change_collection(tiny_corpus)
+    build(tiny_corpus, index)  # another Library, as a build handed to the app would be
+    assert answers(serving)["Who bought Jaguar?"] == "articles/ford.txt"
+
+
+@pytest.mark.parametrize("stage", ["embedding", "batch", "writing", "swapped"])
+def test_a_killed_milvus_build_leaves_the_index_serving_and_the_next_build_completes(
+    tiny_corpus, tmp_path, monkeypatch, stage
+):
+    index = tmp_path / "index"
+    old = answers(build(tiny_corpus, index))
+    release()  # Milvus Lite serves one process: the build below runs in another
+    change_collection(tiny_corpus)
+    monkeypatch.setenv("QA_BACKEND", "milvus")
+    monkeypatch.setenv("QA_MODE", "lexical")
+    kill(start_build(tiny_corpus, index, stage))
+    lib = Library.open(settings=milvus(index), embedder=FakeEmbedder())
+    if stage == "swapped":
+        assert answers(lib)["Who bought Jaguar?"] == "articles/ford.txt"
+    else:
+        assert answers(lib) == old
+    assert lib.check() == []
+    after = build(tiny_corpus, index)
+    if stage in ("batch", "writing"):
+        assert after.last_build.resumed == 2 and after.last_build.chunks_embedded == 0
+    assert after.last_build.chunks_total == 3 and after.check() == []
+    assert answers(after)["Who bought Jaguar?"] == "articles/ford.txt"
+    assert all(p.article_id != "articles/boeing.txt" for p in after.search("Dreamliner", k=5))
+
+
+def test_the_cli_builds_searches_and_describes_a_milvus_index_as_it_does_a_local_one(tiny_corpus, tmp_path, capsys):
+    """With the real model: the same passages and answering sentences from either backend."""
+    milvus = ["--backend", "milvus", "--milvus-uri", str(tmp_path / "elsewhere" / "qa.db")]
+    found = {}
+    for name, flags in (("local", []), ("milvus", milvus)):
+        flags = ["--index", str(tmp_path / name), *flags]
+        assert cli_main(["build", str(tiny_corpus), *flags, "--no-app"]) == 0
+        assert "3 added" in capsys.readouterr().out
+        assert cli_main(["search", "When is the first Dreamliner delivered?", "--json", *flags]) == 0
+        found[name] = [(h["article_id"], h["highlight"]) for h in json.loads(capsys.readouterr().out)]
+        assert cli_main(["info", "--json", *flags]) == 0
+        assert json.loads(capsys.readouterr().out)["chunks"] == 3
+        assert cli_main(["check", *flags]) == 0
+        assert "no problems found" in capsys.readouterr().out
+    assert found["milvus"] == found["local"] and found["milvus"][0][0] == "articles/boeing.txt"
+    assert not (tmp_path / "milvus" / "milvus.db").exists() and (tmp_path / "elsewhere" / "qa.db").exists()
+
+
+def test_milvus_errors_are_one_line_that_says_what_to_do(tiny_corpus, tmp_path, capsys):
+    flags = ["--index", str(tmp_path / "index"), "--backend", "milvus"]
+    assert cli_main(["info", *flags]) == 1
+    assert "error: No index in Milvus collection qa at " in capsys.readouterr().err
+    with pytest.raises(NoIndexError, match="Run `qa build seeds/ --backend milvus --milvus-uri "):
+        Library.open(settings=milvus(tmp_path / "index"), embedder=FakeEmbedder())
+    # A server that isn't there: one line, no traceback.
+    assert cli_main(["info", "--backend", "milvus", "--milvus-uri", "http://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: Milvus at http://127.0.0.1:9 can't be reached") and "Traceback" not in err
+    # A Milvus Lite file that another process holds.
+    build(tiny_corpus, tmp_path / "index")
+    release()
+    hold = f"from pymilvus import MilvusClient; MilvusClient({str(tmp_path / 'index' / 'milvus.db')!r}); print('open')"
+    holder = subprocess.Popen(
+        [sys.executable, "-u", "-c", hold + "; input()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(MilvusError, match="is open in another process"):
+            Library.open(settings=milvus(tmp_path / "index"), embedder=FakeEmbedder())
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_milvus_index_built_with_another_model_is_refused_with_how_to_rebuild(tiny_corpus, tmp_path, real_embedder):
+    build(tiny_corpus, tmp_path / "index")
+    with pytest.raises(Exception, match="was built with model 'fake-bow'"):
+        Library.open(settings=milvus(tmp_path / "index"), embedder=real_embedder)
