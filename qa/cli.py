@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
             dense_index=getattr(args, "dense_index", None),
             backend=getattr(args, "backend", None),
             milvus_uri=getattr(args, "milvus_uri", None),
+            ray_address=getattr(args, "ray", None),
+            ray_actors=getattr(args, "ray_actors", None),
         )
         with _quiet("faiss", "qa.articles"):  # qa.articles' warnings are the report's skipped and notices lines
             return args.run(args, settings)
@@ -84,6 +86,20 @@ def parser() -> argparse.ArgumentParser:
         metavar="KIND",
         help="dense index of what the build writes: auto (default: exact up to 150,000 passages a segment, IVF above), "
         "flat, or ivf[:nlist=N,nprobe=N,rescore=N]",
+    )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help='chunk and embed on a Ray cluster (pip install -e ".[ray]"): no ADDRESS starts one on this machine; '
+        "auto joins the one this machine is part of; or ray://HOST:10001 (default: $QA_RAY_ADDRESS)",
+    )
+    p.add_argument(
+        "--ray-actors",
+        type=int,
+        metavar="N",
+        help="models embedding at once on the cluster (default: $QA_RAY_ACTORS, or one per CPU, per GPU if it has any)",
     )
     p.add_argument(
         "--no-app",

@@ -71,6 +71,10 @@ class Settings:
     milvus_uri: str = ""
     milvus_token: str = ""  # a server's "user:password" or API key
     milvus_collection: str = "qa"  # names the collections: qa_meta, qa_data_000001, ...
+    # Chunk and embed on a Ray cluster (qa.cluster; pip install -e ".[ray]"): "" no; "local" a cluster started
+    # for the build; "auto" the running one this machine belongs to; or its address ("ray://head:10001").
+    ray_address: str = ""
+    ray_actors: int = 0  # models working at once on the cluster (0: one per CPU, or per GPU when it has them)
     # The app's "Add articles" panel refuses a file or text whose indexing would take longer (estimated).
     max_add_seconds: float = 600.0
 
@@ -107,6 +111,8 @@ class Settings:
                 "milvus_collection must be letters, digits and _ (not first a digit), "
                 f"got {quoted(self.milvus_collection)}"
             )
+        if self.ray_actors < 0:
+            raise ValueError(f"ray_actors must be 0 (as many as fit) or more, got {quoted(self.ray_actors)}")
         if self.max_add_seconds <= 0:
             raise ValueError(f"max_add_seconds must be above 0, got {quoted(self.max_add_seconds)}")
         if not -1.0 <= self.min_similarity <= 1.0:

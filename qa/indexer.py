@@ -288,20 +288,23 @@ def _write(
         pause_point("embedding")
         bar = _Bar(progress, sum(a.chars for a in todo))
         embedded, failed = 0, []
+        if settings.ray_address:
+            from . import cluster
+
+            steps = cluster.embedded(collection, todo, settings, embedder.name, failed)
+        else:
+            steps = _embedded_here(collection, todo, settings, embedder, bar.step, failed)
         try:
-            for batch in _batches(_reread(collection, todo, failed)):
-                kept, pieces, lost = _chunk_each(batch, settings, embedder)
-                tried = sum(len(cs) for cs in pieces)
-                kept, pieces, (vectors, sentences), lost_embedding = _embed_articles(kept, pieces, embedder, bar.step)
+            for step in steps:
                 offset = 0
-                for article, cs in zip(kept, pieces, strict=True):
+                for article, cs in zip(step.articles, step.chunks, strict=True):
                     end = offset + len(cs)
-                    writer.add(article, cs, vectors[offset:end], sentences[offset:end])
+                    writer.add(article, cs, step.vectors[offset:end], step.sentences[offset:end])
                     offset = end
                 embedded += offset
-                failed += lost + lost_embedding
-                bar.done_with(sum(len(a.text) for a in batch), tried)
-                del batch, kept, pieces, vectors, sentences  # what the writer does not keep: freed, and
+                failed += step.lost
+                bar.done_with(step.chars, step.tried)
+                del step  # what the writer does not keep: freed, and
                 give_back_memory()  # returned to the system
         finally:
             bar.close()
@@ -312,16 +315,48 @@ def _write(
     return embedded, writer.manifest["chunks"], failed, writer.reused
 
 
+@dataclass
+class Embedded:
+    """One step of a build: articles chunked and embedded, ready to write, and those left out."""
+
+    articles: list[Article]
+    chunks: list[list]  # each article's
+    vectors: np.ndarray  # every chunk's, in order
+    sentences: list  # every chunk's (sentence spans, vectors), or None
+    lost: list[Skipped]  # articles that failed to chunk or embed
+    chars: int  # of the articles read for this step
+    tried: int  # chunks that were tried
+
+
+def _embedded_here(
+    collection: Collection, todo: list[Listed], settings: Settings, embedder, step, failed: list[Skipped]
+) -> Iterator[Embedded]:
+    """``todo`` read again, chunked and embedded in this process, a batch at a time."""
+    for batch in _batches(_reread(collection, todo, failed)):
+        kept, pieces, lost = _chunk_each(batch, settings, embedder)
+        tried = sum(len(cs) for cs in pieces)
+        kept, pieces, (vectors, sentences), lost_embedding = _embed_articles(kept, pieces, embedder, step)
+        yield Embedded(kept, pieces, vectors, sentences, lost + lost_embedding, sum(len(a.text) for a in batch), tried)
+
+
 def _reread(collection: Collection, todo: list[Listed], failed: list[Skipped]) -> Iterator[Article]:
     """``todo``'s articles, read again; those whose file no longer holds them are added to ``failed``."""
     left = {a.id: a for a in todo}
     for article in collection.read(todo):
-        listed = left.pop(article.id)
-        if article.hash != listed.hash:
-            log.warning("%s changed while the build ran: it is indexed as it is now", article.path or article.id)
+        check_reread(article, left.pop(article.id))
         yield article
-    for gone in left.values():
-        failed.append(Skipped(gone.path or gone.id, "was removed or changed while the build ran; build again"))
+    vanished(left.values(), failed)
+
+
+def check_reread(article: Article, listed: Listed) -> None:
+    if article.hash != listed.hash:
+        log.warning("%s changed while the build ran: it is indexed as it is now", article.path or article.id)
+
+
+def vanished(gone: Iterable[Listed], failed: list[Skipped]) -> None:
+    """Articles listed to embed that their files no longer held when read again: added to ``failed``."""
+    for listed in gone:
+        failed.append(Skipped(listed.path or listed.id, "was removed or changed while the build ran; build again"))
         log.warning("skipped %s: %s", failed[-1].path, failed[-1].reason)
 
 

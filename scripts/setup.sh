@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv and install qa into it. `--test` adds the test tools, the optional backends' packages
-# (Milvus Lite) and Debian's Chromium.
+# (Milvus Lite, Ray) and Debian's Chromium.
 #
 # torch goes in first, pinned to the CPU build (torch==2.13.0): once it is installed,
 # sentence-transformers' own torch requirement is met and pip never pulls a multi-GB CUDA build.
@@ -16,7 +16,7 @@ fi
 pip=(.venv/bin/python -m pip --disable-pip-version-check)
 "${pip[@]}" install -q "torch==2.13.0"
 if [ "${1:-}" = "--test" ]; then
-    "${pip[@]}" install -q -e ".[test,milvus]"
+    "${pip[@]}" install -q -e ".[test,milvus,ray]"
     if [ ! -x /usr/bin/chromium ]; then
         sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
         $sudo apt-get update -qq
