@@ -197,7 +197,7 @@ def backend_options(p: argparse.ArgumentParser) -> None:
 def _build(args, settings: Settings) -> int:
     where = f"{backends.of(settings).where} from {', '.join(args.paths)}"
     report = None
-    server = None if args.no_app else handoff.find(settings.index_dir)
+    server = None if args.no_app or settings.ray_address else handoff.find(settings.index_dir)  # Ray: here
     if server is not None:
         print(f"Building {where} in the app serving it at {server.url} (pid {server.pid}) ...", file=sys.stderr)
         try:
