@@ -154,9 +154,8 @@ def main() -> None:
     parser.add_argument(
         "sets",
         nargs="*",
-        choices=[*SETS, []],
-        default=list(SETS),
-        help="data sets to measure (default: all); each has its own section",
+        metavar="SET",
+        help=f"data sets to measure: {', '.join(SETS)} (default: all); each has its own section",
     )
     parser.add_argument("--chunking", action="store_true", help="run the chunk-size sweep instead")
     parser.add_argument("--quick", action="store_true", help="300 questions per data set; write nothing")
@@ -166,6 +165,11 @@ def main() -> None:
     )
     parser.add_argument("--chunk-tokens", type=int, help="index with this chunk budget instead of the default")
     args = parser.parse_args()
+    # Checked here, not by argparse's choices: with nargs="*" it also checks the default list, and refuses it.
+    unknown = [name for name in args.sets if name not in SETS]
+    if unknown:
+        parser.error(f"unknown data set {unknown[0]!r}: choose from {', '.join(SETS)}")
+    args.sets = args.sets or list(SETS)
     limit = 300 if args.quick else args.limit
     if args.chunking:
         sections = [("chunking", "Chunk size (SQuAD v1.1 dev, article unit)", lambda: chunking(limit, args.every))]

@@ -337,6 +337,8 @@ class MilvusIndex:
         return found
 
     def dense(self, vector: np.ndarray, k: int, exact: bool = False) -> list[tuple[int, float]]:
+        """Milvus's own index search (AUTOINDEX): ``exact`` (``QA_DENSE_SEARCH=exact``) is not offered here;
+        on Milvus Lite at 2,737 chunks it found 98% of the exact top 100 (docs/benchmarks.md)."""
         if k <= 0:
             return []
         with _calls(self.backend.uri):
