@@ -74,7 +74,7 @@ def build(articles: Path, index: Path, flags: list[str]) -> dict:
     )
     began = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", code, *command[4:]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600
+        [sys.executable, "-c", code, *command[3:]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600
     )
     seconds = time.perf_counter() - began
     if done.returncode != 0:
@@ -113,7 +113,8 @@ def report(runs: dict[str, list[dict]], args: argparse.Namespace) -> str:
         "",
         f"**10M chunks, the arithmetic.** One actor (one CPU core of this machine, one model) embeds "
         f"{per_actor:.1f} chunks/s once started; two actors on this machine's 2 cores give {two:.1f} chunks/s "
-        f"({two / per_actor if per_actor else 0:.2f}x: the cores are shared with reading, writing and the driver). "
+        f"({two / per_actor if per_actor else 0:.2f}x; in one process, with two torch threads: {rates[CONFIGS[0][0]]:.1f}: "
+        "where two actors gain nothing, this machine's two vCPUs give the model no more than one core). "
         f"10,000,000 chunks / {per_actor:.1f} chunks/s = {hours:,.0f} core-hours; on a cluster of N such CPU "
         f"workers that is about {hours:,.0f} / N hours (N = 64: {hours / 64:,.1f} h; N = 256: {hours / 256:,.1f} h), "
         "as long as the one process that writes keeps up: it writes (SQLite, FAISS segments, or Milvus inserts) "
