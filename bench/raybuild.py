@@ -113,7 +113,7 @@ def report(runs: dict[str, list[dict]], args: argparse.Namespace) -> str:
         "",
         f"**10M chunks, the arithmetic.** One actor (one CPU core of this machine, one model) embeds "
         f"{per_actor:.1f} chunks/s once started; two actors on this machine's 2 cores give {two:.1f} chunks/s "
-        f"({two / per_actor if per_actor else 0:.2f}x; in one process, with two torch threads: {rates[CONFIGS[0][0]]:.1f}: "
+        f"({two / per_actor if per_actor else 0:.2f}x; one process, two torch threads: {rates[CONFIGS[0][0]]:.1f}: "
         "where two actors gain nothing, this machine's two vCPUs give the model no more than one core). "
         f"10,000,000 chunks / {per_actor:.1f} chunks/s = {hours:,.0f} core-hours; on a cluster of N such CPU "
         f"workers that is about {hours:,.0f} / N hours (N = 64: {hours / 64:,.1f} h; N = 256: {hours / 256:,.1f} h), "
