@@ -105,6 +105,17 @@ class Local:
         return lock(self.index_dir)
 
 
+def identity(settings: Settings) -> str:
+    """Which index ``settings`` name, beside their index directory, the same from any working directory:
+    a running app takes a `qa build` only into the index it serves."""
+    if settings.backend == "milvus":
+        from .milvus import Milvus
+
+        m = Milvus.of(settings)
+        return f"milvus {m.uri} {m.name}"
+    return "local"
+
+
 def of(settings: Settings) -> Backend:
     """The backend ``settings`` name (``backend``, with ``milvus_uri`` and the rest for Milvus)."""
     if settings.backend == "milvus":

@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from . import backends
 from .config import Settings
 from .errors import HandOffError, QAError
 
@@ -65,6 +66,7 @@ class Server:
             "paths": [str(Path(p).resolve()) for p in paths],
             "full": full,
             "index_dir": str(Path(settings.index_dir).resolve()),
+            "backend": backends.identity(settings),  # the app builds only into the index it serves
             "model": settings.model,
             "chunk_tokens": settings.chunk_tokens,
             "overlap_sentences": settings.overlap_sentences,

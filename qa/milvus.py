@@ -158,6 +158,7 @@ class Milvus:
     @classmethod
     def of(cls, settings: Settings) -> Milvus:
         uri = settings.milvus_uri or str(Path(settings.index_dir) / "milvus.db")
+        uri = str(Path(uri).absolute()) if _lite(uri) else uri  # one file, one name: from any directory
         return cls(uri, settings.milvus_token, settings.milvus_collection, Path(settings.index_dir))
 
     @property

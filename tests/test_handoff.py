@@ -166,6 +166,8 @@ def test_the_app_refuses_another_index_or_model_and_says_why(served, tmp_path, t
         server.build([str(tiny_corpus)], settings_of(library, index_dir=tmp_path / "other"), full=False)
     with pytest.raises(HandOffError, match="'fake-bow' loaded, not 'other-model'"):
         server.build([str(tiny_corpus)], settings_of(library, model="other-model"), full=False)
+    with pytest.raises(HandOffError, match="this app serves the local index, not 'milvus /"):
+        server.build([str(tiny_corpus)], settings_of(library, backend="milvus"), full=False)
     stranger = handoff.Server(server.pid, server.host, server.port, "wrong")
     with pytest.raises(HandOffError, match="build token"):
         stranger.build([str(tiny_corpus)], settings_of(library), full=False)

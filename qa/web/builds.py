@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import backends
 from ..config import Settings
 from ..embedding import model_name
 from ..errors import HandOffError, QAError, quoted
@@ -104,6 +105,9 @@ def build_request(library: Library, body: object) -> BuildRequest:
     index_dir = Path(library.settings.index_dir).resolve()
     if str(body.get("index_dir")) != str(index_dir):
         raise HandOffError(f"this app serves {index_dir}, not {quoted(body.get('index_dir'))}")
+    serving = backends.identity(library.settings)
+    if body.get("backend", serving) != serving:  # a `qa build` older than backends sends none
+        raise HandOffError(f"this app serves the {serving} index, not {quoted(body.get('backend'))}")
     wanted = model_name(str(body.get("model")))  # the name the built index records
     served = library.embedder.name
     if wanted != served:
