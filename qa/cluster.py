@@ -187,7 +187,7 @@ def _start(address: str):
                 logging_level=logging.ERROR,
                 configure_logging=True,
             )
-        except (ConnectionError, RuntimeError, ValueError) as e:
+        except Exception as e:  # ConnectionError, RuntimeError, and a plain Exception when a node won't start
             raise ClusterError(
                 f"The Ray cluster at {address} can't be reached ({_first_line(e)}). Start it (`ray start --head`), "
                 "give its address (--ray ray://HOST:10001, or auto on one of its machines), or --ray local."

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -120,12 +121,14 @@ def _why(uri: str, error: Exception, lite: bool) -> str:
             "Milvus Lite serves one process: stop that one, or build through the app (`qa build` hands "
             "its build to a running app)."
         )
-    if "auth" in text.lower() or "token" in text.lower() or "credential" in text.lower():
+    if re.search(r"\b(auth\w*|token|credentials?|password|unauthenticated)\b", text, re.IGNORECASE):
         return (
             f"Milvus at {uri} refused the token ({text[:200]}). "
             "Set QA_MILVUS_TOKEN to a valid user:password or API key."
         )
-    return f"Milvus at {uri} can't be reached ({text[:200]}). Start it, or set QA_MILVUS_URI to where it runs."
+    if isinstance(error, OSError) or "connect" in text.lower() or "unavailable" in text.lower():
+        return f"Milvus at {uri} can't be reached ({text[:200]}). Start it, or set QA_MILVUS_URI to where it runs."
+    return f"Milvus at {uri} refused a request ({text[:200]})."
 
 
 def _no_timestamps(record: logging.LogRecord) -> bool:

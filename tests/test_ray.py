@@ -4,6 +4,11 @@ through a worker that dies, incremental as any build; and the errors of a cluste
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -12,15 +17,20 @@ import ray
 from qa import Library, Settings
 from qa.cli import main as cli_main
 
-from conftest import TINY, wikinews_records
+from conftest import ROOT, TINY, wikinews_records
 from tests.test_crash import change_collection
-from tests.test_handoff import run_cli
 from tests.test_library_add import contents
 
 
 def test_no_cluster_to_join_is_one_line_that_says_what_to_do(tiny_corpus, tmp_path):
-    """Before this module starts its cluster: `--ray auto` on a machine where none runs."""
-    done = run_cli("build", tiny_corpus, "--index", tmp_path / "index", "--ray", "auto", "--no-app")
+    """`--ray auto` where no cluster runs (Ray looks for one under its RAY_TMPDIR: a fresh one here)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="qa-ray-", dir="/tmp")  # short: Ray's socket paths live in it
+    command = ["build", str(tiny_corpus), "--index", str(tmp_path / "index"), "--ray", "auto", "--no-app"]
+    done = subprocess.run(
+        [sys.executable, "-m", "qa.cli", *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "error: The Ray cluster at auto can't be reached (" in done.stderr
     assert "Start it (`ray start --head`)" in done.stderr and not (tmp_path / "index" / "CURRENT").exists()
@@ -30,14 +40,24 @@ def test_no_cluster_to_join_is_one_line_that_says_what_to_do(tiny_corpus, tmp_pa
 def cluster(tmp_path_factory):
     """A local cluster of 2 CPUs whose first embedding call kills its worker (QA_TEST_RAY_DIE_ONCE)."""
     died = tmp_path_factory.mktemp("ray") / "died"
+    own = tempfile.mkdtemp(prefix="qa-ray-", dir="/tmp")  # its own Ray folder: another suite's cluster is not ours
+    previous = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = own
     ray.init(
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
         runtime_env={"env_vars": {"QA_TEST_RAY_DIE_ONCE": str(died)}},
     )
-    yield died
-    ray.shutdown()
+    try:
+        yield died
+    finally:
+        ray.shutdown()
+        if previous is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = previous
+        shutil.rmtree(own, ignore_errors=True)
 
 
 @pytest.fixture
