@@ -534,7 +534,7 @@ class MilvusWriter:
                     "text_key": key,
                     "start": int(c.start),
                     "end": int(c.end),
-                    "text": c.text,
+                    "text": _fits(c.text, article.id),
                     "sentences": pack(sentences[n] if sentences else None),
                     "added": self.gen,
                     "removed": NEVER,
@@ -550,12 +550,6 @@ class MilvusWriter:
         self.next_id += len(self._rows)
         self._state = {**self._state, "next_id": self.next_id}
         self.backend.put("state", self._state)  # ids reserved before they are used: never given twice
-        too_long = [r["article"] for r in self._rows if len(r["text"].encode("utf-8")) > VARCHAR]
-        if too_long:
-            raise StoreError(
-                f"A passage of {too_long[0]} is longer than Milvus holds ({VARCHAR:,} bytes): "
-                "build with fewer chunk tokens (QA_CHUNK_TOKENS)."
-            )
         with _calls(self.backend.uri):
             self._c.insert(self.collection, self._rows)
         self._rows = []
@@ -617,6 +611,16 @@ class MilvusWriter:
 
     def abort(self) -> None:
         self._rows = []  # what was inserted stays for the next build to take up or delete
+
+
+def _fits(text: str, article_id: str) -> str:
+    """A passage's text as a VARCHAR holds it: one over 65,535 bytes (a "word" of thousands of characters
+    is one token) is cut there, with a warning; its offsets, and so its place in the article, stay whole."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= VARCHAR:
+        return text
+    log.warning("a passage of %s is longer than Milvus holds (%d bytes): cut to %d", article_id, len(data), VARCHAR)
+    return data[:VARCHAR].decode("utf-8", "ignore")
 
 
 def text_key(text: str) -> str:

@@ -210,3 +210,14 @@ def test_a_milvus_index_built_with_another_model_is_refused_with_how_to_rebuild(
     build(tiny_corpus, tmp_path / "index")
     with pytest.raises(Exception, match="was built with model 'fake-bow'"):
         Library.open(settings=milvus(tmp_path / "index"), embedder=real_embedder)
+
+
+def test_a_passage_longer_than_milvus_holds_is_cut_not_the_build_failed(tiny_corpus, tmp_path):
+    (tiny_corpus / "long.txt").write_text("A very long word follows. " + "é" * 40_000 + "\n")  # 80,000 bytes
+    lib = build(tiny_corpus, tmp_path / "index")
+    assert lib.last_build.added == 4 and not lib.last_build.skipped
+    chunks = lib.store.chunks(lib.store.chunk_ids())
+    longest = max(chunks.values(), key=lambda c: c.end - c.start)
+    assert longest.article_id == "articles/long.txt" and longest.end - longest.start >= 40_000  # offsets whole
+    assert 60_000 < len(longest.text.encode()) <= 65_535  # the stored text cut to what a VARCHAR holds
+    assert answers(lib)["When is the Dreamliner delivered?"] == "articles/boeing.txt"
