@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
+
     from .config import Settings
     from .store import ChunkRow
 
@@ -108,12 +108,16 @@ class Local:
 def identity(settings: Settings) -> str:
     """Which index ``settings`` name, beside their index directory, the same from any working directory:
     a running app takes a `qa build` only into the index it serves."""
-    if settings.backend == "milvus":
-        from .milvus import Milvus
-
-        m = Milvus.of(settings)
-        return f"milvus {m.uri} {m.name}"
+    if settings.backend == "milvus":  # without importing qa.milvus: `qa build`'s hand-off stays light
+        return f"milvus {milvus_uri(settings)} {settings.milvus_collection}"
     return "local"
+
+
+def milvus_uri(settings: Settings) -> str:
+    """Where ``settings`` put a Milvus index: a server's URI, or Milvus Lite's file as an absolute path
+    (one file, one name, from any working directory), by default ``index_dir/milvus.db``."""
+    uri = settings.milvus_uri or str(Path(settings.index_dir) / "milvus.db")
+    return uri if uri.startswith(("http://", "https://", "tcp://", "unix:")) else str(Path(uri).absolute())
 
 
 def of(settings: Settings) -> Backend:

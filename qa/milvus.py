@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .backends import milvus_uri
 from .errors import CorruptIndexError, IndexMismatchError, NoIndexError, StoreError, quoted
 from .store import ChunkRow, lock, pause_point
 from .text import query_terms
@@ -160,9 +161,7 @@ class Milvus:
 
     @classmethod
     def of(cls, settings: Settings) -> Milvus:
-        uri = settings.milvus_uri or str(Path(settings.index_dir) / "milvus.db")
-        uri = str(Path(uri).absolute()) if _lite(uri) else uri  # one file, one name: from any directory
-        return cls(uri, settings.milvus_token, settings.milvus_collection, Path(settings.index_dir))
+        return cls(milvus_uri(settings), settings.milvus_token, settings.milvus_collection, Path(settings.index_dir))
 
     @property
     def where(self) -> str:

@@ -41,7 +41,7 @@ def test_the_command_side_imports_only_the_standard_library():
         "print(sorted(m for m in sys.modules if m.startswith('qa.')))"
     )
     done = subprocess.run([sys.executable, "-c", code, str(ROOT / "qa")], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["['qa.config',", "'qa.errors',", "'qa.handoff']"]
+    assert done.stdout.split() == ["['qa.backends',", "'qa.config',", "'qa.errors',", "'qa.handoff']"]
 
 
 def test_announce_writes_a_private_file_and_removes_it(tmp_path):
