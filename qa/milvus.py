@@ -344,34 +344,29 @@ class MilvusIndex:
         on Milvus Lite at 2,737 chunks it found 98% of the exact top 100 (docs/benchmarks.md)."""
         if k <= 0:
             return []
-        with _calls(self.backend.uri):
-            hits = self._c.search(
-                self.collection,
-                data=[np.asarray(vector, dtype=np.float32).tolist()],
-                anns_field="vec",
-                limit=min(k, 16_384),
-                filter=self._filter,
-                search_params={"metric_type": "IP"},
-                consistency_level="Strong",
-            )[0]
-        return [(int(h["id"]), float(h["distance"])) for h in hits]
+        return self._search(np.asarray(vector, dtype=np.float32).tolist(), "vec", "IP", k)
 
     def lexical(self, query: str, k: int) -> list[tuple[int, float]]:
         words = " ".join(query_terms(query))  # as the local index asks FTS5: stopwords left out
         if k <= 0 or not words:
             return []
+        hits = self._search(words, "sparse", "BM25", k)
+        # Milvus Lite gives BM25 as a negative distance, a server as a positive score: best first either way.
+        return [(i, abs(score)) for i, score in hits]
+
+    def _search(self, query, field: str, metric: str, k: int) -> list[tuple[int, float]]:
+        """(chunk id, Milvus's distance) of this generation's ``k`` best rows for ``query`` in ``field``."""
         with _calls(self.backend.uri):
             hits = self._c.search(
                 self.collection,
-                data=[words],
-                anns_field="sparse",
-                limit=min(k, 16_384),
+                data=[query],
+                anns_field=field,
+                limit=min(k, 16_384),  # Milvus's most
                 filter=self._filter,
-                search_params={"metric_type": "BM25"},
+                search_params={"metric_type": metric},
                 consistency_level="Strong",
             )[0]
-        # Milvus Lite gives BM25 as a negative distance, a server as a positive score: best first either way.
-        return [(int(h["id"]), abs(float(h["distance"]))) for h in hits]
+        return [(int(h["id"]), float(h["distance"])) for h in hits]
 
     def vectors(self, ids: Iterable[int]) -> np.ndarray:
         ids = [int(i) for i in ids]
