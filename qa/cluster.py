@@ -75,10 +75,8 @@ def embedded(
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for step, read in zip(batch["step"], batch["read"], strict=True):
-                for article_id, article_hash, path in read:
-                    listed = left.pop(article_id)
-                    if listed.hash != article_hash:
-                        check_reread(_Stand(article_id, article_hash, path), listed)
+                for article_id, article_hash in read:
+                    check_reread(article_hash, left.pop(article_id))
                 yield step
     except Exception as e:
         if type(e).__module__.startswith("ray"):
@@ -87,15 +85,6 @@ def embedded(
             ) from None
         raise
     vanished(left.values(), failed)
-
-
-@dataclass(frozen=True)
-class _Stand:
-    """What ``check_reread`` reads of an article read on the cluster."""
-
-    id: str
-    hash: str
-    path: str
 
 
 def _work(collection: Collection, todo: list[Listed]) -> list[Work]:
@@ -161,7 +150,7 @@ class _Embed:
         tried = sum(len(cs) for cs in pieces)
         kept, pieces, (vectors, sentences), lost_embedding = _embed_articles(kept, pieces, self.embedder, None)
         step = Embedded(kept, pieces, vectors, sentences, lost + lost_embedding, sum(len(a.text) for a in found), tried)
-        return {"step": _objects([step]), "read": _objects([[(a.id, a.hash, a.path) for a in found]])}
+        return {"step": _objects([step]), "read": _objects([[(a.id, a.hash) for a in found]])}
 
 
 def _objects(items: list) -> np.ndarray:

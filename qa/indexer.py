@@ -343,14 +343,15 @@ def _reread(collection: Collection, todo: list[Listed], failed: list[Skipped]) -
     """``todo``'s articles, read again; those whose file no longer holds them are added to ``failed``."""
     left = {a.id: a for a in todo}
     for article in collection.read(todo):
-        check_reread(article, left.pop(article.id))
+        check_reread(article.hash, left.pop(article.id))
         yield article
     vanished(left.values(), failed)
 
 
-def check_reread(article: Article, listed: Listed) -> None:
-    if article.hash != listed.hash:
-        log.warning("%s changed while the build ran: it is indexed as it is now", article.path or article.id)
+def check_reread(article_hash: str, listed: Listed) -> None:
+    """Say so when an article read again is not what was listed: it is indexed as it is now."""
+    if article_hash != listed.hash:
+        log.warning("%s changed while the build ran: it is indexed as it is now", listed.path or listed.id)
 
 
 def vanished(gone: Iterable[Listed], failed: list[Skipped]) -> None:
