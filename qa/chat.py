@@ -18,8 +18,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from . import filters
+from .filters import Filter
 from .retrieval import rrf
-from .search import MAX_QUESTION_CHARS, Passage, check_question
+from .search import MAX_QUESTION_CHARS, Passage, check_question, merge_overlaps
 
 # Earlier turns that can shape a follow-up, and the weight of each step back.
 CONTEXT_TURNS = 2
@@ -80,7 +82,14 @@ class Answer:
         return Turn(self.question, tuple(q.text for q in self.quotes))
 
 
-def ask(library, question: str, turns: Sequence[Turn] = (), k: int = 5, min_similarity: float | None = None) -> Answer:
+def ask(
+    library,
+    question: str,
+    turns: Sequence[Turn] = (),
+    k: int = 5,
+    min_similarity: float | None = None,
+    where: Filter = filters.NONE,
+) -> Answer:
     """Answer ``question`` in the context of the conversation's earlier ``turns``.
 
     Args:
@@ -92,6 +101,7 @@ def ask(library, question: str, turns: Sequence[Turn] = (), k: int = 5, min_simi
         k: how many passages to return.
         min_similarity: below this cosine the best passage is not an answer
             (default: ``library.settings.min_similarity``).
+        where: search only the articles this filter lets through (``qa.filters``).
 
     Returns:
         An ``Answer``. Raises ``QuestionError`` for an empty question.
@@ -100,8 +110,10 @@ def ask(library, question: str, turns: Sequence[Turn] = (), k: int = 5, min_simi
     if min_similarity is None:
         min_similarity = library.settings.min_similarity
     queries = contextual_queries(question, context(turns))
-    rankings = [library.search(q, k=max(k, PASSAGES_PER_QUERY), highlight=True) for q, _ in queries]
-    passages = merge(rankings, [w for _, w in queries])[:k]
+    # Chunks as ranked: the fusion matches them by chunk id; overlapping ones are merged once fused.
+    n = max(k, PASSAGES_PER_QUERY)
+    rankings = [library.search(q, k=n, highlight=True, where=where, merge=False) for q, _ in queries]
+    passages = merge_overlaps(merge(rankings, [w for _, w in queries]), k)
     relevant = bool(passages) and passages[0].similarity >= min_similarity
     quotes = pick_quotes(library.embedder, question, passages) if relevant else ()
     return Answer(question, tuple(passages), quotes, relevant, tuple(q for q, _ in queries), min_similarity)

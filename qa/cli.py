@@ -120,6 +120,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--index", help=index_help)
     p.add_argument("--mode", choices=SEARCH_MODES, help="retrieval mode (default: hybrid)")
     p.add_argument("--json", action="store_true", help="print a JSON list of passages")
+    p.add_argument(
+        "--source", action="append", metavar="SOURCE", help="only articles of this source (repeat for several)"
+    )
+    p.add_argument("--after", metavar="DATE", help="only articles dated DATE or later (YYYY-MM-DD, YYYY-MM, YYYY)")
+    p.add_argument("--before", metavar="DATE", help="only articles dated DATE or earlier (YYYY-MM-DD, YYYY-MM, YYYY)")
+    p.add_argument("--article", metavar="ID_OR_TITLE", help="only the article with this id, or these title words")
     backend_options(p)
     p.set_defaults(run=_search)
 
@@ -224,12 +230,14 @@ def _build(args, settings: Settings) -> int:
 
 
 def _search(args, settings: Settings) -> int:
+    from . import filters
     from .library import Library
     from .search import check_k, check_question
 
     question, k = check_question(args.question), check_k(args.k)  # before seconds spent loading the model
+    where = filters.check(args.source, args.after, args.before, args.article)
     lib = Library.open(settings=settings.with_(mode=args.mode))
-    passages = lib.search(question, k=k, highlight=True)
+    passages = lib.search(question, k=k, highlight=True, where=where)
     if args.json:
         print(json.dumps([p.as_dict() for p in passages], ensure_ascii=False, indent=1))
         return 0

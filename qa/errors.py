@@ -87,5 +87,13 @@ class QuestionError(QAError):
     """The question is empty or otherwise unusable."""
 
 
+class FilterError(QuestionError):
+    """A search's filter is malformed or names what the index lacks (a source, an article)."""
+
+
+class NoSuchArticleError(FilterError):
+    """No indexed article has the id or the title words that an article filter names."""
+
+
 class HandOffError(QAError):
     """The app serving the index can't take a build; `qa build` builds by itself. The message says why."""

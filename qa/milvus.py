@@ -35,8 +35,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import filters
 from .backends import milvus_uri
-from .errors import CorruptIndexError, IndexMismatchError, NoIndexError, StoreError, quoted
+from .errors import CorruptIndexError, FilterError, IndexMismatchError, NoIndexError, StoreError, quoted
+from .filters import Filter
 from .store import ChunkRow, lock, pause_point
 from .text import query_terms
 
@@ -263,6 +265,8 @@ class Milvus:
         schema.add_field("article", _type("VARCHAR"), max_length=4096)
         for name in ("title", "source", "date", "url"):
             schema.add_field(name, _type("VARCHAR"), max_length=VARCHAR)
+        schema.add_field("day", _type("VARCHAR"), max_length=10)  # the date as YYYY-MM-DD, "" unreadable: filters
+        schema.add_field("title_key", _type("VARCHAR"), max_length=VARCHAR)  # the title lowercased: filters
         schema.add_field("hash", _type("VARCHAR"), max_length=64)
         schema.add_field("text_key", _type("VARCHAR"), max_length=64)
         schema.add_field("start", _type("INT64"))
@@ -316,6 +320,8 @@ class MilvusIndex:
         self.path = backend.where
         self._c = backend.client
         self._filter = _visible(gen)
+        self._sources: list[str] | None = None
+        self._field_names: set[str] | None = None
 
     def _query(self, filter: str, fields: list[str], limit: int | None = None) -> list[dict]:
         with _calls(self.backend.uri):
@@ -339,22 +345,58 @@ class MilvusIndex:
                 found[int(row["id"])] = row
         return found
 
-    def dense(self, vector: np.ndarray, k: int, exact: bool = False) -> list[tuple[int, float]]:
+    def dense(
+        self, vector: np.ndarray, k: int, exact: bool = False, where: Filter = filters.NONE
+    ) -> list[tuple[int, float]]:
         """Milvus's own index search (AUTOINDEX): ``exact`` (``QA_DENSE_SEARCH=exact``) is not offered here;
         on Milvus Lite at 2,737 chunks it found 98% of the exact top 100 (docs/benchmarks.md)."""
         if k <= 0:
             return []
-        return self._search(np.asarray(vector, dtype=np.float32).tolist(), "vec", "IP", k)
+        return self._search(np.asarray(vector, dtype=np.float32).tolist(), "vec", "IP", k, where)
 
-    def lexical(self, query: str, k: int) -> list[tuple[int, float]]:
+    def lexical(self, query: str, k: int, where: Filter = filters.NONE) -> list[tuple[int, float]]:
         words = " ".join(query_terms(query))  # as the local index asks FTS5: stopwords left out
         if k <= 0 or not words:
             return []
-        hits = self._search(words, "sparse", "BM25", k)
+        hits = self._search(words, "sparse", "BM25", k, where)
         # Milvus Lite gives BM25 as a negative distance, a server as a positive score: best first either way.
         return [(i, abs(score)) for i, score in hits]
 
-    def _search(self, query, field: str, metric: str, k: int) -> list[tuple[int, float]]:
+    def _condition(self, where: Filter) -> str:
+        """This generation's rows that ``where`` lets through, as a Milvus filter expression."""
+        parts = [self._filter]
+        if (where.after or where.before or where.article) and not {"day", "title_key"} <= self._fields():
+            raise FilterError(
+                f"{self.collection} was built before qa could filter by date or article. "
+                "Rebuild it with `qa build --full --backend milvus`."
+            )
+        if where.sources:
+            parts.append(f"source in {json.dumps(list(where.sources))}")
+        if where.after:
+            parts.append(f'day >= {_text(where.after)} and day != ""')
+        if where.before:
+            parts.append(f'day <= {_text(where.before)} and day != ""')
+        if where.article:
+            words = " and ".join(f"title_key like {_text('%' + w.replace('%', '') + '%')}" for w in where.title_words)
+            parts.append(f"(article == {_text(where.article)} or ({words}))")
+        return " and ".join(parts)
+
+    def _fields(self) -> set[str]:
+        if self._field_names is None:
+            with _calls(self.backend.uri):
+                described = self._c.describe_collection(self.collection)
+            self._field_names = {f["name"] for f in described["fields"]}
+        return self._field_names
+
+    def sources(self) -> list[str]:
+        if self._sources is None:
+            self._sources = sorted({r["source"] for r in self._iterate(self._filter, ["source"])} - {""})
+        return list(self._sources)
+
+    def has_article(self, article: str) -> bool:
+        return bool(self._query(self._condition(Filter(article=article)), ["id"], limit=1))
+
+    def _search(self, query, field: str, metric: str, k: int, where: Filter) -> list[tuple[int, float]]:
         """(chunk id, Milvus's distance) of this generation's ``k`` best rows for ``query`` in ``field``."""
         with _calls(self.backend.uri):
             hits = self._c.search(
@@ -362,7 +404,7 @@ class MilvusIndex:
                 data=[query],
                 anns_field=field,
                 limit=min(k, 16_384),  # Milvus's most
-                filter=self._filter,
+                filter=self._condition(where),
                 search_params={"metric_type": metric},
                 consistency_level="Strong",
             )[0]
@@ -523,6 +565,8 @@ class MilvusWriter:
                     "title": article.title,
                     "source": article.source,
                     "date": article.date,
+                    "day": filters.day(article.date) or "",
+                    "title_key": article.title.lower(),
                     "url": article.url,
                     "hash": article.hash,
                     "text_key": key,

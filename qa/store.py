@@ -46,9 +46,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dense
+from . import dense, filters
 from .articles import Article
 from .errors import CorruptIndexError, IndexLockedError, IndexMismatchError, NoIndexError
+from .filters import Filter
 from .text import STOPWORDS, fts_query
 
 FORMAT = 2
@@ -62,7 +63,7 @@ SCHEMA = """
 PRAGMA journal_mode = WAL;
 CREATE TABLE articles (row INTEGER PRIMARY KEY, id TEXT NOT NULL, title TEXT, source TEXT, date TEXT, url TEXT,
                        path TEXT, hash TEXT NOT NULL, text_key INTEGER, text TEXT NOT NULL,
-                       added INTEGER NOT NULL, removed INTEGER NOT NULL);
+                       added INTEGER NOT NULL, removed INTEGER NOT NULL, day TEXT);
 CREATE INDEX articles_id ON articles(id);
 CREATE INDEX articles_text ON articles(text_key);
 CREATE INDEX articles_added ON articles(added);
@@ -117,7 +118,11 @@ class Store:
         self._db = db
         self._lock = threading.Lock()
         self._segments: dict[int, dense.Segment] = {}
+        self._sources: list[str] | None = None
         try:
+            # Indexes written before date filters lack the column: their dates are read as searches go.
+            self._day = "a.day" if _has_days(db) else "qa_day(a.date)"
+            db.create_function("qa_day", 1, filters.day, deterministic=True)
             records = dict(self._rows("SELECT id, record FROM segments WHERE added <= ?", (self.gen,)))
             for seg_id, kind in manifest["segments"]:
                 stem = self.path / _segment_name(seg_id)
@@ -195,22 +200,35 @@ class Store:
             )
         return cls(index_dir, name, manifest, db)  # which closes db if it raises
 
-    def dense(self, vector: np.ndarray, k: int, exact: bool = False) -> list[tuple[int, float]]:
-        """(chunk id, cosine similarity) of the ``k`` nearest chunks; ``exact`` scans every vector even
-        where a segment has an approximate index."""
+    def dense(
+        self, vector: np.ndarray, k: int, exact: bool = False, where: Filter = filters.NONE
+    ) -> list[tuple[int, float]]:
+        """(chunk id, cosine similarity) of the ``k`` nearest chunks (of those ``where`` lets through);
+        ``exact`` scans every vector even where a segment has an approximate index."""
         if k <= 0:
             return []
-        found = [hit for seg in self._segments.values() for hit in seg.search(vector, k, exact)]
+        only = np.array(self._allowed(where), dtype=np.int64) if where else None
+        found = [hit for seg in self._segments.values() for hit in seg.search(vector, k, exact, only)]
         return sorted(found, key=lambda hit: -hit[1])[:k]
 
-    def lexical(self, query: str, k: int) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score) of the ``k`` best full-text matches; higher is better."""
+    def lexical(self, query: str, k: int, where: Filter = filters.NONE) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score) of the ``k`` best full-text matches (of those ``where`` lets through);
+        higher is better."""
         if self.manifest["chunks"] >= RARE_TERMS_FROM:
             match = TERMS.match(query, self._df, self.manifest["chunks"])
         else:
             match = fts_query(query)
         if not match or k <= 0:
             return []
+        if where:
+            sql, params = self._condition(where)
+            rows = self._rows(
+                "SELECT f.rowid, bm25(chunks_fts) AS s FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
+                f"JOIN articles a ON a.row = c.article WHERE chunks_fts MATCH :match AND {_VISIBLE} AND {sql} "
+                "ORDER BY s LIMIT :k",
+                {**params, "match": match, "k": k, "gen": self.gen},
+            )
+            return [(int(i), -float(s)) for i, s in rows]
         limit = k + self._hidden + 16  # rows of other generations may come first: asked for, then left out
         while True:
             rows = self._rows(
@@ -222,6 +240,54 @@ class Store:
             if len(found) >= k or len(rows) < limit:  # enough, or every match
                 return found[:k]
             limit *= 4
+
+    def _allowed(self, where: Filter) -> list[int]:
+        """The chunk ids of this generation that ``where`` lets through."""
+        sql, params = self._condition(where)
+        return [
+            i
+            for (i,) in self._rows(
+                f"SELECT c.id FROM chunks c JOIN articles a ON a.row = c.article WHERE {_VISIBLE} AND {sql}",
+                {**params, "gen": self.gen},
+            )
+        ]
+
+    def _condition(self, where: Filter) -> tuple[str, dict]:
+        """``where`` as an SQL condition on the articles ``a``, and its parameters."""
+        parts, params = ["1"], {}
+        if where.sources:
+            params.update({f"s{n}": s for n, s in enumerate(where.sources)})
+            parts.append(f"a.source COLLATE NOCASE IN ({','.join(f':s{n}' for n in range(len(where.sources)))})")
+        if where.after:
+            parts.append(f"{self._day} >= :after")
+            params["after"] = where.after
+        if where.before:
+            parts.append(f"{self._day} <= :before")
+            params["before"] = where.before
+        if where.article:
+            words = [f"a.title LIKE :w{n} ESCAPE '\\'" for n in range(len(where.title_words))]
+            params.update({f"w{n}": "%" + _like(w) + "%" for n, w in enumerate(where.title_words)})
+            parts.append(f"(a.id = :article OR ({' AND '.join(words)}))")
+            params["article"] = where.article
+        return " AND ".join(parts), params
+
+    def sources(self) -> list[str]:
+        """The distinct sources of this generation's articles (without the empty one), sorted; read once."""
+        if self._sources is None:
+            self._sources = [
+                s
+                for (s,) in self._rows(
+                    f"SELECT DISTINCT a.source FROM articles a WHERE {_VISIBLE} AND a.source != '' ORDER BY a.source",
+                    {"gen": self.gen},
+                )
+            ]
+        return list(self._sources)
+
+    def has_article(self, article: str) -> bool:
+        """Whether an article of this generation has the id ``article``, or all its words in its title."""
+        sql, params = self._condition(Filter(article=article))
+        found = self._rows(f"SELECT 1 FROM articles a WHERE {_VISIBLE} AND {sql} LIMIT 1", {**params, "gen": self.gen})
+        return bool(found)
 
     def _df(self, terms: list[str]) -> dict[str, int]:
         """How many chunks hold each of these index terms (the full text's own count, kept by builds)."""
@@ -463,6 +529,7 @@ class Writer:
             self._set_state("key", key)
         else:
             self._db.execute("PRAGMA journal_mode = WAL")
+            _add_days(self._db)
         committed = self._db.execute("SELECT max(gen) FROM generations").fetchone()[0]
         self.committed = committed if committed is not None else -1
         # Rows a killed build of this data directory added: kept to be reused, relabelled as this build's.
@@ -545,8 +612,8 @@ class Writer:
         next_id, texts = first, []
         for article, chunks, _, sentences in self._buffer:
             row = self._db.execute(
-                "INSERT INTO articles (id, title, source, date, url, path, hash, text_key, text, added, removed) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO articles (id, title, source, date, url, path, hash, text_key, text, added, removed, day) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     article.id,
                     article.title,
@@ -559,6 +626,7 @@ class Writer:
                     article.text,
                     self.gen,
                     NEVER,
+                    filters.day(article.date),
                 ),
             ).lastrowid
             self._claimed.add(row)
@@ -964,6 +1032,30 @@ def count_terms(db: sqlite3.Connection, texts: list[str], sign: int) -> None:
         )
         if sign < 0:
             db.executemany("DELETE FROM terms WHERE term = ? AND df <= 0", [(term,) for term, _ in counts])
+
+
+def _like(word: str) -> str:
+    """``word`` for a LIKE pattern: its own % and _ matched as they are.
+
+    >>> _like("50%_off")
+    '50\\\\%\\\\_off'
+    """
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _has_days(db: sqlite3.Connection) -> bool:
+    return any(row[1] == "day" for row in db.execute("PRAGMA table_info(articles)"))
+
+
+def _add_days(db: sqlite3.Connection) -> None:
+    """Give an index written before date filters its articles' days (once: the column is new then)."""
+    if _has_days(db):
+        return
+    db.create_function("qa_day", 1, filters.day, deterministic=True)
+    db.execute("BEGIN")
+    db.execute("ALTER TABLE articles ADD COLUMN day TEXT")
+    db.execute("UPDATE articles SET day = qa_day(date)")
+    db.execute("COMMIT")
 
 
 def text_key(text: str) -> int:

@@ -12,7 +12,7 @@ import pytest
 
 from qa.cli import parser
 
-from conftest import SEEDS
+from conftest import SEEDS, shows_k
 
 QA = shutil.which("qa", path=str(Path(sys.executable).parent)) or "qa"
 
@@ -49,7 +49,7 @@ def test_search_json_output(built):
     index, _ = built
     result = run("search", "What policy did Biden cancel?", "--index", index, "-k", "3", "--json")
     passages = json.loads(result.stdout)
-    assert len(passages) == 3
+    assert shows_k(passages, 3)
     for field in ("text", "score", "article_id", "title", "source", "date", "url", "start", "end", "chunk_id"):
         assert field in passages[0]
     assert any("Migrant Protection Protocols" in p["text"] for p in passages[:2])

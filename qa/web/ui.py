@@ -13,13 +13,15 @@ from pathlib import Path
 import gradio as gr
 from gradio import utils as gr_utils
 
-from .. import chat
+from .. import chat, filters
 from ..articles import MAX_FIELD_CHARS
 from ..chat import Turn
 from ..errors import QAError
 from ..search import MAX_QUESTION_CHARS, check_k, check_question
 from . import adding, render
 
+# The source filter lists at most this many (a source beyond them is still accepted through the API).
+MAX_SOURCE_CHOICES = 1000
 EXAMPLES = [
     "Who traveled to Mexico City?",
     "What did he say about the cycle of crime?",
@@ -37,8 +39,11 @@ def header(library) -> str:
     )
 
 
-def respond(library, message, history, k, turns) -> tuple[list[dict], str, str, tuple[Turn, ...]]:
-    """One turn of the chat: ``message`` answered in the context of the earlier ``turns``.
+def respond(
+    library, message, history, k, turns, source=None, after="", before="", article=""
+) -> tuple[list[dict], str, str, tuple[Turn, ...]]:
+    """One turn of the chat: ``message`` answered in the context of the earlier ``turns``, from the
+    articles that the filters (``source``, ``after``, ``before``, ``article``: see ``qa.filters``) let through.
 
     Returns the chat ``history`` with the question and its reply appended, the passages panel,
     "" for the question box, and the turns with this one appended.
@@ -50,7 +55,8 @@ def respond(library, message, history, k, turns) -> tuple[list[dict], str, str, 
     except QAError:
         return history + [{"role": "assistant", "content": render.EMPTY_QUESTION}], gr.skip(), "", turns
     try:
-        answer = chat.ask(library, text, turns, k=check_k(k))
+        where = filters.check(source or None, after, before, article)
+        answer = chat.ask(library, text, turns, k=check_k(k), where=where)
     except QAError as e:
         raise gr.Error(str(e)) from None
     history += [
@@ -58,6 +64,11 @@ def respond(library, message, history, k, turns) -> tuple[list[dict], str, str, 
         {"role": "assistant", "content": render.reply_markdown(answer)},
     ]
     return history, render.passages_html(answer), "", (*turns, answer.turn)
+
+
+def source_choices(library) -> list[str]:
+    """The sources offered by the filter: those the indexed articles name (the first ``MAX_SOURCE_CHOICES``)."""
+    return library.article_sources()[:MAX_SOURCE_CHOICES]
 
 
 def continued(turns, history) -> tuple[Turn, ...]:
@@ -90,11 +101,12 @@ def _role(message) -> str:
 def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blocks:
     """The Blocks app: chat on the left with the "Add articles" panel under it, the passages panel on the right."""
 
-    def answer(message, history, k, turns):
-        return respond(library, message, history, k, turns)
+    def answer(message, history, k, turns, source, after, before, article):
+        return respond(library, message, history, k, turns, source, after, before, article)
 
     def search(question: str, k: int = 5) -> list[dict]:
-        """The k passages that best answer the question, with their fields and answering sentence."""
+        """The k passages that best answer the question, with their fields and answering sentence
+        (filters: the JSON route /api/search takes them)."""
         try:
             return [p.as_dict() for p in library.search(check_question(question), k=check_k(k), highlight=True)]
         except QAError as e:
@@ -127,6 +139,7 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
             gr.skip() if keep else "",
             gr.skip() if keep else "",
             header(library),
+            gr.update(choices=source_choices(library)),  # an added article may name a new source
         )
 
     folder = adding.collection_folder(library, collection)
@@ -186,10 +199,28 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
                     status = gr.HTML("", elem_id="qa-add-status")
             with gr.Column(scale=2):
                 gr.Markdown("### Passages")
+                with gr.Accordion("Filter", open=False, elem_id="qa-filter"):
+                    sources = gr.Dropdown(
+                        source_choices(library),
+                        value=[],
+                        multiselect=True,
+                        label="Source",
+                        info="only these sources (none: all)",
+                        elem_id="qa-source",
+                    )
+                    with gr.Row():
+                        after = gr.Textbox("", label="After", placeholder="YYYY-MM-DD", max_lines=1, elem_id="qa-after")
+                        before = gr.Textbox(
+                            "", label="Before", placeholder="YYYY-MM-DD", max_lines=1, elem_id="qa-before"
+                        )
+                    article = gr.Textbox(
+                        "", label="Article", placeholder="id or words of its title", max_lines=1, elem_id="qa-article"
+                    )
                 panel = gr.HTML(render.passages_html(None), elem_id="qa-passages")
         io = dict(
             fn=answer,
-            inputs=[box, chatbot, k, turns],  # the State is no parameter of the /chat endpoint: the session holds it
+            # The State is no parameter of the /chat endpoint: the session holds it.
+            inputs=[box, chatbot, k, turns, sources, after, before, article],
             outputs=[chatbot, panel, box, turns],
             concurrency_id="search",
             concurrency_limit=concurrency,
@@ -205,7 +236,7 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
         add_button.click(
             add_articles,
             inputs=[files, new_title, new_text],
-            outputs=[status, files, new_title, new_text, title_md],
+            outputs=[status, files, new_title, new_text, title_md, sources],
             concurrency_id="add",
             concurrency_limit=1,  # one update at a time; a second waits in the queue, not on the index lock
             api_visibility="private",

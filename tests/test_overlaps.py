@@ -1,0 +1,72 @@
+"""No passage twice: hits of one article that overlap are merged into one passage (one span, one highlight)."""
+
+import pytest
+
+from qa.chat import ask
+from qa.search import Passage, merge_overlaps
+
+
+def _p(start, end, chunk_id, article="a", score=1.0, similarity=0.5):
+    text = "".join(chr(ord("a") + n % 26) for n in range(start, end))  # slices of one article "abc...": they agree
+    return Passage(text, score, article, "T", "S", "", "", start, end, chunk_id, similarity=similarity)
+
+
+@pytest.mark.parametrize(
+    "passages, spans",
+    [
+        ([], []),
+        ([_p(0, 10, 1)], [(0, 10)]),
+        ([_p(0, 10, 1), _p(8, 20, 2)], [(0, 20)]),  # the better one grows forwards
+        ([_p(8, 20, 2), _p(0, 10, 1)], [(0, 20)]),  # and backwards
+        ([_p(0, 10, 1), _p(10, 20, 2)], [(0, 10), (10, 20)]),  # touching is not overlapping
+        ([_p(0, 10, 1), _p(5, 8, 2)], [(0, 10)]),  # inside
+        ([_p(0, 10, 1), _p(5, 15, 2, article="b")], [(0, 10), (5, 15)]),  # another article
+        ([_p(0, 10, 1), _p(20, 30, 3), _p(8, 22, 2)], [(0, 30)]),  # grown, it reaches the next one too
+        ([_p(20, 30, 3), _p(0, 10, 1), _p(8, 22, 2)], [(0, 30)]),  # kept where the best of them was
+    ],
+)
+def test_merge_overlaps(passages, spans):
+    merged = merge_overlaps(passages)
+    assert [(p.start, p.end) for p in merged] == spans
+    for p in merged:
+        assert p.text == _p(p.start, p.end, 0).text  # the text is the article's, once
+
+
+def test_merged_passage_keeps_the_better_ones_place_and_highlight():
+    better = _p(5, 15, 2, score=2.0, similarity=0.4)
+    better = Passage(**{**better.__dict__, "highlight_start": 6, "highlight_end": 9})
+    merged = merge_overlaps([better, _p(0, 8, 1, score=1.0, similarity=0.6)])
+    assert len(merged) == 1
+    (m,) = merged
+    assert (m.chunk_id, m.score, m.similarity, m.highlight) == (2, 2.0, 0.6, _p(6, 9, 0).text)
+
+
+QUESTION = "How many people were killed in Mexico in 2020?"  # the seed's top two chunks shared this answer
+
+
+def _no_overlaps(passages):
+    for n, p in enumerate(passages):
+        for q in passages[:n]:
+            assert not (q.article_id == p.article_id and p.start < q.end and q.start < p.end), (q, p)
+    highlights = [p.highlight for p in passages if p.highlight]
+    assert len(highlights) == len(set(highlights))
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_search_shows_no_passage_twice(seed_library, k):
+    passages = seed_library.search(QUESTION, k=k, highlight=True)
+    _no_overlaps(passages)
+    whole = len(seed_library.store.article_text(passages[0].article_id))
+    assert len(passages) == k or (len(passages) == 1 and passages[0].end - passages[0].start == whole)
+
+
+def test_passages_after_the_kth_join_none():
+    first, tenth = _p(0, 10, 1), _p(8, 20, 9)
+    assert merge_overlaps([first, _p(30, 40, 2), tenth], k=2) == [first, _p(30, 40, 2)]
+    assert [(p.start, p.end) for p in merge_overlaps([first, tenth, _p(30, 40, 2)], k=2)] == [(0, 20), (30, 40)]
+
+
+def test_chat_shows_no_passage_twice(seed_library):
+    first = ask(seed_library, "Who traveled to Mexico City?")
+    answer = ask(seed_library, QUESTION, [first.turn], k=5)
+    _no_overlaps(list(answer.passages))
