@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from . import answering, retrieval
 from .config import Settings
 from .errors import QuestionError, quoted
+from .pdf import page_at
 from .store import Store
 from .text import normalize
 
@@ -26,6 +27,9 @@ class Passage:
     ``answer_score`` is the cosine of the question and the answering sentence plus the
     share of the question's terms it holds (see ``answering.answer_rerank``): the "not in the
     articles" decision uses it.
+
+    ``page``: for a passage of a PDF, the number of the page its answering sentence is on (where the
+    passage starts, when no sentence is marked); None for other formats.
     """
 
     text: str
@@ -42,6 +46,7 @@ class Passage:
     highlight_start: int | None = None
     highlight_end: int | None = None
     answer_score: float | None = None
+    page: int | None = None
 
     @property
     def highlight(self) -> str:
@@ -112,7 +117,14 @@ def retrieve(
     if settings.answer_candidates:
         passages = answering.answer_rerank(passages, embedder, question, qvec, settings, store)
     passages = passages[:k]
-    return answering.mark_answers(passages, embedder, question, store) if highlight else passages
+    passages = answering.mark_answers(passages, embedder, question, store) if highlight else passages
+    return [_on_page(p, rows[p.chunk_id].pages) for p in passages]
+
+
+def _on_page(passage: Passage, pages: tuple[tuple[int, int], ...]) -> Passage:
+    """``passage`` with the page of its answering sentence, or of its start (see ``Passage``)."""
+    at = passage.start if passage.highlight_start is None else passage.highlight_start
+    return replace(passage, page=page_at(pages, at)) if pages else passage
 
 
 def _passage(row, score: float, similarity: float) -> Passage:

@@ -39,7 +39,7 @@ MAX_PASTE_CHARS = 400_000
 # on a 2-core laptop CPU (docs/benchmarks.md, full builds of the Wikinews articles).
 CHARS_PER_PASSAGE = 650
 PASSAGES_PER_SECOND = 30.0
-FORMATS = ".txt, .md, .html and .jsonl"
+FORMATS = ".txt, .md, .html, .jsonl and .pdf"
 NO_FOLDER = "Nothing was added: the index records no folder to save in. Start the app with --collection DIR."
 
 
@@ -162,7 +162,7 @@ def save_upload(folder: str | os.PathLike, name: str, data: bytes, budget: Budge
     ``name`` is only a hint: path parts and odd characters are dropped (``../../etc/passwd``
     becomes ``etc-passwd.txt``), a name without a suffix gets ``.txt``, and an existing file is
     never overwritten (``name-2.txt``...) unless it holds the same bytes. The data must be
-    something the reader can index (.txt, .md, .html, .jsonl; UTF-8; not empty; under the
+    something the reader can index (.txt, .md, .html, .jsonl, .pdf; UTF-8 but PDFs; not empty; under the
     size limit; with ``budget``, indexed within what is left of it, see ``estimated_passages``, and
     then charged to it), else UploadError says why and nothing is written.
     """
