@@ -224,17 +224,51 @@ def test_an_update_keeps_pages_and_an_index_from_before_pdfs_still_opens(tiny_co
     assert lib.check() == []
 
 
-# ---- Milvus ----
+# ---- Milvus (as tests/test_milvus.py sets it up: Milvus Lite in the index directory) ----
 
 
-def test_milvus_keeps_the_page_of_each_passage(tmp_path):
+@pytest.fixture
+def _released():
+    yield
+    release()
+
+
+def test_milvus_keeps_the_page_of_each_passage_through_the_real_model(tmp_path, real_embedder, _released):
     folder = tmp_path / "articles"
     write_report(folder)
-    settings = LEXICAL.with_(backend="milvus", index_dir=tmp_path / "index")
-    try:
-        lib = Library.build([folder], settings=settings, embedder=FakeEmbedder())
-        assert [p.page for p in lib.search("storm flooded quays cranes", k=1, highlight=True)] == [2]
-        assert [p.page for p in lib.search("ferry Marguerite goats", k=1, highlight=True)] == [3]
-        assert lib.check() == []
-    finally:
-        release()
+    (folder / "boeing.txt").write_text("Boeing delayed the 787 Dreamliner again. The first delivery moves to 2009.\n")
+    lib = Library.build(
+        [folder], settings=Settings(backend="milvus", index_dir=tmp_path / "index"), embedder=real_embedder
+    )
+    top = lib.search(QUESTION, k=3)[0]
+    assert "14 March 2024" in top.highlight and top.page == 3 and top.as_dict()["page"] == 3
+    assert lib.search("When is the Dreamliner delivered?", k=1)[0].page is None
+    closed = lib.search("When did the port authority close the harbour?", k=1)[0]
+    assert "2 March" in closed.highlight and closed.page == 2
+    assert lib.check() == []
+
+
+def test_a_milvus_collection_from_before_pdfs_is_still_updated_then_a_full_build_gives_pages(
+    tiny_corpus, tmp_path, monkeypatch, caplog, _released
+):
+    from pymilvus import CollectionSchema
+
+    add_field = CollectionSchema.add_field
+
+    def without_pages(schema, name, *args, **kw):
+        return schema if name == "pages" else add_field(schema, name, *args, **kw)
+
+    with monkeypatch.context() as m:  # a collection as qa made them before it read PDFs: no pages field
+        m.setattr(CollectionSchema, "add_field", without_pages)
+        settings = LEXICAL.with_(backend="milvus", index_dir=tmp_path / "index")
+        Library.build([tiny_corpus], settings=settings, embedder=FakeEmbedder())
+    write_report(tiny_corpus)
+    lib = Library.build([tiny_corpus], settings=settings, embedder=FakeEmbedder())
+    assert (lib.last_build.added, lib.last_build.unchanged) == (1, 3)
+    assert "was built before qa kept the pages of PDFs" in caplog.text and "`qa build --full`" in caplog.text
+    hit = lib.search("storm flooded quays cranes", k=1, highlight=True)[0]
+    assert hit.article_id == "articles/tarn-report.pdf" and hit.page is None
+    lib = Library.build([tiny_corpus], settings=settings, embedder=FakeEmbedder(), full=True)
+    assert [p.page for p in lib.search("storm flooded quays cranes", k=1, highlight=True)] == [2]
+    assert [p.page for p in lib.search("ferry Marguerite goats", k=1, highlight=True)] == [3]
+    assert lib.check() == []
