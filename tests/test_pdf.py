@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from qa import Library, Settings, articles, chat
+from qa.errors import UploadError
 from qa.milvus import release
 from qa.pdf import tidy
+from qa.web.adding import save_upload
 from qa.web.render import passages_html, reply_markdown
 
 from conftest import ROOT, FakeEmbedder
@@ -197,6 +199,18 @@ def test_qa_build_lists_the_pdfs_it_skipped_and_why(tmp_path):
     assert f"skipped {folder / 'locked.pdf'}: is an encrypted PDF" in run.stderr
     assert f"skipped {folder / 'scanned.pdf'}: has no text layer" in run.stderr
     assert "1 added" in run.stdout
+
+
+def test_the_app_takes_a_pdf_and_refuses_one_it_cannot_read_saying_why(tmp_path):
+    folder = tmp_path / "added"
+    assert save_upload(folder, "Tarn report.pdf", pdfs.write(REPORT)).name == "Tarn-report.pdf"
+    for name in ("locked.pdf", "scanned.pdf"):
+        with pytest.raises(UploadError) as refused:
+            save_upload(folder, name, BAD[name][0])
+        assert str(refused.value) == f"'{name}' was not added: it {BAD[name][1]}."
+    with pytest.raises(UploadError, match=r"'big.pdf' was not added: it is over 100 MB, the most the app takes"):
+        save_upload(folder, "big.pdf", b"%PDF-1.7\n" + b" " * (101 * 2**20))
+    assert sorted(p.name for p in folder.iterdir()) == ["Tarn-report.pdf"]
 
 
 # ---- the index: pages kept by updates, and an index from before PDFs ----

@@ -31,7 +31,7 @@ from ..indexer import BuildReport
 from ..text import normalize
 
 MAX_UPLOAD_BYTES = articles.MAX_ARTICLE_BYTES  # one article: what the reader accepts
-MAX_JSONL_UPLOAD_BYTES = 100 * 2**20  # many articles in one upload; the reader's own limit is higher
+MAX_JSONL_UPLOAD_BYTES = 100 * 2**20  # many articles in one upload, or a PDF; the reader's own limits are higher
 MAX_NAME_CHARS = 100
 # Pasted text travels in the page's request (qa.web.limits.MAX_PAGE_BYTES); longer articles are uploaded as files.
 MAX_PASTE_CHARS = 400_000
@@ -172,7 +172,12 @@ def save_upload(folder: str | os.PathLike, name: str, data: bytes, budget: Budge
     suffix = Path(safe).suffix.lower()
     if suffix not in articles.SUFFIXES:
         raise UploadError(f"{_shown(name)} was not added: qa reads {FORMATS} files, not {suffix}.")
-    limit = MAX_JSONL_UPLOAD_BYTES if suffix == ".jsonl" else MAX_UPLOAD_BYTES
+    limit = MAX_JSONL_UPLOAD_BYTES if suffix in (".jsonl", ".pdf") else MAX_UPLOAD_BYTES
+    if len(data) > limit and suffix == ".pdf":  # under the reader's limit, maybe: `qa build` reads it
+        raise UploadError(
+            f"{_shown(name)} was not added: it is over {limit // 2**20} MB, the most the app takes in one file. "
+            "Add it with `qa build`."
+        )
     if len(data) > limit:
         kind = "jsonl" if suffix == ".jsonl" else "text"
         raise UploadError(f"{_shown(name)} was not added: it {articles.too_big(len(data), kind)}.")
