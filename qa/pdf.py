@@ -1,5 +1,6 @@
 """PDF files to text with page starts: the one module that imports pypdfium2, and where page numbers are looked up.
 
+A page's running header and footer and its page number are dropped (lines that start or end several pages).
 A PDF's lines are where its layout broke them, not where its sentences end, and qa's sentence splitter
 ends a sentence at every line break: so the lines of a paragraph are joined with a space, and a line
 stays a line only where it ends a sentence or is short (a heading, a paragraph's last line). PDFium marks
@@ -13,6 +14,7 @@ from __future__ import annotations
 import bisect
 import re
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +28,10 @@ LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", 
 _ENDS_SENTENCE = re.compile(r"[.!?:;…][\"'”’)\]]*$")
 # A line shorter than this share of the page's usual line is a heading or a paragraph's end.
 SHORT_LINE = 0.6
+# A page's first or last line that starts or ends this many pages (its numbers aside) is a running header or
+# footer ("Chapter 2: ASN.1 structure handling 3"), not content: dropped, as is a line that is only a page number.
+RUNNING_PAGES = 3
+_PAGE_NUMBER = re.compile(r"(?i:page\s*)?(\d{1,5}|[ivxlc]{1,7})(\s*(/|of)\s*\d{1,5})?")
 # Pages are joined with a blank line: a page break always ends a sentence, as a line break does.
 PAGE_BREAK = "\n\n"
 
@@ -60,7 +66,8 @@ def extract(data: bytes) -> PdfText:
             raise ArticleError(f"is a damaged PDF ({_reason(e)}); open it and save it again as PDF") from None
         finally:
             doc.close()
-    return PdfText([tidy(p) for p in pages], " ".join(meta.get("Title", "").split()), pdf_date(meta))
+    pages = [join_lines(lines) for lines in drop_furniture([page_lines(p) for p in pages])]
+    return PdfText(pages, " ".join(meta.get("Title", "").split()), pdf_date(meta))
 
 
 def _page_text(doc, n: int) -> str:
@@ -88,9 +95,46 @@ def tidy(page: str) -> str:
     >>> tidy("The ﬁrst Ex\\x02periments were\\r\\nrun in 2004 by the whole team.\\r\\nResults\\r\\nThey worked.")
     'The first Experiments were run in 2004 by the whole team.\\nResults\\nThey worked.'
     """
+    return join_lines(page_lines(page))
+
+
+def page_lines(page: str) -> list[str]:
+    """The non-empty lines of a page as PDFium gives it, hyphenated words whole, ligatures spelled out."""
     text = _HYPHEN_MARKS.sub("", page.translate(LIGATURES))
-    lines = [" ".join(line.split()) for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    lines = [line for line in lines if line]
+    lines = (" ".join(line.split()) for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+    return [line for line in lines if line]
+
+
+def drop_furniture(pages: list[list[str]]) -> list[list[str]]:
+    """The lines of each page less its running header and footer and a page number alone on a line, at its
+    top or bottom (two lines at most at each end).
+
+    >>> pages = [["Report 2024 page %d" % n, "Text %d." % n, str(n)] for n in range(1, 4)]
+    >>> drop_furniture(pages)
+    [['Text 1.'], ['Text 2.'], ['Text 3.']]
+    """
+    ends = Counter(_digits_aside(line) for lines in pages if lines for line in {lines[0], lines[-1]})
+
+    def furniture(line: str) -> bool:
+        return bool(_PAGE_NUMBER.fullmatch(line)) or ends[_digits_aside(line)] >= RUNNING_PAGES
+
+    out = []
+    for lines in pages:
+        top = next((n for n in range(min(2, len(lines))) if not furniture(lines[n])), min(2, len(lines)))
+        bottom = len(lines)
+        while bottom > max(top, len(lines) - 2) and furniture(lines[bottom - 1]):
+            bottom -= 1
+        out.append(lines[top:bottom])
+    return out
+
+
+def _digits_aside(line: str) -> str:
+    return re.sub(r"\d+", "#", line.lower())
+
+
+def join_lines(lines: list[str]) -> str:
+    """The lines of a page as one text: a paragraph's lines joined with a space, a line break kept after a
+    line that ends a sentence or is short (see the module's docstring)."""
     if not lines:
         return ""
     usual = sorted(len(line) for line in lines)[len(lines) * 3 // 4]  # most lines of a page are full ones

@@ -63,6 +63,15 @@ def test_a_pdf_is_read_page_by_page_with_its_title_and_date(tmp_path):
     assert article.text.endswith("77 goats on board.")
 
 
+def test_running_headers_footers_and_page_numbers_are_left_out(tmp_path):
+    path = tmp_path / "numbered.pdf"
+    pages = [[f"Tarn harbour report, page {n}", *lines, str(n)] for n, lines in enumerate(REPORT[:3], 1)]
+    path.write_bytes(pdfs.write(pages))
+    (article,) = articles.read([path])
+    assert "Tarn harbour report, page" not in article.text
+    assert [article.text[start:].split("\n\n")[0] for start in article.pages] == [" ".join(x) for x in REPORT[:3]]
+
+
 def test_a_pdf_without_a_title_is_named_after_its_file(tmp_path):
     (article,) = articles.read([write_report(tmp_path, "harbour_report-2024.pdf")])
     assert (article.title, article.date) == ("harbour report 2024", "")
