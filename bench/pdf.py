@@ -69,7 +69,7 @@ def pypdf_pages(data: bytes) -> list[str]:
 
 
 def qa_pages(data: bytes) -> list[str]:
-    """What qa indexes: the article's text cut at its page starts."""
+    """What qa indexes: the article's text cut at its page starts (each page ends with what joins it to the next)."""
     path = Path("/tmp/qa-bench-pdf.pdf")
     path.write_bytes(data)
     (article,) = articles.read([path])
@@ -77,11 +77,13 @@ def qa_pages(data: bytes) -> list[str]:
     return [article.text[a:b] for a, b in zip(starts, starts[1:])]
 
 
-EXTRACTORS = {"pypdf": pypdf_pages, "pypdfium2": pdfium_pages, "qa (pypdfium2, tidied)": qa_pages}
+QA = "qa (pypdfium2, tidied)"
+EXTRACTORS = {"pypdf": pypdf_pages, "pypdfium2": pdfium_pages, QA: qa_pages}
 
 
-def measure(pages: list[str], known: set[str], seconds: float) -> dict:
-    text = "\n\n".join(pages)
+def measure(pages: list[str], known: set[str], seconds: float, joined: bool = False) -> dict:
+    """The figures of one extraction; ``joined``: the pages end with what joins them (qa's), else with nothing."""
+    text = "".join(pages) if joined else "\n\n".join(pages)
     words = WORD.findall(text)
     spans = split_sentences(text)
     cut = sum(1 for (_, e), (s, _) in zip(spans, spans[1:]) if text[s].islower() and "\n" in text[e:s])
@@ -115,8 +117,9 @@ def main() -> int:
             extract(data)  # warm: the first call loads the library
             start = time.perf_counter()
             pages = extract(data)
+            seconds = time.perf_counter() - start
             rows.append(
-                (f"{what}, {len(data) // 1024} KB, {licence}", name, measure(pages, known, time.perf_counter() - start))
+                (f"{what}, {len(data) // 1024} KB, {licence}", name, measure(pages, known, seconds, name == QA))
             )
     lines = [
         "| PDF | extractor | pages | characters | words/page | words the vocabulary knows | hyphenations left | "

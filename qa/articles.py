@@ -330,14 +330,17 @@ def _from_pdf(path: Path, article_id: str, data: bytes) -> Article | Skipped:
         found = pdf.extract(data)
     except ArticleError as e:
         return Skipped(str(path), str(e))
-    texts, pages, at = [], [], 0
+    parts, pages, at = [], [], 0
     for page in found.pages:
         page = clean(normalize(page))
+        if page and parts:
+            parts.append(pdf.page_break(parts[-1], page))
+            at += len(parts[-1])
         pages.append(at)
         if page:
-            texts.append(page)
-            at += len(page) + len(pdf.PAGE_BREAK)
-    text = pdf.PAGE_BREAK.join(texts)
+            parts.append(page)
+            at += len(page)
+    text = "".join(parts)
     if not text:
         return Skipped(
             str(path),

@@ -32,7 +32,8 @@ SHORT_LINE = 0.6
 # footer ("Chapter 2: ASN.1 structure handling 3"), not content: dropped, as is a line that is only a page number.
 RUNNING_PAGES = 3
 _PAGE_NUMBER = re.compile(r"(?i:page\s*)?(\d{1,5}|[ivxlc]{1,7})(\s*(/|of)\s*\d{1,5})?")
-# Pages are joined with a blank line: a page break always ends a sentence, as a line break does.
+# Pages are joined with a blank line (a sentence ends there, as at any line break), or with a space where a
+# sentence goes on from one page to the next.
 PAGE_BREAK = "\n\n"
 
 
@@ -144,6 +145,16 @@ def join_lines(lines: list[str]) -> str:
         breaks = _ENDS_SENTENCE.search(last) or len(last.rsplit("\n", 1)[-1]) < SHORT_LINE * usual
         out[-1] = last + ("\n" if breaks else " ") + line
     return out[0]
+
+
+def page_break(before: str, after: str) -> str:
+    """What joins the text of a page to the next one's: a space where a sentence goes on over the page break
+    (the page ends mid-sentence and the next starts in lower case), else ``PAGE_BREAK``.
+
+    >>> page_break("closed the harbour to", "all shipping."), page_break("It closed.", "Ships waited.")
+    (' ', '\\n\\n')
+    """
+    return " " if not _ENDS_SENTENCE.search(before) and after[:1].islower() else PAGE_BREAK
 
 
 def pdf_date(meta: dict) -> str:

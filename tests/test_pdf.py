@@ -72,6 +72,15 @@ def test_running_headers_footers_and_page_numbers_are_left_out(tmp_path):
     assert [article.text[start:].split("\n\n")[0] for start in article.pages] == [" ".join(x) for x in REPORT[:3]]
 
 
+def test_a_sentence_that_goes_on_over_a_page_break_stays_one_sentence(tmp_path):
+    path = tmp_path / "over.pdf"
+    pages = [["The port authority closed the harbour to"], ["all shipping on 2 March."], ["Ships waited."]]
+    path.write_bytes(pdfs.write(pages))
+    (article,) = articles.read([path])
+    assert article.text == "The port authority closed the harbour to all shipping on 2 March.\n\nShips waited."
+    assert article.pages == (0, len("The port authority closed the harbour to "), article.text.index("Ships"))
+
+
 def test_a_pdf_without_a_title_is_named_after_its_file(tmp_path):
     (article,) = articles.read([write_report(tmp_path, "harbour_report-2024.pdf")])
     assert (article.title, article.date) == ("harbour report 2024", "")
