@@ -185,11 +185,12 @@ def page_at(pages: Sequence[tuple[int, int]], offset: int | None) -> int | None:
 def pages_around(starts: Sequence[int], start: int, end: int) -> tuple[tuple[int, int], ...]:
     """The (page number, start offset) pairs a passage from ``start`` to ``end`` needs to tell its pages:
     the page it starts on and every page that starts inside it. ``starts``: where each page of the article
-    starts, page 1 first.
+    starts, page 1 first. Of pages that start at one offset (all but the last are empty), the last.
 
-    >>> pages_around([0, 40, 40, 90, 200], 45, 120)
-    ((3, 40), (4, 90))
+    >>> pages_around([0, 40, 40, 90, 200], 45, 120), pages_around([0, 10, 10, 30], 5, 40)
+    (((3, 40), (4, 90)), ((1, 0), (3, 10), (4, 30)))
     """
     first = max(bisect.bisect_right(starts, start) - 1, 0)
-    last = bisect.bisect_left(starts, end)
-    return tuple((n + 1, starts[n]) for n in range(first, min(last, len(starts))) if starts)
+    last = min(bisect.bisect_left(starts, end), len(starts))
+    found = {starts[n]: n + 1 for n in range(first, last)}  # a later page of one start replaces an empty one
+    return tuple((number, at) for at, number in found.items())

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -982,7 +983,13 @@ def count_terms(db: sqlite3.Connection, texts: list[str], sign: int) -> None:
 def _pages(stored: str | None, start: int, end: int) -> tuple[tuple[int, int], ...]:
     """The page numbers and starts that a chunk from ``start`` to ``end`` needs, from its article's stored
     page starts (JSON; None when it is not a PDF)."""
-    return pages_around(json.loads(stored), start, end) if stored else ()
+    return pages_around(_page_starts(stored), start, end) if stored else ()
+
+
+@functools.lru_cache(maxsize=64)
+def _page_starts(stored: str) -> tuple[int, ...]:
+    """An article's page starts, read once for the passages of one PDF that a search returns together."""
+    return tuple(json.loads(stored))
 
 
 def text_key(text: str) -> int:
