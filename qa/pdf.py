@@ -68,7 +68,7 @@ def extract(data: bytes) -> PdfText:
         finally:
             doc.close()
     pages = [join_lines(lines) for lines in drop_furniture([page_lines(p) for p in pages])]
-    return PdfText(pages, " ".join(meta.get("Title", "").split()), pdf_date(meta))
+    return PdfText(pages, pdf_title(meta), pdf_date(meta))
 
 
 def _page_text(doc, n: int) -> str:
@@ -155,6 +155,24 @@ def page_break(before: str, after: str) -> str:
     (' ', '\\n\\n')
     """
     return " " if not _ENDS_SENTENCE.search(before) and after[:1].islower() else PAGE_BREAK
+
+
+# A Title that names the file the PDF was made from, not the document: the reader falls back to the file name.
+_NOT_A_TITLE = re.compile(
+    r"(microsoft (word|powerpoint|excel) - .*|.*\.(docx?|pptx?|xlsx?|rtf|odt|tex|dvi|indd|qxd)|untitled( \d+)?|"
+    r"document\d*|slide \d+|title)",
+    re.IGNORECASE,
+)
+
+
+def pdf_title(meta: dict) -> str:
+    """The Title of a PDF's metadata, or ``""`` when it has none or it names a file, not the document.
+
+    >>> pdf_title({"Title": " Tarn  harbour report "}), pdf_title({"Title": "Microsoft Word - rpt_v3.docx"})
+    ('Tarn harbour report', '')
+    """
+    title = " ".join(meta.get("Title", "").split())
+    return "" if _NOT_A_TITLE.fullmatch(title) else title
 
 
 def pdf_date(meta: dict) -> str:

@@ -81,8 +81,9 @@ def test_a_sentence_that_goes_on_over_a_page_break_stays_one_sentence(tmp_path):
     assert article.pages == (0, len("The port authority closed the harbour to "), article.text.index("Ships"))
 
 
-def test_a_pdf_without_a_title_is_named_after_its_file(tmp_path):
-    (article,) = articles.read([write_report(tmp_path, "harbour_report-2024.pdf")])
+@pytest.mark.parametrize("title", ["", "  ", "Microsoft Word - rpt_v3.docx", "untitled"])
+def test_a_pdf_without_a_title_is_named_after_its_file(tmp_path, title):
+    (article,) = articles.read([write_report(tmp_path, "harbour_report-2024.pdf", title=title)])
     assert (article.title, article.date) == ("harbour report 2024", "")
 
 
