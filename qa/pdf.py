@@ -28,9 +28,11 @@ LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", 
 _ENDS_SENTENCE = re.compile(r"[.!?:;…][\"'”’)\]]*$")
 # A line shorter than this share of the page's usual line is a heading or a paragraph's end.
 SHORT_LINE = 0.6
-# A page's first or last line that starts or ends this many pages (its numbers aside) is a running header or
-# footer ("Chapter 2: ASN.1 structure handling 3"), not content: dropped, as is a line that is only a page number.
-RUNNING_PAGES = 3
+# A page's first or last line that holds a number and, the numbers aside, starts or ends another page too
+# ("Chapter 2: ASN.1 structure handling 3", "... 4") is a running header or footer, not content, as is one
+# without a number that starts or ends a quarter of the pages, three at least ("Shared MIME-info Database"; a
+# heading such as "Discussion" that starts one page in ten is kept), and a line that is only a page number.
+RUNNING_SHARE, RUNNING_PAGES = 0.25, 3
 _PAGE_NUMBER = re.compile(r"(?i:page\s*)?(\d{1,5}|[ivxlc]{1,7})(\s*(/|of)\s*\d{1,5})?")
 # Pages are joined with a blank line (a sentence ends there, as at any line break), or with a space where a
 # sentence goes on from one page to the next.
@@ -113,11 +115,16 @@ def drop_furniture(pages: list[list[str]]) -> list[list[str]]:
     >>> pages = [["Report 2024 page %d" % n, "Text %d." % n, str(n)] for n in range(1, 4)]
     >>> drop_furniture(pages)
     [['Text 1.'], ['Text 2.'], ['Text 3.']]
+    >>> drop_furniture([["Discussion", "It worked."]] * 3 + [["Text."]] * 10)[0]  # a heading, on 3 pages of 13
+    ['Discussion', 'It worked.']
     """
     ends = Counter(_digits_aside(line) for lines in pages if lines for line in {lines[0], lines[-1]})
 
     def furniture(line: str) -> bool:
-        return bool(_PAGE_NUMBER.fullmatch(line)) or ends[_digits_aside(line)] >= RUNNING_PAGES
+        if _PAGE_NUMBER.fullmatch(line):
+            return True
+        seen = ends[_digits_aside(line)]
+        return seen >= (2 if any(c.isdigit() for c in line) else max(RUNNING_PAGES, RUNNING_SHARE * len(pages)))
 
     out = []
     for lines in pages:
@@ -139,12 +146,12 @@ def join_lines(lines: list[str]) -> str:
     if not lines:
         return ""
     usual = sorted(len(line) for line in lines)[len(lines) * 3 // 4]  # most lines of a page are full ones
-    out = [lines[0]]
-    for line in lines[1:]:
-        last = out[-1]
-        breaks = _ENDS_SENTENCE.search(last) or len(last.rsplit("\n", 1)[-1]) < SHORT_LINE * usual
-        out[-1] = last + ("\n" if breaks else " ") + line
-    return out[0]
+    pieces = [lines[0]]
+    for before, line in zip(lines, lines[1:]):
+        ends = _ENDS_SENTENCE.search(before) or len(before) < SHORT_LINE * usual
+        breaks = ends and not line[:1].islower()  # a line in lower case goes on with what came before
+        pieces += ["\n" if breaks else " ", line]
+    return "".join(pieces)
 
 
 def page_break(before: str, after: str) -> str:
