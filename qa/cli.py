@@ -73,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
         nargs="*",
         default=["seeds"],
         metavar="PATH",
-        help="folders or files of .txt, .md, .html, .jsonl articles (default: seeds/)",
+        help="folders or files of .txt, .md, .html, .jsonl, .pdf articles (default: seeds/)",
     )
     p.add_argument("--index", help=index_help)
     p.add_argument(
@@ -242,7 +242,7 @@ def _search(args, settings: Settings) -> int:
         print(json.dumps([p.as_dict() for p in passages], ensure_ascii=False, indent=1))
         return 0
     for n, p in enumerate(passages, start=1):
-        meta = " · ".join(x for x in (p.source, p.date) if x)
+        meta = " · ".join(x for x in (p.source, p.date, f"p. {p.page}" if p.page else "") if x)
         print(f"[{n}] {p.title}" + (f" ({meta})" if meta else "") + f"  score {p.score:.3f}")
         print(f"    {p.text}")
         if p.highlight:

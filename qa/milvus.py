@@ -10,9 +10,9 @@ Layout, for the collection name N (``QA_MILVUS_COLLECTION``, default ``qa``), as
   the row ``state`` what builds keep (the next chunk id and data collection, a full rebuild under way).
   Upserting ``current`` (one row) is what swaps a generation in.
 - ``N_data_NNNNNN``: one row per chunk: its text (analysed: Milvus's BM25 function fills ``sparse``), vector,
-  offsets, sentence vectors, its article's metadata, and the generations that added and removed it. A
-  reader of generation G filters ``added <= G and removed > G``: a build adds its rows under G+1 and marks
-  what it removes with G+1, then upserts ``current``; readers see all of it or none of it.
+  offsets, sentence vectors, its article's metadata, the pages it spans (of a PDF), and the generations that
+  added and removed it. A reader of generation G filters ``added <= G and removed > G``: a build adds its
+  rows under G+1 and marks what it removes with G+1, then upserts ``current``; readers see all of it or none of it.
 - A full rebuild (another model or chunking, ``--full``) writes a new data collection; ``current`` names it
   once it is whole. A killed build's rows are taken up again by the next build, matched by article id and
   hash, as the local store's batches are.
@@ -39,6 +39,7 @@ from . import filters
 from .backends import milvus_uri
 from .errors import CorruptIndexError, FilterError, IndexMismatchError, NoIndexError, StoreError, quoted
 from .filters import Filter
+from .pdf import pages_around
 from .store import ChunkRow, lock, pause_point
 from .text import query_terms
 
@@ -252,6 +253,13 @@ class Milvus:
     def writer(self, manifest: dict, base: MilvusIndex | None, dense_index: str) -> MilvusWriter:
         return MilvusWriter(self, {**manifest, "dense_index": dense_index}, base)
 
+    def has_pages(self, collection: str) -> bool:
+        """Whether ``collection`` keeps the pages of PDF passages: one made before qa read PDFs does not,
+        and Milvus Lite can't add a field to a collection (`qa build --full` makes a new one)."""
+        with _calls(self.uri):
+            fields = self.client.describe_collection(collection)["fields"]
+        return any(f["name"] == "pages" for f in fields)
+
     def lock(self) -> contextlib.AbstractContextManager[None]:
         return lock(self.index_dir)
 
@@ -273,6 +281,7 @@ class Milvus:
         schema.add_field("end", _type("INT64"))
         schema.add_field("text", _type("VARCHAR"), max_length=VARCHAR, enable_analyzer=True, analyzer_params=ANALYZER)
         schema.add_field("sentences", _type("VARCHAR"), max_length=VARCHAR)
+        schema.add_field("pages", _type("VARCHAR"), max_length=VARCHAR)  # JSON (number, start) pairs; "" if none
         schema.add_field("added", _type("INT64"))
         schema.add_field("removed", _type("INT64"))
         schema.add_field("vec", _type("FLOAT_VECTOR"), dim=dim)
@@ -322,6 +331,7 @@ class MilvusIndex:
         self._filter = _visible(gen)
         self._sources: list[str] | None = None
         self._field_names: set[str] | None = None
+        self._pages = backend.has_pages(collection)
 
     def _query(self, filter: str, fields: list[str], limit: int | None = None) -> list[dict]:
         with _calls(self.backend.uri):
@@ -423,8 +433,11 @@ class MilvusIndex:
         return {i: unpack(r["sentences"], self.manifest["dim"]) for i, r in rows.items() if r["sentences"]}
 
     def chunks(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
-        rows = self._by_ids([int(i) for i in ids], CHUNK_FIELDS[1:])
-        return {i: ChunkRow(*(r[f] for f in CHUNK_FIELDS)) for i, r in rows.items()}
+        rows = self._by_ids([int(i) for i in ids], CHUNK_FIELDS[1:] + (["pages"] if self._pages else []))
+        return {
+            i: ChunkRow(*(r[f] for f in CHUNK_FIELDS), pages=tuple(map(tuple, json.loads(r.get("pages") or "[]"))))
+            for i, r in rows.items()
+        }
 
     def chunk_ids(self) -> list[int]:
         return sorted(int(r["id"]) for r in self._iterate(self._filter, ["id"]))
@@ -522,6 +535,8 @@ class MilvusWriter:
             state = {**state, "next_collection": number + 1, "building": {"collection": self.collection, "key": key}}
             backend.put("state", state)
         backend.load(self.collection)
+        self._pages = backend.has_pages(self.collection)
+        self._told_pages = False
         self._state = state
         self.next_id = int(state.get("next_id", 0))
         # What a killed build of this generation left: its added rows to reuse, its removal marks to undo.
@@ -557,9 +572,18 @@ class MilvusWriter:
         vectors = np.asarray(vectors, dtype=np.float32)
         key = text_key(article.text)
         self._articles_added += 1
+        if article.pages and not self._pages and not self._told_pages:
+            self._told_pages = True
+            log.warning(
+                "%s was built before qa kept the pages of PDFs: passages of PDFs added now have no page number. "
+                "`qa build --full` gives them one.",
+                self.backend.where,
+            )
         for n, c in enumerate(chunks):
+            pages = {"pages": _packed_pages(article.pages, c.start, c.end)} if self._pages else {}
             self._rows.append(
                 {
+                    **pages,
                     "id": self.next_id + len(self._rows),
                     "article": article.id,
                     "title": article.title,
@@ -659,6 +683,15 @@ def _fits(text: str, article_id: str) -> str:
         return text
     log.warning("a passage of %s is longer than Milvus holds (%d bytes): cut to %d", article_id, len(data), VARCHAR)
     return data[:VARCHAR].decode("utf-8", "ignore")
+
+
+def _packed_pages(starts: Sequence[int], start: int, end: int) -> str:
+    """The pages a chunk spans, as stored: JSON (page number, start offset) pairs, "" when not from a PDF.
+
+    >>> _packed_pages([0, 50, 90], 60, 100), _packed_pages([], 0, 10)
+    ('[[2, 50], [3, 90]]', '')
+    """
+    return json.dumps(pages_around(starts, start, end)) if starts else ""
 
 
 def text_key(text: str) -> str:

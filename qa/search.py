@@ -8,6 +8,7 @@ from . import answering, filters, retrieval
 from .config import Settings
 from .errors import QuestionError, quoted
 from .filters import Filter
+from .pdf import page_at
 from .store import Store
 from .text import normalize
 
@@ -27,6 +28,9 @@ class Passage:
     ``answer_score`` is the cosine of the question and the answering sentence plus the
     share of the question's terms it holds (see ``answering.answer_rerank``): the "not in the
     articles" decision uses it.
+
+    ``page``: for a passage of a PDF, the number of the page its answering sentence is on (where the
+    passage starts, when no sentence is marked); None for other formats.
     """
 
     text: str
@@ -43,6 +47,7 @@ class Passage:
     highlight_start: int | None = None
     highlight_end: int | None = None
     answer_score: float | None = None
+    page: int | None = None
 
     @property
     def highlight(self) -> str:
@@ -115,16 +120,24 @@ def retrieve(
     n = max(RETRIEVER_CANDIDATES, 2 * k)
     qvec, ranked = retrieval.candidates(store, embedder, question, n, settings, where)
     n = max(k, settings.answer_candidates)
-    passages = _passages(store, ranked[:n], qvec)
+    pages: dict[str, set[tuple[int, int]]] = {}  # a PDF's (page number, start) pairs that these chunks need
+    passages = _passages(store, ranked[:n], qvec, pages)
     if settings.reranker:
         passages = retrieval.rerank(passages, question, settings)
     if settings.answer_candidates:
         passages = answering.answer_rerank(passages, embedder, question, qvec, settings, store)
     passages, shown = merge_overlaps(passages, k) if merge else passages[:k], passages
     while merge and len(passages) < k and n < len(ranked):  # merging left room: the next candidates fill it
-        shown, n = shown + _passages(store, ranked[n : n + k], qvec), n + k
+        shown, n = shown + _passages(store, ranked[n : n + k], qvec, pages), n + k
         passages = merge_overlaps(shown, k)
-    return answering.mark_answers(passages, embedder, question, store) if highlight else passages
+    passages = answering.mark_answers(passages, embedder, question, store) if highlight else passages
+    return [_on_page(p, sorted(pages.get(p.article_id, ()))) for p in passages]
+
+
+def _on_page(passage: Passage, pages: list[tuple[int, int]]) -> Passage:
+    """``passage`` with the page of its answering sentence, or of its start (see ``Passage``)."""
+    at = passage.start if passage.highlight_start is None else passage.highlight_start
+    return replace(passage, page=page_at(pages, at)) if pages else passage
 
 
 def merge_overlaps(passages: list[Passage], k: int | None = None) -> list[Passage]:
@@ -168,9 +181,13 @@ def _joined(better: Passage, other: Passage) -> Passage:
     return replace(better, text=text, start=start, end=end, similarity=max(better.similarity, other.similarity))
 
 
-def _passages(store: Store, ranked: list[tuple[int, float]], qvec) -> list[Passage]:
-    """Passages of the (chunk id, score) candidates ``ranked``, with their cosine to the question."""
+def _passages(store: Store, ranked: list[tuple[int, float]], qvec, pages: dict) -> list[Passage]:
+    """Passages of the (chunk id, score) candidates ``ranked``, with their cosine to the question; the page
+    starts their chunks span are added to ``pages`` (article id -> pairs), for passages merged of several."""
     rows = store.chunks(i for i, _ in ranked)
+    for row in rows.values():
+        if row.pages:
+            pages.setdefault(row.article_id, set()).update(row.pages)
     sims = store.vectors(i for i, _ in ranked) @ qvec if ranked else []
     return [_passage(rows[i], score, float(sim)) for (i, score), sim in zip(ranked, sims) if i in rows]
 

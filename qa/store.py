@@ -6,8 +6,9 @@ Layout (format 2)::
       CURRENT                    "data-000002/gen-000009": the live generation, switched by an atomic rename
       .lock                      held by the one build allowed at a time
       data-000002/
-        meta.sqlite              (WAL) articles (text stored once, hashes), chunks (offsets, packed sentence
-                                 vectors), chunks_fts (contentless FTS5, BM25), segments, tombstones, generations
+        meta.sqlite              (WAL) articles (text stored once, hashes, a PDF's page starts), chunks (offsets,
+                                 packed sentence vectors), chunks_fts (contentless FTS5, BM25), segments,
+                                 tombstones, generations
         seg-000004.faiss, .ids   dense segments (see dense.py), written once, never changed
         seg-000011.faiss, .ids, .f16
       .next-data-000003/         a full rebuild under way (kept if it is killed, and resumed)
@@ -30,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -50,6 +52,7 @@ from . import dense, filters
 from .articles import Article
 from .errors import CorruptIndexError, IndexLockedError, IndexMismatchError, NoIndexError
 from .filters import Filter
+from .pdf import pages_around
 from .text import STOPWORDS, fts_query
 
 FORMAT = 2
@@ -63,7 +66,7 @@ SCHEMA = """
 PRAGMA journal_mode = WAL;
 CREATE TABLE articles (row INTEGER PRIMARY KEY, id TEXT NOT NULL, title TEXT, source TEXT, date TEXT, url TEXT,
                        path TEXT, hash TEXT NOT NULL, text_key INTEGER, text TEXT NOT NULL,
-                       added INTEGER NOT NULL, removed INTEGER NOT NULL, day TEXT);
+                       added INTEGER NOT NULL, removed INTEGER NOT NULL, day TEXT, pages TEXT);
 CREATE INDEX articles_id ON articles(id);
 CREATE INDEX articles_text ON articles(text_key);
 CREATE INDEX articles_added ON articles(added);
@@ -93,7 +96,8 @@ RARE_TERMS, COMMON_SHARE = 4, 0.05  # at 1M: hybrid p50 45 ms, needle hit@5 0.94
 
 @dataclass(frozen=True)
 class ChunkRow:
-    """A stored chunk with its article's metadata."""
+    """A stored chunk with its article's metadata. ``pages``: (page number, start offset) of the page the
+    chunk starts on and of each page starting inside it (``pdf.pages_around``); empty when not from a PDF."""
 
     id: int
     article_id: str
@@ -104,6 +108,7 @@ class ChunkRow:
     source: str
     date: str
     url: str
+    pages: tuple[tuple[int, int], ...] = ()
 
 
 class Store:
@@ -144,6 +149,10 @@ class Store:
                 i: np.frombuffer(limits, dtype=np.float32)
                 for i, limits in self._rows("SELECT id, limits FROM codebooks")
             }
+            # An index written before qa read PDFs has no page column: its articles have no pages.
+            self._pages = (
+                "a.pages" if any(c[1] == "pages" for c in self._rows("PRAGMA table_info(articles)")) else "NULL"
+            )
             self._hidden = self._rows(
                 "SELECT count(*) FROM chunks WHERE article IN "
                 "(SELECT row FROM articles WHERE added > :gen OR removed <= :gen)",
@@ -341,10 +350,10 @@ class Store:
         marks = ",".join("?" * len(ids))
         rows = self._rows(
             "SELECT c.id, a.id, substr(a.text, c.start + 1, c.end - c.start), c.start, c.end, a.title, a.source, "
-            f"a.date, a.url FROM chunks c JOIN articles a ON a.row = c.article WHERE c.id IN ({marks})",
+            f"a.date, a.url, {self._pages} FROM chunks c JOIN articles a ON a.row = c.article WHERE c.id IN ({marks})",
             ids,
         )
-        return {r[0]: ChunkRow(*r) for r in rows}
+        return {r[0]: ChunkRow(*r[:-1], pages=_pages(r[-1], r[3], r[4])) for r in rows}
 
     def chunk_ids(self) -> list[int]:
         """The ids of every chunk of this generation, ascending (a million at 1M chunks: for checks)."""
@@ -438,11 +447,12 @@ class Store:
     def _check_articles(self) -> list[str]:
         bad = [
             aid
-            for aid, title, source, date, url, text, digest in self._rows(
-                f"SELECT a.id, a.title, a.source, a.date, a.url, a.text, a.hash FROM articles a WHERE {_VISIBLE}",
+            for aid, title, source, date, url, text, digest, pages in self._rows(
+                f"SELECT a.id, a.title, a.source, a.date, a.url, a.text, a.hash, {self._pages} FROM articles a "
+                f"WHERE {_VISIBLE}",
                 {"gen": self.gen},
             )
-            if Article("", title, text, source, date, url).hash != digest
+            if Article("", title, text, source, date, url, pages=tuple(json.loads(pages or "[]"))).hash != digest
         ]
         return [f"{self.path / 'meta.sqlite'}: article {aid!r} does not match its hash" for aid in bad[:20]]
 
@@ -530,6 +540,9 @@ class Writer:
         else:
             self._db.execute("PRAGMA journal_mode = WAL")
             _add_days(self._db)
+            if not any(c[1] == "pages" for c in self._db.execute("PRAGMA table_info(articles)")):
+                # written before qa read PDFs: a column added in place (SQLite rewrites nothing), NULL in old rows
+                self._db.execute("ALTER TABLE articles ADD COLUMN pages TEXT")
         committed = self._db.execute("SELECT max(gen) FROM generations").fetchone()[0]
         self.committed = committed if committed is not None else -1
         # Rows a killed build of this data directory added: kept to be reused, relabelled as this build's.
@@ -612,8 +625,8 @@ class Writer:
         next_id, texts = first, []
         for article, chunks, _, sentences in self._buffer:
             row = self._db.execute(
-                "INSERT INTO articles (id, title, source, date, url, path, hash, text_key, text, added, removed, day) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO articles (id, title, source, date, url, path, hash, text_key, text, added, removed, "
+                "day, pages) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     article.id,
                     article.title,
@@ -627,6 +640,7 @@ class Writer:
                     self.gen,
                     NEVER,
                     filters.day(article.date),
+                    json.dumps(article.pages) if article.pages else None,
                 ),
             ).lastrowid
             self._claimed.add(row)
@@ -1056,6 +1070,18 @@ def _add_days(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE articles ADD COLUMN day TEXT")
     db.execute("UPDATE articles SET day = qa_day(date)")
     db.execute("COMMIT")
+
+
+def _pages(stored: str | None, start: int, end: int) -> tuple[tuple[int, int], ...]:
+    """The page numbers and starts that a chunk from ``start`` to ``end`` needs, from its article's stored
+    page starts (JSON; None when it is not a PDF)."""
+    return pages_around(_page_starts(stored), start, end) if stored else ()
+
+
+@functools.lru_cache(maxsize=64)
+def _page_starts(stored: str) -> tuple[int, ...]:
+    """An article's page starts, read once for the passages of one PDF that a search returns together."""
+    return tuple(json.loads(stored))
 
 
 def text_key(text: str) -> int:

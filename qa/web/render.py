@@ -62,13 +62,26 @@ def reply_markdown(answer: Answer) -> str:
     for numbers in cited.values():
         p = answer.passages[numbers[0] - 1]
         marks = "".join(f"\\[{n}\\]" for n in numbers)
-        sources.append(f"{marks} *{escape_markdown(p.title)}*{_meta(p)}")
+        pages = page_label(answer.passages[n - 1].page for n in numbers)
+        sources.append(f"{marks} *{escape_markdown(p.title)}*{_meta(p, pages)}")
     return "\n\n".join(lines) + "\n\n" + "  \n".join(sources)
 
 
-def _meta(p: Passage) -> str:
-    parts = [escape_markdown(x) for x in (p.source, p.date) if x]
+def _meta(p: Passage, pages: str = "") -> str:
+    parts = [escape_markdown(x) for x in (p.source, p.date, pages) if x]
     return " — " + ", ".join(parts) if parts else ""
+
+
+def page_label(pages) -> str:
+    """How a citation names the pages of a PDF's passages: "p. 4", "pp. 2, 4", or "" when none has one.
+
+    >>> page_label([4]), page_label([4, 2, 4]), page_label([None])
+    ('p. 4', 'pp. 2, 4', '')
+    """
+    found = sorted({n for n in pages if n is not None})
+    if not found:
+        return ""
+    return ("p. " if len(found) == 1 else "pp. ") + ", ".join(map(str, found))
 
 
 def passages_html(answer: Answer | None) -> str:
@@ -88,7 +101,7 @@ def passages_html(answer: Answer | None) -> str:
 
 def _card(n: int, p: Passage) -> str:
     e = html.escape
-    meta = " · ".join(e(x) for x in (p.source, p.date) if x)
+    meta = " · ".join(e(x) for x in (p.source, p.date, page_label([p.page])) if x)
     title = e(p.title)
     if p.url and re.match(r"https?://", p.url):
         title = f'<a href="{e(p.url)}" target="_blank" rel="noopener noreferrer nofollow">{title}</a>'
