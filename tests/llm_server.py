@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # The scripted answer, in the pieces it streams: a citation split over two pieces, markup that must
@@ -43,9 +44,9 @@ class ScriptedLLM:
         self.held = threading.Event()  # set when the server is holding
         self.release = threading.Event()
         self.requests: list[dict] = []  # the JSON bodies received, with their headers under "_headers"
+        self.hung_up = 0  # answers the client stopped reading before their end
         self._stop = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), _handler(self))
 
     @property
     def url(self) -> str:
@@ -67,6 +68,17 @@ class ScriptedLLM:
         self.mode, self.hold = mode, hold
         self.held.clear()
         self.release.clear()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """Quiet about clients that hung up (the tests make them); loud about anything else."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def closed_port_url() -> str:
@@ -93,7 +105,10 @@ def _handler(llm: ScriptedLLM):
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
             body["_headers"] = dict(self.headers)
             llm.requests.append(body)
-            getattr(self, "_" + llm.mode.replace("-", "_"))()
+            try:
+                getattr(self, "_" + llm.mode.replace("-", "_"))()
+            except ConnectionError:
+                llm.hung_up += 1  # the client closed the connection mid-answer: it no longer wanted it
 
         def _start(self, status: int = 200, kind: str = "text/event-stream") -> None:
             self.send_response(status)
@@ -115,6 +130,8 @@ def _handler(llm: ScriptedLLM):
         def _pieces(self, upto: int | None = None) -> None:
             self._event(_chunk(role=True))
             for n, piece in enumerate(PIECES[:upto], start=1):
+                if llm.hold and n > HELD_AFTER:
+                    time.sleep(0.1)  # as a model writes: a client that hung up meanwhile makes the next write fail
                 self._event(_chunk(piece))
                 if llm.hold and n == HELD_AFTER:
                     llm.held.set()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from types import SimpleNamespace
+
+import gradio as gr
 import pytest
 
-from qa import Settings
+from qa import Settings, chat
 from qa.chat import Turn
 from qa.generate import Endpoint, Generated, check_citations, completions_url, messages, stream
 from qa.search import Passage
+from qa.web import render, ui, writing
 
 from tests.llm_server import HELD_AFTER, PIECES, SHOWN_ANSWER, ScriptedLLM, closed_port_url
 
@@ -33,6 +38,7 @@ def server():
 @pytest.fixture
 def llm(server):
     server.reset()
+    server.hung_up = 0
     yield server
     server.release.set()  # a test that failed while the server held must not keep its thread
 
@@ -63,6 +69,20 @@ def test_the_answer_streams_piece_by_piece_and_a_bad_citation_is_removed_with_a_
     assert final.text == SHOWN_ANSWER
     assert final.citations == (1, 2) and final.removed == (7,) and not final.notice
     assert final.note == "Removed citation [7]: the answer cited passages that were not shown."
+
+
+def test_an_answer_no_longer_wanted_closes_its_connection(llm):
+    llm.reset(hold=True)
+    drafts = stream(endpoint(llm.url), "Who traveled to Mexico City?", PASSAGES)
+    next(drafts)
+    assert llm.held.wait(10)
+    drafts.close()  # as when a new question cancels the chat's answer: the model should stop writing
+    llm.release.set()
+    for _ in range(50):
+        if llm.hung_up:
+            break
+        time.sleep(0.1)
+    assert llm.hung_up == 1
 
 
 def test_the_request_is_an_openai_streaming_chat_completion_with_the_numbered_passages(llm):
@@ -189,22 +209,18 @@ def test_messages_keep_at_most_the_two_latest_turns():
     ]
 
 
-# --- In the chat (qa.web.ui.write): the answer above the quotes, the quotes kept whatever the server does ---
+# --- In the chat (qa.web.writing.write): the answer above the quotes, the quotes kept whatever the server does ---
 
 
 def chat_turn(library, question: str = "Who traveled to Mexico City?"):
-    from qa.web import ui
-
     history, _, _, turns, answer = ui.respond(library, question, [], 5, ())
     return history, answer, turns
 
 
 def test_the_chat_streams_the_answer_above_the_quotes(llm, seed_library):
-    from qa.web import render, ui
-
     history, answer, turns = chat_turn(seed_library)
     quotes = render.reply_markdown(answer)
-    replies = [h[-1]["content"] for h in ui.write(endpoint(llm.url), history, answer, turns)]
+    replies = [h[-1]["content"] for h in writing.write(endpoint(llm.url), history, answer, turns)]
     assert replies[0].startswith("*Writing an answer with scripted…*")
     assert all(r.endswith(quotes) for r in replies) and len(replies) >= len(PIECES)
     final = replies[-1]
@@ -218,25 +234,38 @@ def test_the_chat_streams_the_answer_above_the_quotes(llm, seed_library):
 
 @pytest.mark.parametrize("mode", ["midstream", "http500", "garbage", "down"])
 def test_a_failing_server_leaves_the_quotes_with_a_notice(llm, seed_library, mode):
-    from qa.web import render, ui
-
     history, answer, turns = chat_turn(seed_library)
     url = closed_port_url() if mode == "down" else llm.url
     if mode != "down":
         llm.reset(mode)
-    final = list(ui.write(endpoint(url), history, answer, turns))[-1][-1]["content"]
+    final = list(writing.write(endpoint(url), history, answer, turns))[-1][-1]["content"]
     notice, quotes = final.split("\n\n", 1)
     assert notice.startswith("*No generated answer: ") and notice.endswith("*")
     assert quotes == render.reply_markdown(answer)
 
 
 def test_no_answer_is_written_when_the_articles_hold_none(llm, seed_library):
-    import gradio as gr
-
-    from qa import chat
-    from qa.web import ui
-
     refused = chat.ask(seed_library, "Who traveled to Mexico City?", min_similarity=2.0)  # nothing is that similar
     before = len(llm.requests)
-    assert list(ui.write(endpoint(llm.url), [], refused, ())) == [gr.skip()]
+    assert list(writing.write(endpoint(llm.url), [], refused, ())) == [gr.skip()]
     assert len(llm.requests) == before
+
+
+def test_a_newer_question_stops_the_answer_being_written_and_closes_its_connection(llm, seed_library):
+    history, answer, turns = chat_turn(seed_library)
+    writer, session = writing.Writer(endpoint(llm.url)), SimpleNamespace(session_hash="one")
+    llm.reset(hold=True)
+    first = writer.stream(history, writer.ticket(session, answer), turns, session)
+    while not llm.held.is_set():
+        next(first)
+    newer = writer.ticket(session, answer)  # the next question of the session
+    llm.release.set()
+    assert list(first) == [gr.skip()]  # nothing more of the older answer, which would overwrite the newer chat
+    for _ in range(50):
+        if llm.hung_up:
+            break
+        time.sleep(0.1)
+    assert llm.hung_up == 1
+    llm.reset()
+    assert list(writer.stream(history, newer, turns, SimpleNamespace(session_hash="two"))) == [gr.skip()]
+    assert list(writer.stream(history, newer, turns, session))[-1][-1]["content"].startswith("**Answer by scripted**")

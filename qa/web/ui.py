@@ -8,21 +8,18 @@ the ``/chat`` endpoint: gradio_client keeps the session, and so the turns, betwe
 from __future__ import annotations
 
 import contextlib
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import gradio as gr
 from gradio import utils as gr_utils
 
-from .. import chat, generate
+from .. import chat
 from ..articles import MAX_FIELD_CHARS
 from ..chat import Turn
 from ..errors import QAError
 from ..search import MAX_QUESTION_CHARS, check_k, check_question
 from . import adding, render
-
-log = logging.getLogger(__name__)
+from .writing import Writer
 
 EXAMPLES = [
     "Who traveled to Mexico City?",
@@ -46,7 +43,7 @@ def respond(library, message, history, k, turns) -> tuple[list[dict], str, str, 
 
     Returns the chat ``history`` with the question and its reply appended, the passages panel,
     "" for the question box, the turns with this one appended, and the ``chat.Answer`` (None for
-    an empty question), which ``write`` answers in words when a model server is set.
+    an empty question), for the model to answer in words when one is set (qa.web.writing).
     """
     history = list(history or [])
     turns = continued(turns, history)
@@ -63,36 +60,6 @@ def respond(library, message, history, k, turns) -> tuple[list[dict], str, str, 
         {"role": "assistant", "content": render.reply_markdown(answer)},
     ]
     return history, render.passages_html(answer), "", (*turns, answer.turn), answer
-
-
-def write(endpoint: generate.Endpoint, history, answer, turns) -> Iterator[list[dict]]:
-    """The last reply with an answer in the model's words streamed above its quotes (QA_LLM_URL).
-
-    Yields the chat ``history`` as the answer comes. Whatever the server does, the quotes stay: a server
-    that is down, slow or answers garbage leaves them with a one-line notice, never an error.
-    """
-    if not _generates(answer):
-        yield gr.skip()
-        return
-    history, earlier = list(history), tuple(turns or ())[:-1]  # the turns before this answer's own
-    model = endpoint.model
-
-    def shown(generated) -> list[dict]:
-        history[-1] = {"role": "assistant", "content": render.generated_reply(answer, generated, model)}
-        return history
-
-    yield shown(None)
-    try:
-        for generated in generate.stream(endpoint, answer.question, answer.passages, earlier):
-            yield shown(generated)
-    except Exception as e:  # a bug here must not cost the user the quotes already shown
-        log.exception("generating an answer failed")
-        yield shown(generate.Generated("", notice=f"No generated answer: it failed ({type(e).__name__})."))
-
-
-def _generates(answer) -> bool:
-    """Whether to ask the model at all: not when the chat found nothing in the articles that answers."""
-    return answer is not None and bool(answer.passages) and answer.relevant
 
 
 def continued(turns, history) -> tuple[Turn, ...]:
@@ -122,33 +89,19 @@ def _role(message) -> str:
     return getattr(message, "role", "")  # gradio's ChatMessage and the like
 
 
-def _wire_writing(endpoint, asked, triggers, inputs, concurrency: int) -> None:
-    """After each reply, the model writes its answer into it (its own queue: searches don't wait on it)."""
-
-    def writing(history, answer, turns):
-        yield from write(endpoint, history, answer, turns)
-
-    writings = [
-        event.then(
-            writing,
-            inputs=inputs,
-            outputs=inputs[:1],
-            concurrency_id="write",
-            concurrency_limit=concurrency,
-            api_visibility="private",
-        )
-        for event in asked
-    ]
-    # A new question or conversation stops an answer still streaming, which would overwrite the newer chat.
-    for trigger in triggers:
-        trigger(None, cancels=writings, api_visibility="private")
-
-
 def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blocks:
     """The Blocks app: chat on the left with the "Add articles" panel under it, the passages panel on the right."""
 
-    def answer(message, history, k, turns):
-        return respond(library, message, history, k, turns)
+    writer = Writer.of(library.settings)  # None unless QA_LLM_URL names a model server
+
+    def answer(message, history, k, turns, request: gr.Request):
+        *shown, answered = respond(library, message, history, k, turns)
+        return (*shown, writer.ticket(request, answered) if writer else None)
+
+    def new_conversation(request: gr.Request):
+        if writer:
+            writer.forget(request)
+        return [], render.passages_html(None), "", (), None
 
     def search(question: str, k: int = 5) -> list[dict]:
         """The k passages that best answer the question, with their fields and answering sentence."""
@@ -196,7 +149,7 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
     with gr.Blocks(title="qa: ask the articles", fill_height=True, delete_cache=(3600, 86400)) as demo:
         title_md = gr.Markdown(header(library))
         turns = gr.State(())  # the conversation as data, beside the chat as shown
-        last = gr.State(None)  # the newest chat.Answer, for the model to answer in words (QA_LLM_URL)
+        last = gr.State(None)  # the newest answer's writing.Ticket, for the model to answer in words (QA_LLM_URL)
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
@@ -253,14 +206,9 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
             concurrency_limit=concurrency,
         )
         asked = [box.submit(**io, api_name="chat"), ask.click(**io, api_visibility="private")]
-        clear.click(
-            lambda: ([], render.passages_html(None), "", (), None),
-            outputs=[chatbot, panel, box, turns, last],
-            api_visibility="private",
-        )
-        endpoint = generate.Endpoint.from_settings(library.settings)
-        if endpoint is not None:
-            _wire_writing(endpoint, asked, [box.submit, ask.click, clear.click], [chatbot, last, turns], concurrency)
+        clear.click(new_conversation, outputs=[chatbot, panel, box, turns, last], api_visibility="private")
+        if writer:
+            writer.wire(asked, [chatbot, last, turns], concurrency)
         gr.api(search, api_name="search", concurrency_id="search", concurrency_limit=concurrency)
         add_button.click(
             add_articles,
