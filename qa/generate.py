@@ -31,6 +31,8 @@ EARLIER_TURNS = 2  # as many as qa.chat reads for a follow-up
 MAX_TOKENS = 700
 MAX_ANSWER_CHARS = 6000
 MAX_ERROR_CHARS = 200  # of a server's own error message, quoted in the notice
+MAX_ERROR_BODY = 65_536  # bytes read of an error's body, for its message
+MAX_WHOLE_BODY = 1_000_000  # bytes read of an answer sent whole (a server that ignores "stream")
 # [3], [1, 2], [2-4]: one citation group; its numbers are checked against the passages shown.
 CITATION = re.compile(
     r"(?P<space>[ \t]*)\[(?P<numbers>\d{1,4}(?:\s*[-–]\s*\d{1,4})?(?:\s*[,;]\s*\d{1,4}(?:\s*[-–]\s*\d{1,4})?)*)\]"
@@ -154,8 +156,8 @@ def stream(endpoint: Endpoint, question: str, passages: Sequence, turns: Sequenc
     text, reason = "", ""
     pieces = _pieces(endpoint, messages(question, passages, turns))
     try:
-        for piece, reason in pieces:
-            text += piece
+        for piece, why in pieces:
+            text, reason = text + piece, why or reason  # a last chunk may carry usage only, no reason
             if len(text) > MAX_ANSWER_CHARS:
                 text, reason = text[:MAX_ANSWER_CHARS], "cut"
                 break
@@ -170,7 +172,7 @@ def stream(endpoint: Endpoint, question: str, passages: Sequence, turns: Sequenc
         yield Generated("", notice=f"No generated answer: the model at {endpoint.server} returned an empty answer.")
         return
     cut = "The answer was cut at its length limit." if reason in ("length", "cut") else ""
-    yield _checked(text, len(passages), notice=cut)
+    yield _checked(_PARTIAL_CITATION.sub("", text), len(passages), notice=cut)  # a cut answer may end in "[1"
 
 
 def messages(question: str, passages: Sequence, turns: Sequence = ()) -> list[dict]:
@@ -270,10 +272,19 @@ def _pieces(endpoint: Endpoint, chat: list[dict]) -> Iterator[tuple[str, str]]:
 
 
 def _check_status(response: httpx.Response, where: str) -> None:
-    if response.status_code == 200:
-        return
-    response.read()
-    raise GenerationError(f"{where} answered HTTP {response.status_code}{_said(response.text)}.")
+    if response.status_code != 200:
+        said = _said(_head(response, MAX_ERROR_BODY).decode("utf-8", "replace"))
+        raise GenerationError(f"{where} answered HTTP {response.status_code}{said}.")
+
+
+def _head(response: httpx.Response, limit: int) -> bytes:
+    """At most the first ``limit`` bytes of the body: a server's page or error is not read whole."""
+    body = b""
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) >= limit:
+            break
+    return body[:limit]
 
 
 def _events(response: httpx.Response, where: str) -> Iterator[tuple[str, str]]:
@@ -296,7 +307,7 @@ def _events(response: httpx.Response, where: str) -> Iterator[tuple[str, str]]:
 
 
 def _whole(response: httpx.Response, where: str) -> tuple[str, str]:
-    message = _first_choice(_json(response.read()[:1_000_000].decode("utf-8", "replace"), where), where)
+    message = _first_choice(_json(_head(response, MAX_WHOLE_BODY).decode("utf-8", "replace"), where), where)
     content = message.get("message", {}).get("content") if isinstance(message.get("message"), dict) else None
     if not isinstance(content, str):
         raise GenerationError(f"{where} answered something that is not a chat completion.")

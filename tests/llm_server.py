@@ -32,7 +32,7 @@ SHOWN_ANSWER = (  # what the chat shows of it: [7] removed, the markup as text
     "![x](http://example.com/x.png) [2]."
 )
 HELD_AFTER = 3  # with ``hold``, the pieces sent before the server waits: "Blinken traveled to Mexico City [1]. "
-MODES = ("answer", "whole", "midstream", "no-done", "http500", "garbage", "html", "slow", "error-event")
+MODES = ("answer", "length", "whole", "midstream", "no-done", "http500", "garbage", "html", "slow", "error-event")
 
 
 class ScriptedLLM:
@@ -141,6 +141,14 @@ def _handler(llm: ScriptedLLM):
             self._start()
             self._pieces()
             self._event(_chunk(finish="stop"))
+            self._event("[DONE]")
+            self._end()
+
+        def _length(self) -> None:  # the model hit its token limit; then a chunk of usage only, as OpenAI's
+            self._start()
+            self._pieces(2)
+            self._event(_chunk(finish="length"))
+            self._event({"object": "chat.completion.chunk", "choices": [], "usage": {"completion_tokens": 9}})
             self._event("[DONE]")
             self._end()
 

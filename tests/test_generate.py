@@ -99,6 +99,13 @@ def test_the_request_is_an_openai_streaming_chat_completion_with_the_numbered_pa
     assert "[3]" not in last and last.endswith("Question: What did he say?")
 
 
+def test_an_answer_cut_at_the_models_length_limit_is_kept_and_says_so(llm):
+    llm.reset("length")
+    final = answer(llm.url)[-1]
+    assert final.text == "Blinken traveled to Mexico City" and final.done  # the "[1" it ended in goes
+    assert final.notice == "The answer was cut at its length limit."
+
+
 def test_a_server_that_answers_all_at_once_is_read_too(llm):
     llm.reset("whole")
     final = answer(llm.url)[-1]
