@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests import test_browser
-from tests.llm_server import ScriptedLLM
+from tests.llm_server import ScriptedLLM, closed_port_url
 from tests.test_browser import ask
 
 browser, page = test_browser.browser, test_browser.page
@@ -90,3 +90,19 @@ def test_a_new_question_stops_the_answer_still_streaming(page, llm):
     assert "is a cycle <img" not in text  # the first answer was not finished over the newer chat
     assert text.index(QUOTE) < text.index("This is a cycle that continues")
     # (that its connection closes too is tests/test_generate.py's: here it races the app's pace)
+
+
+def test_a_server_that_is_down_leaves_the_quotes_with_a_one_line_notice(browser, start_app, seed_library):
+    env = {"QA_LLM_URL": closed_port_url(), "QA_LLM_MODEL": "scripted"}
+    with start_app(seed_library.settings.index_dir, env=env) as url:
+        context = browser.new_context()
+        try:
+            down = context.new_page()
+            down.set_default_timeout(test_browser.TIMEOUT_MS)
+            down.goto(url)
+            ask(down, QUESTION, QUOTE)
+            wait_for(down, "No generated answer: can't connect to http://127.0.0.1:")
+            text = chat_text(down)
+            assert "is the model server running?" in text and QUOTE in text and "Answer by" not in text
+        finally:
+            context.close()
