@@ -5,6 +5,7 @@ from .config import Settings
 from .errors import (
     ArticleError,
     CorruptIndexError,
+    GenerationError,
     HandOffError,
     IndexLockedError,
     IndexMismatchError,
@@ -26,6 +27,7 @@ __all__ = [
     "ArticleError",
     "BuildReport",
     "CorruptIndexError",
+    "GenerationError",
     "HandOffError",
     "IndexInfo",
     "IndexLockedError",
