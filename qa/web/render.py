@@ -15,6 +15,7 @@ from ..chat import Answer
 from ..search import Passage
 
 if TYPE_CHECKING:
+    from ..generate import Generated
     from ..indexer import BuildReport
     from .adding import Added
 
@@ -65,6 +66,30 @@ def reply_markdown(answer: Answer) -> str:
         pages = page_label(answer.passages[n - 1].page for n in numbers)
         sources.append(f"{marks} *{escape_markdown(p.title)}*{_meta(p, pages)}")
     return "\n\n".join(lines) + "\n\n" + "  \n".join(sources)
+
+
+def generated_reply(answer: Answer, generated: Generated | None, model: str) -> str:
+    """The reply with a generated answer above the quotes, so that each of its claims can be checked under it.
+
+    ``generated`` is None while the model has not started, a draft while it streams, then the checked
+    answer; one without text (the server failed) leaves the quotes with its one-line notice. The model's
+    text is data like an article's: every line escaped, so it can't add links, images or HTML.
+    """
+    quotes = reply_markdown(answer)
+    if generated is None or not (generated.text or generated.done):
+        return f"*Writing an answer with {escape_markdown(model)}…*\n\n{quotes}"
+    if not generated.text:
+        return f"*{escape_markdown(generated.notice)}*\n\n{quotes}"
+    head = f"**Answer by {escape_markdown(model)}**, written from the passages: check each \\[n\\] below."
+    body = _paragraphs(generated.text) + ("" if generated.done else " …")
+    notes = "".join(f"\n\n*{escape_markdown(n)}*" for n in (generated.note, generated.notice) if n)
+    return f"{head}\n\n{body}{notes}\n\n---\n\n**Quoted from the articles:**\n\n{quotes}"
+
+
+def _paragraphs(text: str) -> str:
+    """The model's text as Markdown that shows it literally: its paragraphs and lines kept, each line escaped."""
+    paragraphs = (p.splitlines() for p in re.split(r"\n\s*\n", text.strip()))
+    return "\n\n".join("  \n".join(escape_markdown(line) for line in p if line.strip()) for p in paragraphs)
 
 
 def _meta(p: Passage, pages: str = "") -> str:

@@ -19,6 +19,7 @@ from ..chat import Turn
 from ..errors import QAError
 from ..search import MAX_QUESTION_CHARS, check_k, check_question
 from . import adding, render
+from .writing import Writer
 
 # The source filter lists at most this many (a source beyond them is still accepted through the API).
 MAX_SOURCE_CHOICES = 1000
@@ -41,19 +42,20 @@ def header(library) -> str:
 
 def respond(
     library, message, history, k, turns, source=None, after="", before="", article=""
-) -> tuple[list[dict], str, str, tuple[Turn, ...]]:
+) -> tuple[list[dict], str, str, tuple[Turn, ...], chat.Answer | None]:
     """One turn of the chat: ``message`` answered in the context of the earlier ``turns``, from the
     articles that the filters (``source``, ``after``, ``before``, ``article``: see ``qa.filters``) let through.
 
     Returns the chat ``history`` with the question and its reply appended, the passages panel,
-    "" for the question box, and the turns with this one appended.
+    "" for the question box, the turns with this one appended, and the ``chat.Answer`` (None for
+    an empty question), for the model to answer in words when one is set (qa.web.writing).
     """
     history = list(history or [])
     turns = continued(turns, history)
     try:
         text = check_question(chat.message_text(message))
     except QAError:
-        return history + [{"role": "assistant", "content": render.EMPTY_QUESTION}], gr.skip(), "", turns
+        return history + [{"role": "assistant", "content": render.EMPTY_QUESTION}], gr.skip(), "", turns, None
     try:
         where = filters.check(source or None, after, before, article)
         answer = chat.ask(library, text, turns, k=check_k(k), where=where)
@@ -63,7 +65,7 @@ def respond(
         {"role": "user", "content": render.escape_markdown(answer.question)},  # as the chat searched it
         {"role": "assistant", "content": render.reply_markdown(answer)},
     ]
-    return history, render.passages_html(answer), "", (*turns, answer.turn)
+    return history, render.passages_html(answer), "", (*turns, answer.turn), answer
 
 
 def source_choices(library) -> list[str]:
@@ -101,8 +103,16 @@ def _role(message) -> str:
 def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blocks:
     """The Blocks app: chat on the left with the "Add articles" panel under it, the passages panel on the right."""
 
-    def answer(message, history, k, turns, source, after, before, article):
-        return respond(library, message, history, k, turns, source, after, before, article)
+    writer = Writer.of(library.settings)  # None unless QA_LLM_URL names a model server
+
+    def answer(message, history, k, turns, source, after, before, article, request: gr.Request):
+        *shown, answered = respond(library, message, history, k, turns, source, after, before, article)
+        return (*shown, writer.ticket(request, answered) if writer else None)
+
+    def new_conversation(request: gr.Request):
+        if writer:
+            writer.forget(request)
+        return [], render.passages_html(None), "", (), None
 
     def search(question: str, k: int = 5) -> list[dict]:
         """The k passages that best answer the question, with their fields and answering sentence
@@ -152,6 +162,7 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
     with gr.Blocks(title="qa: ask the articles", fill_height=True, delete_cache=(3600, 86400)) as demo:
         title_md = gr.Markdown(header(library))
         turns = gr.State(())  # the conversation as data, beside the chat as shown
+        last = gr.State(None)  # the newest answer's writing.Ticket, for the model to answer in words (QA_LLM_URL)
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
@@ -221,17 +232,14 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
             fn=answer,
             # The State is no parameter of the /chat endpoint: the session holds it.
             inputs=[box, chatbot, k, turns, sources, after, before, article],
-            outputs=[chatbot, panel, box, turns],
+            outputs=[chatbot, panel, box, turns, last],
             concurrency_id="search",
             concurrency_limit=concurrency,
         )
-        box.submit(**io, api_name="chat")
-        ask.click(**io, api_visibility="private")
-        clear.click(
-            lambda: ([], render.passages_html(None), "", ()),
-            outputs=[chatbot, panel, box, turns],
-            api_visibility="private",
-        )
+        asked = [box.submit(**io, api_name="chat"), ask.click(**io, api_visibility="private")]
+        clear.click(new_conversation, outputs=[chatbot, panel, box, turns, last], api_visibility="private")
+        if writer:
+            writer.wire(asked, [chatbot, last, turns], concurrency)
         gr.api(search, api_name="search", concurrency_id="search", concurrency_limit=concurrency)
         add_button.click(
             add_articles,
