@@ -48,6 +48,9 @@ def wait_for(page, text: str) -> None:
 
 def test_the_answer_streams_in_above_the_quotes_and_shows_its_markup_as_text(page, llm):
     llm.reset(hold=True)
+    # Two passages (at 5 the seed's overlapping chunks merge into one), so that [2] cites a shown one.
+    page.locator("#qa-k input[type=number]").fill("2")
+    page.locator("#qa-k input[type=number]").press("Enter")
     ask(page, QUESTION, QUOTE)  # the quotes come first, at once
     wait_for(page, "Blinken traveled to Mexico City [1].")  # the first pieces, while the server holds the rest
     assert llm.held.is_set() and "is a cycle" not in chat_text(page)
