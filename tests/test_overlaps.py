@@ -70,3 +70,47 @@ def test_chat_shows_no_passage_twice(seed_library):
     first = ask(seed_library, "Who traveled to Mexico City?")
     answer = ask(seed_library, QUESTION, [first.turn], k=5)
     _no_overlaps(list(answer.passages))
+
+
+# --- The whole article a click away (qa.web.render.article_html) ---
+
+
+def test_the_article_view_marks_the_passage_and_escapes_everything():
+    from qa.web.render import article_html
+
+    article = "<b>Intro</b>. " + "x" * 50 + " One. Two. Three. <script>alert(1)</script>"
+    start = article.index("One.")
+    p = Passage(
+        article[start : start + 9],
+        1.0,
+        "a",
+        "T <script>",
+        "S",
+        "2024-01-01",
+        "javascript:alert(1)",
+        start,
+        start + 9,
+        1,
+        highlight_start=start + 5,
+        highlight_end=start + 9,
+    )
+    shown = article_html(p, article)
+    assert '<span class="qa-here">One. <mark class="qa-answer">Two.</mark></span>' in shown
+    assert "&lt;b&gt;Intro&lt;/b&gt;" in shown and "&lt;script&gt;alert(1)&lt;/script&gt;" in shown
+    assert "<script" not in shown and "javascript:" not in shown and "<a " not in shown
+    assert article_html(p, "another text entirely" * 10) == ""  # rebuilt meanwhile: not shown
+    assert article_html(p, None) == ""
+    linked = article_html(Passage(**{**p.__dict__, "url": "https://example.org/a"}), article)
+    assert '<a href="https://example.org/a"' in linked
+
+
+def test_a_long_article_shows_a_window_around_the_passage(monkeypatch):
+    from qa.web import render
+
+    monkeypatch.setattr(render, "MAX_ARTICLE_CHARS", 100)
+    article = "a" * 1000 + "Here it is." + "b" * 1000
+    start = article.index("Here")
+    p = Passage("Here it is.", 1.0, "a", "T", "", "", "", start, start + 11, 1)
+    shown = render.article_html(p, article)
+    assert "Here it is." in shown and "characters before" in shown and "characters after" in shown
+    assert shown.count("a") < 200

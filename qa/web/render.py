@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -109,8 +110,11 @@ def page_label(pages) -> str:
     return ("p. " if len(found) == 1 else "pp. ") + ", ".join(map(str, found))
 
 
-def passages_html(answer: Answer | None) -> str:
-    """The passages panel: numbered cards with title, source, date, score and the text, answer highlighted."""
+def passages_html(answer: Answer | None, articles: Mapping[str, str] | None = None) -> str:
+    """The passages panel: numbered cards with title, source, date, score and the text, answer highlighted.
+
+    ``articles``: article id -> text; a card whose article is there opens it whole (``article_html``).
+    """
     if answer is None or not answer.passages:
         return '<div class="qa-passages qa-empty">Passages that answer your question appear here.</div>'
     note = (
@@ -120,21 +124,50 @@ def passages_html(answer: Answer | None) -> str:
             '<p class="qa-note">None of these is relevant enough to answer the question; they are only the closest.</p>'
         )
     )
-    cards = "".join(_card(n, p) for n, p in enumerate(answer.passages, start=1))
+    articles = articles or {}
+    cards = "".join(_card(n, p, articles.get(p.article_id)) for n, p in enumerate(answer.passages, start=1))
     return f'<div class="qa-passages">{note}{cards}</div>'
 
 
-def _card(n: int, p: Passage) -> str:
+def _card(n: int, p: Passage, article: str | None = None) -> str:
     e = html.escape
     meta = " · ".join(e(x) for x in (p.source, p.date, page_label([p.page])) if x)
-    title = e(p.title)
-    if p.url and re.match(r"https?://", p.url):
-        title = f'<a href="{e(p.url)}" target="_blank" rel="noopener noreferrer nofollow">{title}</a>'
     return (
         f'<div class="qa-passage" data-n="{n}"><div class="qa-head"><span class="qa-n">[{n}]</span> '
-        f'<span class="qa-title">{title}</span></div>'
+        f'<span class="qa-title">{_title(p)}</span></div>'
         f'<div class="qa-meta">{meta}{" · " if meta else ""}score {p.score:.3f} · similarity {p.similarity:.2f}'
-        f'</div><div class="qa-text">{_marked(p)}</div></div>'
+        f'</div><div class="qa-text">{_marked(p)}</div>{article_html(p, article)}</div>'
+    )
+
+
+def _title(p: Passage) -> str:
+    """The title, a link to the article's url when it is a web address (a ``javascript:`` one never is)."""
+    title = html.escape(p.title)
+    if p.url and re.match(r"https?://", p.url):
+        return f'<a href="{html.escape(p.url)}" target="_blank" rel="noopener noreferrer nofollow">{title}</a>'
+    return title
+
+
+def article_html(p: Passage, article: str | None) -> str:
+    """The whole article of ``p``, folded under its card: title (linked), source and date, then the text with
+    the passage marked and its answering sentence highlighted; opened, it scrolls to the passage (``HEAD``).
+    Empty when the text is not at hand or no longer holds the passage (a rebuild changed it meanwhile).
+
+    An article over ``MAX_ARTICLE_CHARS`` shows that many characters around the passage, saying what is left out.
+    """
+    if not article or article[p.start : p.end] != p.text:
+        return ""
+    e = html.escape
+    lo = max(0, min(p.start - MAX_ARTICLE_CHARS // 2, len(article) - MAX_ARTICLE_CHARS))
+    hi = min(len(article), lo + MAX_ARTICLE_CHARS)
+    before = f'<p class="qa-note">… {lo:,} characters before</p>' if lo else ""
+    after = f'<p class="qa-note">{len(article) - hi:,} characters after …</p>' if hi < len(article) else ""
+    meta = " · ".join(e(x) for x in (p.source, p.date) if x)
+    return (
+        '<details class="qa-article"><summary>Whole article</summary>'
+        f'<div class="qa-article-head">{_title(p)}{" — " + meta if meta else ""}</div>'
+        f'<div class="qa-article-text">{before}{e(article[lo : p.start])}<span class="qa-here">{_marked(p)}</span>'
+        f"{e(article[p.end : hi])}{after}</div></details>"
     )
 
 
@@ -206,6 +239,16 @@ def _div(inner: str) -> str:
     return f'<div class="qa-added">{inner}</div>'
 
 
+# An article opened under a passage shows at most this many characters, around the passage.
+MAX_ARTICLE_CHARS = 200_000
+# An opened article scrolls its own box (not the page) to the passage's answering sentence.
+HEAD = """<script>
+document.addEventListener("toggle", (event) => {
+  const box = event.target.querySelector && event.target.querySelector(".qa-article-text");
+  const here = box && event.target.open && (box.querySelector(".qa-here mark") || box.querySelector(".qa-here"));
+  if (here) box.scrollTop = here.offsetTop - 24;  // the box is positioned: offsets are within it
+}, true);
+</script>"""
 CSS = """
 .qa-passages { display: flex; flex-direction: column; gap: 10px; max-height: 70vh; overflow-y: auto; }
 .qa-passage { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 12px; }
@@ -214,6 +257,11 @@ CSS = """
 .qa-text { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 16em; overflow-y: auto; }
 .qa-answer { background: #fde68a; color: #111; padding: 0 2px; border-radius: 3px; }
 .qa-note, .qa-empty { font-style: italic; opacity: 0.8; }
+.qa-article summary { cursor: pointer; font-size: 0.85em; margin-top: 4px; }
+.qa-article-head { font-weight: 600; margin: 4px 0; }
+.qa-article-text { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 24em; overflow-y: auto;
+                   position: relative; border-top: 1px solid var(--border-color-primary); padding-top: 4px; }
+.qa-here { background: rgba(253, 230, 138, 0.35); }
 .qa-added ul { margin: 2px 0 8px 1.2em; }
 .qa-refused { color: var(--error-text-color, #b91c1c); font-weight: 600; }
 """
