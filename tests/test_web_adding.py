@@ -404,8 +404,9 @@ def test_the_panel_clears_its_files_after_a_press_and_reports_progress(library, 
     def progress(value, desc=None, unit=None):
         seen.append((value, desc, unit))
 
-    status, files_box, title, text, _ = handler(files, "Rail strike", "Trains stopped.", progress=progress)
+    status, files_box, title, text, _, sources = handler(files, "Rail strike", "Trains stopped.", progress=progress)
     assert "Indexed: 2 added" in status and "Not added (1)" in status
+    assert sources["choices"] is not None  # the source filter offers the sources the collection now has
     assert files_box is None  # Gradio's copies are deleted: a second press must not send their paths
     assert not [p for p in uploads.rglob("*") if p.is_file()]
     assert seen and all(desc == "Indexing" and unit == "passages" for _, desc, unit in seen), seen
