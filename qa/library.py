@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import backends, indexer
+from . import answering, backends, indexer
 from . import search as search_mod
 from .backends import Index
 from .config import Settings
@@ -238,6 +238,24 @@ class Library:
         store, embedder = self._fresh()
         k = min(k, max(1, store.manifest["chunks"]))  # a k of 10**100 would overflow SQLite's LIMIT
         return search_mod.retrieve(store, embedder, question, k, self.settings, highlight=highlight)
+
+    def not_in_articles(self, question: str, passages: Sequence[Passage]) -> bool:
+        """Whether nothing in the articles answers ``question``, judged from the ``passages`` that
+        ``search`` found for it: the one rule of the chat, the JSON route and ``qa search --json``.
+
+        True when there is no passage or the top one's ``answering.answerability`` is below
+        ``settings.no_answer_threshold``. Only the top passage counts, so ``k`` does not
+        change the decision; its answering sentence is marked first if ``search`` left it
+        unmarked.
+
+        >>> question = "Who painted the Mona Lisa?"                  # doctest: +SKIP
+        >>> lib.not_in_articles(question, lib.search(question))      # doctest: +SKIP
+        True
+        """
+        question = search_mod.check_question(question)
+        store, embedder = self._fresh()
+        top = answering.mark_answers(list(passages[:1]), embedder, question, store)
+        return answering.not_in_articles(top, self.settings, question)
 
     @property
     def embedder(self) -> Embedding:
