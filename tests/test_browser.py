@@ -127,6 +127,14 @@ def test_question_shows_answer_sentence_and_passages_then_a_follow_up(page):
     assert not page.dialogs and not page.outside
 
 
+def test_a_question_the_articles_do_not_answer_shows_the_closest_passages_marked(page):
+    ask(page, "Who painted the Mona Lisa?", "couldn't find anything in the articles")
+    panel = page.locator("#qa-passages")
+    assert "Not in the articles" in panel.inner_text()
+    assert panel.locator(".qa-closest").count() == 5 and "closest, not an answer" in panel.inner_text()
+    assert page.locator("#qa-chat blockquote").count() == 0  # nothing quoted as an answer
+
+
 def test_empty_question_gets_a_short_message(page):
     page.locator("#qa-ask").click()
     page.get_by_text("Please type a question first").wait_for()
