@@ -29,6 +29,8 @@ NEGATION = re.compile(
     r"wasn't|doesn't|aren't|weren't)\b"
 )
 # answerability = sum of weight * feature, fitted by bench/noanswer.py (docs/benchmarks.md, "not in the articles").
+# passage_overlap weighs against: given the sentence's share of the terms, a passage that holds more of them
+# elsewhere matched the topic, not the question (SQuAD v2.0's unanswerable questions are written so).
 ANSWERABILITY = {
     "similarity": 0.233,
     "sentence_cosine": 1.0,
