@@ -1,4 +1,4 @@
-"""Files to Articles: read .txt, .md, .html and .jsonl, clean the text, skip what can't be read."""
+"""Files to Articles: read .txt, .md, .html, .jsonl and .pdf, clean the text, skip what can't be read."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from . import pdf
 from .errors import ArticleError
 from .text import normalize
 
@@ -29,12 +30,15 @@ SUFFIXES = {
     ".html": "html",
     ".htm": "html",
     ".jsonl": "jsonl",
+    ".pdf": "pdf",
 }
 # One article bigger than this is not an article but a dump or a log: embedding 50 MB would take
 # a CPU a quarter of an hour and its hits would be useless, so it is skipped with a warning.
 # (War and Peace is 3.2 MB.) A .jsonl file holds many articles, each under the article limit.
 MAX_ARTICLE_BYTES = 10 * 2**20
 MAX_JSONL_BYTES = 512 * 2**20
+# A PDF's file is mostly pictures and fonts: its text, extracted, is held to the article limit.
+MAX_PDF_BYTES = 256 * 2**20
 # A title, source or date longer than this is not one (a paragraph, a dump): it is cut, with a warning.
 MAX_FIELD_CHARS = 300
 MAX_URL_CHARS = 2048
@@ -57,7 +61,8 @@ INLINE_NOISE = re.compile(r"\s*\bpic\.twitter\.com/\w+")
 class Article:
     """One article: cleaned text plus what we know about where it came from.
 
-    Every field is encodable text (``text.normalize``): ``read`` makes it so.
+    Every field is encodable text (``text.normalize``): ``read`` makes it so. ``pages``: where each
+    page of a PDF starts in ``text`` (page 1 first); empty for other formats.
     """
 
     id: str
@@ -67,14 +72,18 @@ class Article:
     date: str = ""
     url: str = ""
     path: str = ""
+    pages: tuple[int, ...] = ()
 
     @property
     def hash(self) -> str:
-        """Content hash over everything that ends up in the index."""
+        """Content hash over everything that ends up in the index (pages only when there are some: the
+        hashes of other articles are those that qa gave them before it read PDFs)."""
         h = hashlib.sha256()
         for part in (self.title, self.source, self.date, self.url, self.text):
             h.update(part.encode("utf-8", "surrogatepass"))  # an Article made in memory (qa.eval) may hold one
             h.update(b"\x00")
+        if self.pages:
+            h.update(json.dumps(self.pages).encode())
         return h.hexdigest()[:32]
 
 
@@ -274,12 +283,15 @@ def _read_file(path: Path, article_id: str) -> Iterator[Article | Skipped]:
     kind = SUFFIXES.get(path.suffix.lower(), "text")
     try:
         size = path.stat().st_size
-        if size > (MAX_JSONL_BYTES if kind == "jsonl" else MAX_ARTICLE_BYTES):
+        if size > {"jsonl": MAX_JSONL_BYTES, "pdf": MAX_PDF_BYTES}.get(kind, MAX_ARTICLE_BYTES):
             yield Skipped(str(path), too_big(size, kind))
             return
         data = path.read_bytes()
     except OSError as e:
         yield Skipped(str(path), f"can't be read ({e.strerror or e})")
+        return
+    if kind == "pdf":
+        yield _from_pdf(path, article_id, data)
         return
     if b"\x00" in data[:8192]:
         yield Skipped(str(path), "looks binary, not text")
@@ -308,6 +320,38 @@ def _read_file(path: Path, article_id: str) -> Iterator[Article | Skipped]:
 
 def _from_text(path: Path, article_id: str, raw: str) -> Article:
     return Article(id=article_id, title=_title_from_name(path), text=clean(raw), path=str(path))
+
+
+def _from_pdf(path: Path, article_id: str, data: bytes) -> Article | Skipped:
+    """A PDF's pages, one after the other, each page's start kept; its metadata's title and date."""
+    if not data.strip():
+        return Skipped(str(path), "is an empty file")
+    try:
+        found = pdf.extract(data)
+    except ArticleError as e:
+        return Skipped(str(path), str(e))
+    parts, pages, at = [], [], 0
+    for page in found.pages:
+        page = clean(normalize(page))
+        if page and parts:
+            parts.append(pdf.page_break(parts[-1], page))
+            at += len(parts[-1])
+        pages.append(at)
+        if page:
+            parts.append(page)
+            at += len(page)
+    text = "".join(parts)
+    if not text:
+        return Skipped(
+            str(path),
+            f"has no text layer in its {len(pages)} page(s) (a scanned or image-only PDF?); "
+            "run OCR on it (e.g. ocrmypdf) and add the result",
+        )
+    if len(text.encode("utf-8")) > MAX_ARTICLE_BYTES:
+        return Skipped(str(path), too_big(len(text.encode("utf-8"))))
+    pages = [min(start, len(text)) for start in pages]  # trailing empty pages start where the text ends
+    title = _str(found.title) or _title_from_name(path)
+    return Article(article_id, title, text, date=found.date, path=str(path), pages=tuple(pages))
 
 
 FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*(\n|\Z)", re.DOTALL)
@@ -488,6 +532,8 @@ def too_big(size: int, kind: str = "text") -> str:
     mb = f"{math.ceil(size / 2**20 * 10) / 10:.1f}".removesuffix(".0")  # rounded up: never "10 MB, over 10 MB"
     if kind == "jsonl":
         return f"is {mb} MB; a .jsonl file can be at most {MAX_JSONL_BYTES // 2**20} MB. Split it into several files"
+    if kind == "pdf":
+        return f"is {mb} MB; a PDF can be at most {MAX_PDF_BYTES // 2**20} MB. Split it into several PDFs"
     return (
         f"is {mb} MB; one article can be at most {MAX_ARTICLE_BYTES // 2**20} MB. "
         "Split it into several files, or one JSON line per article in a .jsonl file"

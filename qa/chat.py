@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from . import answering
+from . import answering, filters
+from .filters import Filter
 from .retrieval import rrf
-from .search import MAX_QUESTION_CHARS, Passage, check_question
+from .search import MAX_QUESTION_CHARS, Passage, check_question, merge_overlaps
 
 # Earlier turns that can shape a follow-up, and the weight of each step back.
 CONTEXT_TURNS = 2
@@ -28,8 +29,8 @@ CONTEXT_DECAY = 0.5
 # A passage's similarity through a query with context is shown discounted this much.
 CONTEXT_SIMILARITY = 0.9
 # A query joined with earlier turns must clear "not in the articles" by this much more (answering.answerability):
-# with 0 to 0.1, all 16 conversations of tests/multiturn.json are answered and 54 of 60 off-topic follow-ups
-# refused (docs/benchmarks.md, "Tuning notes"); with 0.2, one conversation is refused.
+# with 0 to 0.1, all 16 conversations of tests/multiturn.json were answered and 54 of 60 off-topic follow-ups
+# refused (docs/benchmarks.md, "Tuning notes"); with 0.2, one conversation was refused.
 CONTEXT_MARGIN = 0.1
 # Passages each query contributes before fusion: a follow-up's passage may rank low on the question alone.
 PASSAGES_PER_QUERY = 10
@@ -84,7 +85,13 @@ class Answer:
         return Turn(self.question, tuple(q.text for q in self.quotes))
 
 
-def ask(library, question: str, turns: Sequence[Turn] = (), k: int = 5) -> Answer:
+def ask(
+    library,
+    question: str,
+    turns: Sequence[Turn] = (),
+    k: int = 5,
+    where: Filter = filters.NONE,
+) -> Answer:
     """Answer ``question`` in the context of the conversation's earlier ``turns``.
 
     Args:
@@ -94,14 +101,17 @@ def ask(library, question: str, turns: Sequence[Turn] = (), k: int = 5) -> Answe
             still fit in what a search reads (``qa.search.MAX_QUESTION_CHARS``).
         turns: the earlier turns, oldest first: each earlier answer's ``turn``.
         k: how many passages to return.
+        where: search only the articles this filter lets through (``qa.filters``).
 
     Returns:
         An ``Answer``. Raises ``QuestionError`` for an empty question.
     """
     question = check_question(message_text(question))[:NEWEST_QUESTION_CHARS]
     queries = contextual_queries(question, context(turns))
-    rankings = [library.search(q, k=max(k, PASSAGES_PER_QUERY), highlight=True) for q, _ in queries]
-    passages = merge(rankings, [w for _, w in queries])[:k]
+    # Chunks as ranked: the fusion matches them by chunk id; overlapping ones are merged once fused.
+    n = max(k, PASSAGES_PER_QUERY)
+    rankings = [library.search(q, k=n, highlight=True, where=where, merge=False) for q, _ in queries]
+    passages = merge_overlaps(merge(rankings, [w for _, w in queries]), k)
     relevant = bool(passages) and answered(library, passages[0], queries, rankings)
     quotes = pick_quotes(library.embedder, question, passages) if relevant else ()
     return Answer(question, tuple(passages), quotes, relevant, tuple(q for q, _ in queries))

@@ -73,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
         nargs="*",
         default=["seeds"],
         metavar="PATH",
-        help="folders or files of .txt, .md, .html, .jsonl articles (default: seeds/)",
+        help="folders or files of .txt, .md, .html, .jsonl, .pdf articles (default: seeds/)",
     )
     p.add_argument("--index", help=index_help)
     p.add_argument(
@@ -122,6 +122,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json", action="store_true", help='print a JSON object: "question", "k", "not_in_articles", "passages"'
     )
+    p.add_argument(
+        "--source", action="append", metavar="SOURCE", help="only articles of this source (repeat for several)"
+    )
+    p.add_argument("--after", metavar="DATE", help="only articles dated DATE or later (YYYY-MM-DD, YYYY-MM, YYYY)")
+    p.add_argument("--before", metavar="DATE", help="only articles dated DATE or earlier (YYYY-MM-DD, YYYY-MM, YYYY)")
+    p.add_argument("--article", metavar="ID_OR_TITLE", help="only the article with this id, or these title words")
     backend_options(p)
     p.set_defaults(run=_search)
 
@@ -226,12 +232,14 @@ def _build(args, settings: Settings) -> int:
 
 
 def _search(args, settings: Settings) -> int:
+    from . import filters
     from .library import Library
     from .search import answer_json, check_k, check_question
 
     question, k = check_question(args.question), check_k(args.k)  # before seconds spent loading the model
+    where = filters.check(args.source, args.after, args.before, args.article)
     lib = Library.open(settings=settings.with_(mode=args.mode))
-    passages = lib.search(question, k=k, highlight=True)
+    passages = lib.search(question, k=k, highlight=True, where=where)
     refused = lib.not_in_articles(question, passages)
     if args.json:
         print(json.dumps(answer_json(question, k, passages, refused), ensure_ascii=False, indent=1))
@@ -239,7 +247,7 @@ def _search(args, settings: Settings) -> int:
     if refused:
         print("Not in the articles: nothing here answers the question. The closest passages:\n")
     for n, p in enumerate(passages, start=1):
-        meta = " · ".join(x for x in (p.source, p.date) if x)
+        meta = " · ".join(x for x in (p.source, p.date, f"p. {p.page}" if p.page else "") if x)
         print(f"[{n}] {p.title}" + (f" ({meta})" if meta else "") + f"  score {p.score:.3f}")
         print(f"    {p.text}")
         if p.highlight:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from .errors import quoted
@@ -84,6 +84,13 @@ class Settings:
     ray_actors: int = 0  # models working at once on the cluster (0: one per CPU, or per GPU when it has them)
     # The app's "Add articles" panel refuses a file or text whose indexing would take longer (estimated).
     max_add_seconds: float = 600.0
+    # Optional generated answers (qa.generate): an OpenAI-compatible server (Ollama, llama.cpp, vLLM) writes
+    # an answer from the chat's passages. "" (the default): off, the chat quotes the articles only.
+    llm_url: str = ""  # its base URL, e.g. http://localhost:11434/v1 (see qa.generate.completions_url)
+    llm_model: str = ""  # the model it serves, e.g. llama3.2; needed with llm_url
+    llm_api_key: str = field(default="", repr=False)  # sent as "Authorization: Bearer ..." when set
+    llm_connect_timeout: float = 5.0  # seconds to connect before the chat gives up on a generated answer
+    llm_read_timeout: float = 60.0  # seconds to wait for each piece of the answer (the first one included)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_dir", Path(self.index_dir))
@@ -122,6 +129,25 @@ class Settings:
             raise ValueError(f"ray_actors must be 0 (as many as fit) or more, got {quoted(self.ray_actors)}")
         if self.max_add_seconds <= 0:
             raise ValueError(f"max_add_seconds must be above 0, got {quoted(self.max_add_seconds)}")
+        self._check_llm()
+
+    def _check_llm(self) -> None:
+        """The generated-answer settings: a usable URL, a model with it, timeouts above 0."""
+        if self.llm_url:
+            from .generate import completions_url
+
+            completions_url(self.llm_url)  # raises ValueError with what to write instead
+            if not self.llm_model.strip():
+                raise ValueError(
+                    "QA_LLM_URL is set but QA_LLM_MODEL is not: name the model the server serves, "
+                    "e.g. QA_LLM_MODEL=llama3.2 (`ollama list` shows them; llama.cpp's server takes any name)"
+                )
+        for name in ("llm_connect_timeout", "llm_read_timeout"):
+            seconds = getattr(self, name)
+            if not 0 < seconds <= 3600:
+                raise ValueError(
+                    f"{name} (QA_{name.upper()}) is seconds, above 0 and at most 3600, got {quoted(seconds)}"
+                )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:

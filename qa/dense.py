@@ -27,6 +27,9 @@ import faiss
 import numpy as np
 
 EXACT_UP_TO = 150_000
+# A filtered search scores the vectors it lets through one by one up to this many per segment; above, an IVF
+# searches its lists for them only (a flat index is exact either way).
+FILTER_EXACT_UP_TO = 50_000
 TRAIN_MOST = 200_000  # vectors an IVF's lists are trained on, at most
 KINDS = ("flat", "ivf")
 # nlist, nprobe 0: chosen by size. rescore 0: scores from the 8-bit codes (within ~0.002 of the cosine), no
@@ -240,8 +243,16 @@ class Segment:
             return faiss.SearchParametersIVF(sel=sel, nprobe=self.kind.get("nprobe"))
         return faiss.SearchParameters(sel=sel) if sel is not None else None
 
-    def search(self, query: np.ndarray, k: int, exact: bool = False) -> list[tuple[int, float]]:
-        """(chunk id, inner product) of the ``k`` best rows; ``exact`` scans every vector even of an ``ivf``."""
+    def search(
+        self, query: np.ndarray, k: int, exact: bool = False, only: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, inner product) of the ``k`` best rows; ``exact`` scans every vector even of an ``ivf``.
+
+        ``only``: the chunk ids a filter lets through (None: every live one); a segment scores each of
+        them exactly when there are few (``FILTER_EXACT_UP_TO``), else its index searches only them.
+        """
+        if only is not None:
+            return self._search_only(np.asarray(query, dtype=np.float32), k, exact, only)
         k = min(k, self.live)
         if k <= 0:
             return []
@@ -264,6 +275,39 @@ class Segment:
         else:
             scores = scores[0][: len(rows)]
         return [(int(self.ids[r]), float(s)) for r, s in zip(rows, scores, strict=True)]
+
+    def _search_only(self, query: np.ndarray, k: int, exact: bool, only: np.ndarray) -> list[tuple[int, float]]:
+        rows = np.setdiff1d(self.rows(only), self._excluded)
+        k = min(k, len(rows))
+        if k <= 0:
+            return []
+        if self.kind.name == "ivf" and not exact and len(rows) > FILTER_EXACT_UP_TO:
+            selector = faiss.IDSelectorBatch(rows)
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=self.kind.get("nprobe"))
+            wanted = min(max(k, self.kind.get("rescore")) if self._f16 is not None else k, len(rows))
+            scores, found = self._index.search(query.reshape(1, -1), wanted, params=params)
+            hits = found[0] >= 0
+            if hits.sum() >= k:  # else the lists probed held too few of them: score them all
+                if self._f16 is not None:
+                    return self._rescored(query, found[0][hits], k)
+                return [(int(self.ids[r]), float(s)) for r, s in zip(found[0][hits][:k], scores[0][hits][:k])]
+        return self._rescored(query, rows, k)
+
+    def _rescored(self, query: np.ndarray, rows: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The ``k`` best of ``rows``, each scored exactly (a block at a time)."""
+        best: list[tuple[float, int]] = []
+        for n in range(0, len(rows), _BLOCK):
+            part = np.sort(rows[n : n + _BLOCK])
+            scores = self._rows_vectors(part) @ query
+            top = np.argsort(-scores, kind="stable")[:k]
+            best = sorted(best + [(float(scores[j]), int(part[j])) for j in top], key=lambda x: -x[0])[:k]
+        return [(int(self.ids[r]), s) for s, r in best]
+
+    def _rows_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors of ``rows`` (ascending): the float16 copy's, else from the index."""
+        if self._f16 is not None:
+            return np.asarray(self._f16[rows], dtype=np.float32)
+        return self._index.reconstruct_batch(rows) if len(rows) else np.zeros((0, self.d), dtype=np.float32)
 
     def _scan(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         skip = set(self._excluded.tolist())

@@ -12,7 +12,8 @@ QAError
 │   ├── CorruptIndexError   files truncated, missing or unreadable
 │   └── IndexLockedError    another build holds the lock
 ├── QuestionError       empty or unusable question
-└── HandOffError        the app serving the index can't take a `qa build`
+├── HandOffError        the app serving the index can't take a `qa build`
+└── GenerationError     the answer model's server failed (the chat keeps its quotes and says why)
 
 A message that quotes a refused value quotes it through ``quoted``: cut, never echoed whole.
 """
@@ -87,5 +88,17 @@ class QuestionError(QAError):
     """The question is empty or otherwise unusable."""
 
 
+class FilterError(QuestionError):
+    """A search's filter is malformed or names what the index lacks (a source, an article)."""
+
+
+class NoSuchArticleError(FilterError):
+    """No indexed article has the id or the title words that an article filter names."""
+
+
 class HandOffError(QAError):
     """The app serving the index can't take a build; `qa build` builds by itself. The message says why."""
+
+
+class GenerationError(QAError):
+    """The server of QA_LLM_URL could not write an answer (down, slow, or not OpenAI-style). The message says why."""

@@ -139,7 +139,8 @@ def collect(
     where = ", ".join(str(p) for p in paths)
     if not listed and not _built_from(index, sources):
         raise NoArticlesError(
-            f"No readable articles in {where} ({len(skipped)} skipped). qa reads .txt, .md, .html and .jsonl files."
+            f"No readable articles in {where} ({len(skipped)} skipped). "
+            "qa reads .txt, .md, .html, .jsonl and .pdf files."
         )
     if not listed:
         log.warning("no articles are left in %s: the index will be emptied", where)

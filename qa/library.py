@@ -7,16 +7,17 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import answering, backends, indexer
+from . import answering, backends, filters, indexer
 from . import search as search_mod
 from .backends import Index
 from .config import Settings
 from .embedding import Embedding, LazyEmbedder, load_embedder
 from .errors import IndexLockedError, IndexMismatchError, NoSourcesError, QAError, StoreError, UploadError
+from .filters import Filter
 from .indexer import BuildReport
 from .search import Passage
 
@@ -228,25 +229,60 @@ class Library:
             paths.append(str(Path(folder).resolve()))
         return paths
 
-    def search(self, question: str, k: int = 5, highlight: bool = False) -> list[Passage]:
+    def search(
+        self,
+        question: str,
+        k: int = 5,
+        highlight: bool = False,
+        source: str | Sequence[str] | None = None,
+        after: str | None = None,
+        before: str | None = None,
+        article: str | None = None,
+        where: Filter | None = None,
+        merge: bool = True,
+    ) -> list[Passage]:
         """The ``k`` passages that best answer ``question``, best first.
 
-        ``k`` is capped at the number of chunks. With ``highlight`` each passage
-        has its answering sentence marked (``Passage.highlight``).
+        >>> lib.search("Who met Blinken?", k=3, source="OAN Newsroom", after="2021-10")   # doctest: +SKIP
+
+        Args:
+            question: what to search for.
+            k: how many passages, capped at the number of chunks.
+            highlight: mark each passage's answering sentence (``Passage.highlight``).
+            source: only articles of this source (or of any of these), as the articles name it (any case).
+            after, before: only articles dated from ``after`` to ``before``, both included: YYYY-MM-DD, or
+                YYYY-MM or YYYY for a whole month or year. Articles with no readable date are left out.
+            article: only the article with this id, or those with all these words in their title.
+            where: the same as one ``qa.filters.Filter`` (instead of the four above).
+            merge: passages of one article that overlap (consecutive chunks share a sentence) are one
+                passage, spanning both; False: each chunk as ranked (to fuse several searches by chunk id).
+
+        Returns:
+            The passages; fewer than ``k`` only when fewer pass the filter. FilterError (a QuestionError)
+            for a malformed date, or a source or article that no indexed article has.
         """
         question, k = search_mod.check_question(question), search_mod.check_k(k, most=None)
+        where = where if where is not None else filters.check(source, after, before, article)
         store, embedder = self._fresh()
+        where = filters.validate(where, store) if where else where
         k = min(k, max(1, store.manifest["chunks"]))  # a k of 10**100 would overflow SQLite's LIMIT
-        return search_mod.retrieve(store, embedder, question, k, self.settings, highlight=highlight)
+        return search_mod.retrieve(
+            store, embedder, question, k, self.settings, highlight=highlight, where=where, merge=merge
+        )
+
+    def article_sources(self) -> list[str]:
+        """The sources that the indexed articles name, sorted: what ``search(source=...)`` accepts
+        (``sources`` is the folders the index is built from)."""
+        return self._fresh()[0].sources()
 
     def not_in_articles(self, question: str, passages: Sequence[Passage]) -> bool:
         """Whether nothing in the articles answers ``question``, judged from the ``passages`` that
         ``search`` found for it: the one rule of the chat, the JSON route and ``qa search --json``.
 
         True when there is no passage or the top one's ``answering.answerability`` is below
-        ``settings.no_answer_threshold``. Only the top passage counts, so ``k`` does not
-        change the decision; its answering sentence is marked first if ``search`` left it
-        unmarked.
+        ``settings.no_answer_threshold``. Only the top passage counts, judged as its own chunk
+        (before overlapping passages were merged into it), so neither ``k`` nor merging changes the
+        decision; its answering sentence is marked first if ``search`` left it unmarked.
 
         >>> question = "Who painted the Mona Lisa?"                  # doctest: +SKIP
         >>> lib.not_in_articles(question, lib.search(question))      # doctest: +SKIP
@@ -254,7 +290,8 @@ class Library:
         """
         question = search_mod.check_question(question)
         store, embedder = self._fresh()
-        top = answering.mark_answers(list(passages[:1]), embedder, question, store)
+        top = [_own_chunk(store, embedder, question, p) for p in passages[:1]]
+        top = answering.mark_answers(top, embedder, question, store)
         return answering.not_in_articles(top, self.settings, question)
 
     @property
@@ -340,6 +377,16 @@ class Library:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _own_chunk(store: Index, embedder, question: str, p: Passage) -> Passage:
+    """``p`` as its own chunk: the text, span and cosine it had before overlapping hits were merged into it
+    (``search.merge_overlaps``; what joins it depends on ``k``). Costs a question encoding when it was merged."""
+    row = store.chunks([p.chunk_id]).get(p.chunk_id)
+    if row is None or (row.start, row.end) == (p.start, p.end):
+        return p
+    similarity = float(store.vectors([p.chunk_id])[0] @ embedder.encode([question], progress=False)[0])
+    return replace(p, text=row.text, start=row.start, end=row.end, similarity=round(similarity, 6))
 
 
 def _embedder_for(store: Index, embedder):

@@ -10,9 +10,9 @@ Layout, for the collection name N (``QA_MILVUS_COLLECTION``, default ``qa``), as
   the row ``state`` what builds keep (the next chunk id and data collection, a full rebuild under way).
   Upserting ``current`` (one row) is what swaps a generation in.
 - ``N_data_NNNNNN``: one row per chunk: its text (analysed: Milvus's BM25 function fills ``sparse``), vector,
-  offsets, sentence vectors, its article's metadata, and the generations that added and removed it. A
-  reader of generation G filters ``added <= G and removed > G``: a build adds its rows under G+1 and marks
-  what it removes with G+1, then upserts ``current``; readers see all of it or none of it.
+  offsets, sentence vectors, its article's metadata, the pages it spans (of a PDF), and the generations that
+  added and removed it. A reader of generation G filters ``added <= G and removed > G``: a build adds its
+  rows under G+1 and marks what it removes with G+1, then upserts ``current``; readers see all of it or none of it.
 - A full rebuild (another model or chunking, ``--full``) writes a new data collection; ``current`` names it
   once it is whole. A killed build's rows are taken up again by the next build, matched by article id and
   hash, as the local store's batches are.
@@ -35,8 +35,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import filters
 from .backends import milvus_uri
-from .errors import CorruptIndexError, IndexMismatchError, NoIndexError, StoreError, quoted
+from .errors import CorruptIndexError, FilterError, IndexMismatchError, NoIndexError, StoreError, quoted
+from .filters import Filter
+from .pdf import pages_around
 from .store import ChunkRow, lock, pause_point
 from .text import query_terms
 
@@ -250,6 +253,13 @@ class Milvus:
     def writer(self, manifest: dict, base: MilvusIndex | None, dense_index: str) -> MilvusWriter:
         return MilvusWriter(self, {**manifest, "dense_index": dense_index}, base)
 
+    def has_pages(self, collection: str) -> bool:
+        """Whether ``collection`` keeps the pages of PDF passages: one made before qa read PDFs does not,
+        and Milvus Lite can't add a field to a collection (`qa build --full` makes a new one)."""
+        with _calls(self.uri):
+            fields = self.client.describe_collection(collection)["fields"]
+        return any(f["name"] == "pages" for f in fields)
+
     def lock(self) -> contextlib.AbstractContextManager[None]:
         return lock(self.index_dir)
 
@@ -263,12 +273,15 @@ class Milvus:
         schema.add_field("article", _type("VARCHAR"), max_length=4096)
         for name in ("title", "source", "date", "url"):
             schema.add_field(name, _type("VARCHAR"), max_length=VARCHAR)
+        schema.add_field("day", _type("VARCHAR"), max_length=10)  # the date as YYYY-MM-DD, "" unreadable: filters
+        schema.add_field("title_key", _type("VARCHAR"), max_length=VARCHAR)  # the title lowercased: filters
         schema.add_field("hash", _type("VARCHAR"), max_length=64)
         schema.add_field("text_key", _type("VARCHAR"), max_length=64)
         schema.add_field("start", _type("INT64"))
         schema.add_field("end", _type("INT64"))
         schema.add_field("text", _type("VARCHAR"), max_length=VARCHAR, enable_analyzer=True, analyzer_params=ANALYZER)
         schema.add_field("sentences", _type("VARCHAR"), max_length=VARCHAR)
+        schema.add_field("pages", _type("VARCHAR"), max_length=VARCHAR)  # JSON (number, start) pairs; "" if none
         schema.add_field("added", _type("INT64"))
         schema.add_field("removed", _type("INT64"))
         schema.add_field("vec", _type("FLOAT_VECTOR"), dim=dim)
@@ -316,6 +329,9 @@ class MilvusIndex:
         self.path = backend.where
         self._c = backend.client
         self._filter = _visible(gen)
+        self._sources: list[str] | None = None
+        self._field_names: set[str] | None = None
+        self._pages = backend.has_pages(collection)
 
     def _query(self, filter: str, fields: list[str], limit: int | None = None) -> list[dict]:
         with _calls(self.backend.uri):
@@ -339,22 +355,58 @@ class MilvusIndex:
                 found[int(row["id"])] = row
         return found
 
-    def dense(self, vector: np.ndarray, k: int, exact: bool = False) -> list[tuple[int, float]]:
+    def dense(
+        self, vector: np.ndarray, k: int, exact: bool = False, where: Filter = filters.NONE
+    ) -> list[tuple[int, float]]:
         """Milvus's own index search (AUTOINDEX): ``exact`` (``QA_DENSE_SEARCH=exact``) is not offered here;
         on Milvus Lite at 2,737 chunks it found 98% of the exact top 100 (docs/benchmarks.md)."""
         if k <= 0:
             return []
-        return self._search(np.asarray(vector, dtype=np.float32).tolist(), "vec", "IP", k)
+        return self._search(np.asarray(vector, dtype=np.float32).tolist(), "vec", "IP", k, where)
 
-    def lexical(self, query: str, k: int) -> list[tuple[int, float]]:
+    def lexical(self, query: str, k: int, where: Filter = filters.NONE) -> list[tuple[int, float]]:
         words = " ".join(query_terms(query))  # as the local index asks FTS5: stopwords left out
         if k <= 0 or not words:
             return []
-        hits = self._search(words, "sparse", "BM25", k)
+        hits = self._search(words, "sparse", "BM25", k, where)
         # Milvus Lite gives BM25 as a negative distance, a server as a positive score: best first either way.
         return [(i, abs(score)) for i, score in hits]
 
-    def _search(self, query, field: str, metric: str, k: int) -> list[tuple[int, float]]:
+    def _condition(self, where: Filter) -> str:
+        """This generation's rows that ``where`` lets through, as a Milvus filter expression."""
+        parts = [self._filter]
+        if (where.after or where.before or where.article) and not {"day", "title_key"} <= self._fields():
+            raise FilterError(
+                f"{self.collection} was built before qa could filter by date or article. "
+                "Rebuild it with `qa build --full --backend milvus`."
+            )
+        if where.sources:
+            parts.append(f"source in {json.dumps(list(where.sources))}")
+        if where.after:
+            parts.append(f'day >= {_text(where.after)} and day != ""')
+        if where.before:
+            parts.append(f'day <= {_text(where.before)} and day != ""')
+        if where.article:
+            words = " and ".join(f"title_key like {_text('%' + w.replace('%', '') + '%')}" for w in where.title_words)
+            parts.append(f"(article == {_text(where.article)} or ({words}))")
+        return " and ".join(parts)
+
+    def _fields(self) -> set[str]:
+        if self._field_names is None:
+            with _calls(self.backend.uri):
+                described = self._c.describe_collection(self.collection)
+            self._field_names = {f["name"] for f in described["fields"]}
+        return self._field_names
+
+    def sources(self) -> list[str]:
+        if self._sources is None:
+            self._sources = sorted({r["source"] for r in self._iterate(self._filter, ["source"])} - {""})
+        return list(self._sources)
+
+    def has_article(self, article: str) -> bool:
+        return bool(self._query(self._condition(Filter(article=article)), ["id"], limit=1))
+
+    def _search(self, query, field: str, metric: str, k: int, where: Filter) -> list[tuple[int, float]]:
         """(chunk id, Milvus's distance) of this generation's ``k`` best rows for ``query`` in ``field``."""
         with _calls(self.backend.uri):
             hits = self._c.search(
@@ -362,7 +414,7 @@ class MilvusIndex:
                 data=[query],
                 anns_field=field,
                 limit=min(k, 16_384),  # Milvus's most
-                filter=self._filter,
+                filter=self._condition(where),
                 search_params={"metric_type": metric},
                 consistency_level="Strong",
             )[0]
@@ -381,8 +433,11 @@ class MilvusIndex:
         return {i: unpack(r["sentences"], self.manifest["dim"]) for i, r in rows.items() if r["sentences"]}
 
     def chunks(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
-        rows = self._by_ids([int(i) for i in ids], CHUNK_FIELDS[1:])
-        return {i: ChunkRow(*(r[f] for f in CHUNK_FIELDS)) for i, r in rows.items()}
+        rows = self._by_ids([int(i) for i in ids], CHUNK_FIELDS[1:] + (["pages"] if self._pages else []))
+        return {
+            i: ChunkRow(*(r[f] for f in CHUNK_FIELDS), pages=tuple(map(tuple, json.loads(r.get("pages") or "[]"))))
+            for i, r in rows.items()
+        }
 
     def chunk_ids(self) -> list[int]:
         return sorted(int(r["id"]) for r in self._iterate(self._filter, ["id"]))
@@ -480,6 +535,8 @@ class MilvusWriter:
             state = {**state, "next_collection": number + 1, "building": {"collection": self.collection, "key": key}}
             backend.put("state", state)
         backend.load(self.collection)
+        self._pages = backend.has_pages(self.collection)
+        self._told_pages = False
         self._state = state
         self.next_id = int(state.get("next_id", 0))
         # What a killed build of this generation left: its added rows to reuse, its removal marks to undo.
@@ -515,14 +572,25 @@ class MilvusWriter:
         vectors = np.asarray(vectors, dtype=np.float32)
         key = text_key(article.text)
         self._articles_added += 1
+        if article.pages and not self._pages and not self._told_pages:
+            self._told_pages = True
+            log.warning(
+                "%s was built before qa kept the pages of PDFs: passages of PDFs added now have no page number. "
+                "`qa build --full` gives them one.",
+                self.backend.where,
+            )
         for n, c in enumerate(chunks):
+            pages = {"pages": _packed_pages(article.pages, c.start, c.end)} if self._pages else {}
             self._rows.append(
                 {
+                    **pages,
                     "id": self.next_id + len(self._rows),
                     "article": article.id,
                     "title": article.title,
                     "source": article.source,
                     "date": article.date,
+                    "day": filters.day(article.date) or "",
+                    "title_key": article.title.lower(),
                     "url": article.url,
                     "hash": article.hash,
                     "text_key": key,
@@ -615,6 +683,15 @@ def _fits(text: str, article_id: str) -> str:
         return text
     log.warning("a passage of %s is longer than Milvus holds (%d bytes): cut to %d", article_id, len(data), VARCHAR)
     return data[:VARCHAR].decode("utf-8", "ignore")
+
+
+def _packed_pages(starts: Sequence[int], start: int, end: int) -> str:
+    """The pages a chunk spans, as stored: JSON (page number, start offset) pairs, "" when not from a PDF.
+
+    >>> _packed_pages([0, 50, 90], 60, 100), _packed_pages([], 0, 10)
+    ('[[2, 50], [3, 90]]', '')
+    """
+    return json.dumps(pages_around(starts, start, end)) if starts else ""
 
 
 def text_key(text: str) -> str:

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import filters
 from .config import Settings
+from .filters import Filter
 from .store import Store
 
 if TYPE_CHECKING:
@@ -20,17 +22,19 @@ _LEXICAL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="qa-lexical")
 
 
 def candidates(
-    store: Store, embedder, question: str, n: int, settings: Settings
+    store: Store, embedder, question: str, n: int, settings: Settings, where: Filter = filters.NONE
 ) -> tuple[np.ndarray, list[tuple[int, float]]]:
     """The question's vector, and up to ``n`` candidates from each retriever as (chunk id, score), best first.
 
     ``settings.mode`` picks the retrievers; hybrid mode fuses their rankings by ``settings.fusion``
-    (``convex`` or ``rrf``) with ``settings.dense_weight`` (and ``settings.rrf_k``).
+    (``convex`` or ``rrf``) with ``settings.dense_weight`` (and ``settings.rrf_k``). Each retriever
+    searches only the chunks that ``where`` lets through.
     """
     # The full-text query needs no vector: it runs while the model encodes the question.
-    lexical_job = _LEXICAL.submit(store.lexical, question, n) if settings.mode != "dense" else None
+    lexical_job = _LEXICAL.submit(store.lexical, question, n, where) if settings.mode != "dense" else None
     qvec = embedder.encode([question], progress=False)[0]
-    dense = store.dense(qvec, n, exact=settings.dense_search == "exact") if settings.mode != "lexical" else []
+    exact = settings.dense_search == "exact"
+    dense = store.dense(qvec, n, exact=exact, where=where) if settings.mode != "lexical" else []
     lexical = lexical_job.result() if lexical_job else []
     if settings.mode == "dense":
         return qvec, dense

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
-from . import answering, retrieval
+from . import answering, filters, retrieval
 from .config import Settings
 from .errors import QuestionError, quoted
+from .filters import Filter
+from .pdf import page_at
 from .store import Store
 from .text import normalize
 
@@ -26,6 +28,9 @@ class Passage:
     ``answer_score`` is the cosine of the question and the answering sentence plus the
     share of the question's terms it holds (see ``answering.answer_rerank``): the "not in the
     articles" decision uses it.
+
+    ``page``: for a passage of a PDF, the number of the page its answering sentence is on (where the
+    passage starts, when no sentence is marked); None for other formats.
     """
 
     text: str
@@ -42,6 +47,7 @@ class Passage:
     highlight_start: int | None = None
     highlight_end: int | None = None
     answer_score: float | None = None
+    page: int | None = None
 
     @property
     def highlight(self) -> str:
@@ -103,7 +109,14 @@ def check_k(k: object, most: int | None = MAX_K) -> int:
 
 
 def retrieve(
-    store: Store, embedder, question: str, k: int, settings: Settings, highlight: bool = False
+    store: Store,
+    embedder,
+    question: str,
+    k: int,
+    settings: Settings,
+    highlight: bool = False,
+    where: Filter = filters.NONE,
+    merge: bool = True,
 ) -> list[Passage]:
     """The top ``k`` passages for ``question`` under ``settings.mode``.
 
@@ -111,19 +124,83 @@ def retrieve(
     cross-encoder (``settings.reranker``) and the answer-sentence stage
     (``settings.answer_candidates``) re-order the best few. Passages that went through
     the answer stage come with their answering sentence marked; with ``highlight`` every
-    passage does.
+    passage does. Only passages that ``where`` lets through are searched. With ``merge``, overlapping
+    passages of one article are one (``merge_overlaps``); without, each is a chunk as ranked, as a fusion
+    of several rankings by chunk id needs (``chat.ask``).
     """
-    qvec, ranked = retrieval.candidates(store, embedder, question, max(RETRIEVER_CANDIDATES, 2 * k), settings)
-    top = ranked[: max(k, settings.answer_candidates)]
-    rows = store.chunks(i for i, _ in top)
-    sims = store.vectors(i for i, _ in top) @ qvec if top else []
-    passages = [_passage(rows[i], score, float(sim)) for (i, score), sim in zip(top, sims) if i in rows]
+    n = max(RETRIEVER_CANDIDATES, 2 * k)
+    qvec, ranked = retrieval.candidates(store, embedder, question, n, settings, where)
+    n = max(k, settings.answer_candidates)
+    pages: dict[str, set[tuple[int, int]]] = {}  # a PDF's (page number, start) pairs that these chunks need
+    passages = _passages(store, ranked[:n], qvec, pages)
     if settings.reranker:
         passages = retrieval.rerank(passages, question, settings)
     if settings.answer_candidates:
         passages = answering.answer_rerank(passages, embedder, question, qvec, settings, store)
-    passages = passages[:k]
-    return answering.mark_answers(passages, embedder, question, store) if highlight else passages
+    passages, shown = merge_overlaps(passages, k) if merge else passages[:k], passages
+    while merge and len(passages) < k and n < len(ranked):  # merging left room: the next candidates fill it
+        shown, n = shown + _passages(store, ranked[n : n + k], qvec, pages), n + k
+        passages = merge_overlaps(shown, k)
+    passages = answering.mark_answers(passages, embedder, question, store) if highlight else passages
+    return [_on_page(p, sorted(pages.get(p.article_id, ()))) for p in passages]
+
+
+def _on_page(passage: Passage, pages: list[tuple[int, int]]) -> Passage:
+    """``passage`` with the page of its answering sentence, or of its start (see ``Passage``)."""
+    at = passage.start if passage.highlight_start is None else passage.highlight_start
+    return replace(passage, page=page_at(pages, at)) if pages else passage
+
+
+def merge_overlaps(passages: list[Passage], k: int | None = None) -> list[Passage]:
+    """The first ``k`` (None: all) ``passages`` once each one that overlaps a better passage of its article
+    is merged into it: passages after the ``k``-th distinct one are not shown, so they join none.
+
+    Consecutive chunks share a sentence (``overlap_sentences``), so two hits of one article can show the
+    same text twice. The better one (earlier in the list) keeps its place, score and answering sentence;
+    its span grows to cover both, its similarity is the higher of the two.
+
+    >>> a = Passage("One. Two.", 2.0, "x", "", "", "", "", 0, 9, 1, similarity=0.5)
+    >>> b = Passage("Two. Three.", 1.0, "x", "", "", "", "", 5, 16, 2, similarity=0.7)
+    >>> [(p.text, p.start, p.end, p.chunk_id, p.similarity) for p in merge_overlaps([a, b])]
+    [('One. Two. Three.', 0, 16, 1, 0.7)]
+    """
+    kept: list[Passage] = []
+    for p in passages:
+        if k is not None and len(kept) >= k:
+            break
+        kept.append(p)
+        n = len(kept) - 1
+        # A passage that grew may now reach another: merge until none overlaps it.
+        while (m := next((m for m, q in enumerate(kept) if m != n and _overlap(q, kept[n])), None)) is not None:
+            n, gone = min(n, m), max(n, m)
+            kept[n] = _joined(kept[n], kept.pop(gone))
+    return kept
+
+
+def _overlap(p: Passage, q: Passage) -> bool:
+    return p.article_id == q.article_id and p.start < q.end and q.start < p.end
+
+
+def _joined(better: Passage, other: Passage) -> Passage:
+    """``better`` spanning ``other`` too: their texts are slices of one article that overlap."""
+    start, end = min(better.start, other.start), max(better.end, other.end)
+    text = better.text
+    if other.start < better.start:
+        text = other.text[: better.start - other.start] + text
+    if other.end > better.end:
+        text = text + other.text[len(other.text) - (other.end - better.end) :]
+    return replace(better, text=text, start=start, end=end, similarity=max(better.similarity, other.similarity))
+
+
+def _passages(store: Store, ranked: list[tuple[int, float]], qvec, pages: dict) -> list[Passage]:
+    """Passages of the (chunk id, score) candidates ``ranked``, with their cosine to the question; the page
+    starts their chunks span are added to ``pages`` (article id -> pairs), for passages merged of several."""
+    rows = store.chunks(i for i, _ in ranked)
+    for row in rows.values():
+        if row.pages:
+            pages.setdefault(row.article_id, set()).update(row.pages)
+    sims = store.vectors(i for i, _ in ranked) @ qvec if ranked else []
+    return [_passage(rows[i], score, float(sim)) for (i, score), sim in zip(ranked, sims) if i in rows]
 
 
 def _passage(row, score: float, similarity: float) -> Passage:

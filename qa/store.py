@@ -6,8 +6,9 @@ Layout (format 2)::
       CURRENT                    "data-000002/gen-000009": the live generation, switched by an atomic rename
       .lock                      held by the one build allowed at a time
       data-000002/
-        meta.sqlite              (WAL) articles (text stored once, hashes), chunks (offsets, packed sentence
-                                 vectors), chunks_fts (contentless FTS5, BM25), segments, tombstones, generations
+        meta.sqlite              (WAL) articles (text stored once, hashes, a PDF's page starts), chunks (offsets,
+                                 packed sentence vectors), chunks_fts (contentless FTS5, BM25), segments,
+                                 tombstones, generations
         seg-000004.faiss, .ids   dense segments (see dense.py), written once, never changed
         seg-000011.faiss, .ids, .f16
       .next-data-000003/         a full rebuild under way (kept if it is killed, and resumed)
@@ -30,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -46,9 +48,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dense
+from . import dense, filters
 from .articles import Article
 from .errors import CorruptIndexError, IndexLockedError, IndexMismatchError, NoIndexError
+from .filters import Filter
+from .pdf import pages_around
 from .text import STOPWORDS, fts_query
 
 FORMAT = 2
@@ -62,7 +66,7 @@ SCHEMA = """
 PRAGMA journal_mode = WAL;
 CREATE TABLE articles (row INTEGER PRIMARY KEY, id TEXT NOT NULL, title TEXT, source TEXT, date TEXT, url TEXT,
                        path TEXT, hash TEXT NOT NULL, text_key INTEGER, text TEXT NOT NULL,
-                       added INTEGER NOT NULL, removed INTEGER NOT NULL);
+                       added INTEGER NOT NULL, removed INTEGER NOT NULL, day TEXT, pages TEXT);
 CREATE INDEX articles_id ON articles(id);
 CREATE INDEX articles_text ON articles(text_key);
 CREATE INDEX articles_added ON articles(added);
@@ -92,7 +96,8 @@ RARE_TERMS, COMMON_SHARE = 4, 0.05  # at 1M: hybrid p50 45 ms, needle hit@5 0.94
 
 @dataclass(frozen=True)
 class ChunkRow:
-    """A stored chunk with its article's metadata."""
+    """A stored chunk with its article's metadata. ``pages``: (page number, start offset) of the page the
+    chunk starts on and of each page starting inside it (``pdf.pages_around``); empty when not from a PDF."""
 
     id: int
     article_id: str
@@ -103,6 +108,7 @@ class ChunkRow:
     source: str
     date: str
     url: str
+    pages: tuple[tuple[int, int], ...] = ()
 
 
 class Store:
@@ -117,7 +123,11 @@ class Store:
         self._db = db
         self._lock = threading.Lock()
         self._segments: dict[int, dense.Segment] = {}
+        self._sources: list[str] | None = None
         try:
+            # Indexes written before date filters lack the column: their dates are read as searches go.
+            self._day = "a.day" if _has_days(db) else "qa_day(a.date)"
+            db.create_function("qa_day", 1, filters.day, deterministic=True)
             records = dict(self._rows("SELECT id, record FROM segments WHERE added <= ?", (self.gen,)))
             for seg_id, kind in manifest["segments"]:
                 stem = self.path / _segment_name(seg_id)
@@ -139,6 +149,10 @@ class Store:
                 i: np.frombuffer(limits, dtype=np.float32)
                 for i, limits in self._rows("SELECT id, limits FROM codebooks")
             }
+            # An index written before qa read PDFs has no page column: its articles have no pages.
+            self._pages = (
+                "a.pages" if any(c[1] == "pages" for c in self._rows("PRAGMA table_info(articles)")) else "NULL"
+            )
             self._hidden = self._rows(
                 "SELECT count(*) FROM chunks WHERE article IN "
                 "(SELECT row FROM articles WHERE added > :gen OR removed <= :gen)",
@@ -195,22 +209,35 @@ class Store:
             )
         return cls(index_dir, name, manifest, db)  # which closes db if it raises
 
-    def dense(self, vector: np.ndarray, k: int, exact: bool = False) -> list[tuple[int, float]]:
-        """(chunk id, cosine similarity) of the ``k`` nearest chunks; ``exact`` scans every vector even
-        where a segment has an approximate index."""
+    def dense(
+        self, vector: np.ndarray, k: int, exact: bool = False, where: Filter = filters.NONE
+    ) -> list[tuple[int, float]]:
+        """(chunk id, cosine similarity) of the ``k`` nearest chunks (of those ``where`` lets through);
+        ``exact`` scans every vector even where a segment has an approximate index."""
         if k <= 0:
             return []
-        found = [hit for seg in self._segments.values() for hit in seg.search(vector, k, exact)]
+        only = np.array(self._allowed(where), dtype=np.int64) if where else None
+        found = [hit for seg in self._segments.values() for hit in seg.search(vector, k, exact, only)]
         return sorted(found, key=lambda hit: -hit[1])[:k]
 
-    def lexical(self, query: str, k: int) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score) of the ``k`` best full-text matches; higher is better."""
+    def lexical(self, query: str, k: int, where: Filter = filters.NONE) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score) of the ``k`` best full-text matches (of those ``where`` lets through);
+        higher is better."""
         if self.manifest["chunks"] >= RARE_TERMS_FROM:
             match = TERMS.match(query, self._df, self.manifest["chunks"])
         else:
             match = fts_query(query)
         if not match or k <= 0:
             return []
+        if where:
+            sql, params = self._condition(where)
+            rows = self._rows(
+                "SELECT f.rowid, bm25(chunks_fts) AS s FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
+                f"JOIN articles a ON a.row = c.article WHERE chunks_fts MATCH :match AND {_VISIBLE} AND {sql} "
+                "ORDER BY s LIMIT :k",
+                {**params, "match": match, "k": k, "gen": self.gen},
+            )
+            return [(int(i), -float(s)) for i, s in rows]
         limit = k + self._hidden + 16  # rows of other generations may come first: asked for, then left out
         while True:
             rows = self._rows(
@@ -222,6 +249,54 @@ class Store:
             if len(found) >= k or len(rows) < limit:  # enough, or every match
                 return found[:k]
             limit *= 4
+
+    def _allowed(self, where: Filter) -> list[int]:
+        """The chunk ids of this generation that ``where`` lets through."""
+        sql, params = self._condition(where)
+        return [
+            i
+            for (i,) in self._rows(
+                f"SELECT c.id FROM chunks c JOIN articles a ON a.row = c.article WHERE {_VISIBLE} AND {sql}",
+                {**params, "gen": self.gen},
+            )
+        ]
+
+    def _condition(self, where: Filter) -> tuple[str, dict]:
+        """``where`` as an SQL condition on the articles ``a``, and its parameters."""
+        parts, params = ["1"], {}
+        if where.sources:
+            params.update({f"s{n}": s for n, s in enumerate(where.sources)})
+            parts.append(f"a.source COLLATE NOCASE IN ({','.join(f':s{n}' for n in range(len(where.sources)))})")
+        if where.after:
+            parts.append(f"{self._day} >= :after")
+            params["after"] = where.after
+        if where.before:
+            parts.append(f"{self._day} <= :before")
+            params["before"] = where.before
+        if where.article:
+            words = [f"a.title LIKE :w{n} ESCAPE '\\'" for n in range(len(where.title_words))]
+            params.update({f"w{n}": "%" + _like(w) + "%" for n, w in enumerate(where.title_words)})
+            parts.append(f"(a.id = :article OR ({' AND '.join(words)}))")
+            params["article"] = where.article
+        return " AND ".join(parts), params
+
+    def sources(self) -> list[str]:
+        """The distinct sources of this generation's articles (without the empty one), sorted; read once."""
+        if self._sources is None:
+            self._sources = [
+                s
+                for (s,) in self._rows(
+                    f"SELECT DISTINCT a.source FROM articles a WHERE {_VISIBLE} AND a.source != '' ORDER BY a.source",
+                    {"gen": self.gen},
+                )
+            ]
+        return list(self._sources)
+
+    def has_article(self, article: str) -> bool:
+        """Whether an article of this generation has the id ``article``, or all its words in its title."""
+        sql, params = self._condition(Filter(article=article))
+        found = self._rows(f"SELECT 1 FROM articles a WHERE {_VISIBLE} AND {sql} LIMIT 1", {**params, "gen": self.gen})
+        return bool(found)
 
     def _df(self, terms: list[str]) -> dict[str, int]:
         """How many chunks hold each of these index terms (the full text's own count, kept by builds)."""
@@ -275,10 +350,10 @@ class Store:
         marks = ",".join("?" * len(ids))
         rows = self._rows(
             "SELECT c.id, a.id, substr(a.text, c.start + 1, c.end - c.start), c.start, c.end, a.title, a.source, "
-            f"a.date, a.url FROM chunks c JOIN articles a ON a.row = c.article WHERE c.id IN ({marks})",
+            f"a.date, a.url, {self._pages} FROM chunks c JOIN articles a ON a.row = c.article WHERE c.id IN ({marks})",
             ids,
         )
-        return {r[0]: ChunkRow(*r) for r in rows}
+        return {r[0]: ChunkRow(*r[:-1], pages=_pages(r[-1], r[3], r[4])) for r in rows}
 
     def chunk_ids(self) -> list[int]:
         """The ids of every chunk of this generation, ascending (a million at 1M chunks: for checks)."""
@@ -372,11 +447,12 @@ class Store:
     def _check_articles(self) -> list[str]:
         bad = [
             aid
-            for aid, title, source, date, url, text, digest in self._rows(
-                f"SELECT a.id, a.title, a.source, a.date, a.url, a.text, a.hash FROM articles a WHERE {_VISIBLE}",
+            for aid, title, source, date, url, text, digest, pages in self._rows(
+                f"SELECT a.id, a.title, a.source, a.date, a.url, a.text, a.hash, {self._pages} FROM articles a "
+                f"WHERE {_VISIBLE}",
                 {"gen": self.gen},
             )
-            if Article("", title, text, source, date, url).hash != digest
+            if Article("", title, text, source, date, url, pages=tuple(json.loads(pages or "[]"))).hash != digest
         ]
         return [f"{self.path / 'meta.sqlite'}: article {aid!r} does not match its hash" for aid in bad[:20]]
 
@@ -463,6 +539,10 @@ class Writer:
             self._set_state("key", key)
         else:
             self._db.execute("PRAGMA journal_mode = WAL")
+            _add_days(self._db)
+            if not any(c[1] == "pages" for c in self._db.execute("PRAGMA table_info(articles)")):
+                # written before qa read PDFs: a column added in place (SQLite rewrites nothing), NULL in old rows
+                self._db.execute("ALTER TABLE articles ADD COLUMN pages TEXT")
         committed = self._db.execute("SELECT max(gen) FROM generations").fetchone()[0]
         self.committed = committed if committed is not None else -1
         # Rows a killed build of this data directory added: kept to be reused, relabelled as this build's.
@@ -545,8 +625,8 @@ class Writer:
         next_id, texts = first, []
         for article, chunks, _, sentences in self._buffer:
             row = self._db.execute(
-                "INSERT INTO articles (id, title, source, date, url, path, hash, text_key, text, added, removed) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO articles (id, title, source, date, url, path, hash, text_key, text, added, removed, "
+                "day, pages) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     article.id,
                     article.title,
@@ -559,6 +639,8 @@ class Writer:
                     article.text,
                     self.gen,
                     NEVER,
+                    filters.day(article.date),
+                    json.dumps(article.pages) if article.pages else None,
                 ),
             ).lastrowid
             self._claimed.add(row)
@@ -964,6 +1046,42 @@ def count_terms(db: sqlite3.Connection, texts: list[str], sign: int) -> None:
         )
         if sign < 0:
             db.executemany("DELETE FROM terms WHERE term = ? AND df <= 0", [(term,) for term, _ in counts])
+
+
+def _like(word: str) -> str:
+    """``word`` for a LIKE pattern: its own % and _ matched as they are.
+
+    >>> _like("50%_off")
+    '50\\\\%\\\\_off'
+    """
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _has_days(db: sqlite3.Connection) -> bool:
+    return any(row[1] == "day" for row in db.execute("PRAGMA table_info(articles)"))
+
+
+def _add_days(db: sqlite3.Connection) -> None:
+    """Give an index written before date filters its articles' days (once: the column is new then)."""
+    if _has_days(db):
+        return
+    db.create_function("qa_day", 1, filters.day, deterministic=True)
+    db.execute("BEGIN")
+    db.execute("ALTER TABLE articles ADD COLUMN day TEXT")
+    db.execute("UPDATE articles SET day = qa_day(date)")
+    db.execute("COMMIT")
+
+
+def _pages(stored: str | None, start: int, end: int) -> tuple[tuple[int, int], ...]:
+    """The page numbers and starts that a chunk from ``start`` to ``end`` needs, from its article's stored
+    page starts (JSON; None when it is not a PDF)."""
+    return pages_around(_page_starts(stored), start, end) if stored else ()
+
+
+@functools.lru_cache(maxsize=64)
+def _page_starts(stored: str) -> tuple[int, ...]:
+    """An article's page starts, read once for the passages of one PDF that a search returns together."""
+    return tuple(json.loads(stored))
 
 
 def text_key(text: str) -> int:

@@ -120,6 +120,16 @@ def wikinews_records(n: int) -> list[str]:
     return records
 
 
+def shows_k(passages, k: int) -> bool:
+    """Whether a search of the seed index showed ``k`` passages: ``k`` of them, or fewer once its one article's
+    overlapping chunks were merged (qa.search.merge_overlaps), down to the article whole."""
+    from qa.articles import read
+
+    spans = [(p["start"], p["end"]) if isinstance(p, dict) else (p.start, p.end) for p in passages]
+    whole = (0, len(next(read([SEEDS])).text))
+    return len(spans) == k or (0 < len(spans) < k and whole in spans)
+
+
 # --- The app as a real server (tests/test_app.py, tests/test_browser.py) ---
 
 RESULTS: list[str] = []  # lines that tests want in the terminal summary, e.g. the multi-turn share

@@ -158,13 +158,13 @@ def test_reading_only_some_files_gives_the_ids_order_and_skips_of_a_full_read(tm
         "sub/d.txt": "Dams burst.",
         "e.jsonl": '{"id": "r1", "text": "Eels swam."}\n{"text": "Apples were cheap."}\n',
         ".drafts/f.txt": "Hidden draft.",
-        "g.pdf": "Not an article.",
+        "g.docx": "Not an article.",
     }.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text, encoding="utf-8")
     skipped_all = []
     everything = list(read([root], skipped_all))
-    files = ["sub/z/c.md", "e.jsonl", "a.txt", "sub/d.txt", ".drafts/f.txt", "g.pdf", "../elsewhere.txt"]
+    files = ["sub/z/c.md", "e.jsonl", "a.txt", "sub/d.txt", ".drafts/f.txt", "g.docx", "../elsewhere.txt"]
     skipped = []
     some = list(read([root], skipped, only=[root / f for f in files]))
     assert [a.id for a in some] == [a.id for a in everything if a.id != "news/b.txt"]

@@ -34,6 +34,7 @@ HOSTILE = """---
 title: "Harbour <script>alert(1)</script> festival <b>closes</b>"
 source: Test <i>Wire</i>
 date: 2024-05-01
+url: "javascript:window.__xss=2"
 ---
 The harbour festival closed with fireworks over the old lighthouse on Sunday night. <script>alert(1)</script> \
 Organisers pinned a poster ![x](http://example.com/x.png) to the lighthouse door. \
@@ -157,3 +158,44 @@ def test_article_markup_shows_as_text_and_runs_nothing(page):
     assert page.locator("img[src*='example.com'], #qa-passages img, #qa-passages script, #qa-chat script").count() == 0
     assert not page.dialogs, f"a dialog opened: {page.dialogs}"
     assert not page.outside, f"the page reached outside 127.0.0.1: {page.outside}"
+
+
+def open_article(page, n: int = 1):
+    """Open the whole article under passage ``n``; its text box."""
+    card = page.locator(f"#qa-passages .qa-passage[data-n='{n}']")
+    card.locator("details.qa-article summary").click()
+    box = card.locator(".qa-article-text")
+    box.wait_for()
+    return card, box
+
+
+def test_a_passage_opens_its_whole_article_scrolled_to_it(page):
+    page.locator("#qa-k input[type=number]").fill("1")  # one chunk, not the seed merged whole
+    page.locator("#qa-k input[type=number]").press("Enter")
+    ask(page, "What did he say about the cycle of crime?", "This is a cycle that continues")
+    card, box = open_article(page)
+    assert "Blinken in Mexico City" in card.locator(".qa-article-head").inner_text()
+    assert "OAN Newsroom" in card.locator(".qa-article-head").inner_text()
+    text = box.inner_text()
+    assert text.startswith("OAN Newsroom") and "Mayorkas" in text  # the article whole, not the passage
+    assert "This is a cycle that continues" in box.locator(".qa-here mark.qa-answer").inner_text()
+    page.wait_for_function("() => document.querySelector('#qa-passages .qa-article-text').scrollTop > 0")
+    shown = page.evaluate(
+        """() => { const box = document.querySelector('#qa-passages .qa-article-text');
+                   const mark = box.querySelector('.qa-here mark');
+                   const a = box.getBoundingClientRect(), m = mark.getBoundingClientRect();
+                   return m.top >= a.top && m.top < a.bottom; }"""
+    )
+    assert shown, "the answering sentence is scrolled into the article's view"
+    assert page.locator("#qa-chat .message").count() == 2  # still the chat: nothing left it
+
+
+def test_an_opened_article_shows_markup_as_text_and_no_javascript_link(page):
+    ask(page, "How many visitors did the lighthouse keeper count at the harbour festival?", "lighthouse keeper")
+    card, box = open_article(page)
+    head = card.locator(".qa-article-head")
+    assert "Harbour <script>alert(1)</script> festival <b>closes</b>" in head.inner_text()
+    assert '<img src=x onerror="window.__xss=1">' in box.inner_text()
+    assert page.locator("#qa-passages a[href^='javascript'], #qa-passages script, #qa-passages img").count() == 0
+    head.get_by_text("festival").first.click()  # the title is text, not a link: nothing runs
+    assert page.evaluate("window.__xss") is None and not page.dialogs and not page.outside

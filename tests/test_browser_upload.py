@@ -110,13 +110,13 @@ def test_refused_and_renamed_uploads_are_explained_in_the_panel(page, collection
     page.locator("#qa-files input[type=file]").set_input_files(
         [
             {"name": "../../etc/passwd", "mimeType": "text/plain", "buffer": b"The ferry carried 77 goats.\n"},
-            {"name": "<i>report</i>.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.7 binary"},
+            {"name": "<i>report</i>.docx", "mimeType": "application/octet-stream", "buffer": b"PK binary"},
         ]
     )
-    page.locator("#qa-files").get_by_text("pdf").first.wait_for()  # both uploaded to the server
+    page.locator("#qa-files").get_by_text("docx").first.wait_for()  # both uploaded to the server
     status = press_add(page, "Not added (1)")
     assert "“../../etc/passwd” as etc-passwd.txt" in status and "Indexed: 1 added" in status
-    assert "'<i>report</i>.pdf' was not added: qa reads .txt, .md, .html and .jsonl files, not .pdf." in status
+    assert "'<i>report</i>.docx' was not added: qa reads .txt, .md, .html, .jsonl and .pdf files, not .docx." in status
     written = [p for p in index.parent.rglob("*") if p.is_file() and not p.is_relative_to(index)]
     assert all(p.is_relative_to(folder) for p in written), written
     assert (folder / "added" / "etc-passwd.txt").read_bytes() == b"The ferry carried 77 goats.\n"

@@ -13,7 +13,7 @@ from qa.chat import Answer, Quote, Turn, ask, context, contextual_queries, messa
 from qa.search import MAX_QUESTION_CHARS, Passage, check_question
 from qa.web.render import escape_markdown, passages_html, reply_markdown
 
-from conftest import ROOT, SEEDS, WIKINEWS
+from conftest import ROOT, SEEDS, WIKINEWS, shows_k
 
 CASES = json.loads((ROOT / "tests" / "multiturn.json").read_text())
 HOSTILE = (
@@ -100,7 +100,7 @@ def test_reply_says_plainly_when_nothing_is_relevant():
 
 def test_ask_quotes_the_answering_sentence_with_a_citation(seed_library):
     answer = ask(seed_library, "Who traveled to Mexico City?")
-    assert answer.relevant and len(answer.passages) == 5
+    assert answer.relevant and shows_k(answer.passages, 5)
     assert "traveled to Mexico City" in answer.quotes[0].text
     assert answer.quotes[0].citation == 1
     assert "\\[1\\]" in reply_markdown(answer)
@@ -116,7 +116,7 @@ def test_the_issue_follow_up_finds_blinkens_quote(seed_library):
 
 def test_unrelated_question_is_not_answered(seed_library):
     answer = ask(seed_library, "What is the recipe for chocolate cake?")
-    assert not answer.relevant and answer.quotes == () and len(answer.passages) == 5  # the closest, still shown
+    assert not answer.relevant and answer.quotes == () and shows_k(answer.passages, 5)  # the closest, still shown
 
 
 @pytest.mark.parametrize("question", ["", "   ", "\n\t", [{"type": "text", "text": " "}]])
@@ -127,7 +127,7 @@ def test_empty_question_is_refused_with_a_message(seed_library, question):
 
 def test_a_question_of_10000_characters_is_answered(seed_library):
     answer = ask(seed_library, ("What did Blinken say about the cycle? " * 300)[:10_000], k=2)
-    assert len(answer.passages) == 2 and len(answer.question) <= 1000
+    assert shows_k(answer.passages, 2) and len(answer.question) <= 1000
 
 
 def test_a_long_follow_up_keeps_its_context(seed_library):

@@ -12,6 +12,7 @@ import pytest
 from qa.search import MAX_QUESTION_CHARS
 from qa.web.limits import MAX_PAGE_BYTES, MAX_SEARCH_BYTES, limit_for, parse_json
 
+from conftest import shows_k
 from tests.test_app import post
 
 QUESTION = "Who traveled to Mexico City?"
@@ -67,7 +68,8 @@ def gradio_call(url: str, api_name: str, data: bytes) -> tuple[str, object]:
 def test_a_lone_surrogate_question_through_gradio(app_url):
     event, data = gradio_call(app_url, "search", b'["\\ud800 Who traveled to Mexico City?", 2]')
     assert event == "complete" and data[0][0]["title"].startswith("Blinken in Mexico City")
-    event, data = gradio_call(app_url, "chat", b'["\\ud800 Who traveled to Mexico City?", [], 3]')
+    # /chat's inputs: the question, the chat, k, and the filters (sources, after, before, article).
+    event, data = gradio_call(app_url, "chat", b'["\\ud800 Who traveled to Mexico City?", [], 3, [], "", "", ""]')
     assert event == "complete" and "Blinken" in json.dumps(data[0][-1]["content"])
 
 
@@ -97,9 +99,9 @@ def test_k_is_checked_on_the_gradio_search_endpoint(client, k):
 
 
 def test_a_whole_float_k_is_that_number(client, app_url):
-    assert len(client.predict(QUESTION, 3.0, api_name="/search")) == 3
+    assert shows_k(client.predict(QUESTION, 3.0, api_name="/search"), 3)
     status, body = post(app_url, {"question": QUESTION, "k": 3.0})
-    assert status == 200 and len(body["passages"]) == 3
+    assert status == 200 and shows_k(body["passages"], 3)
 
 
 # ---- 6. every body is bounded; nothing is echoed back longer than what is searched ----

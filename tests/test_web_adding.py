@@ -43,7 +43,7 @@ def upload(tmp_path, name: str, data: bytes) -> str:
 def test_files_and_pasted_text_are_saved_then_indexed_in_one_update(library, tiny_corpus, tmp_path):
     files = [
         upload(tmp_path, "oil.txt", b"Oil rose above 100 dollars a barrel.\n"),
-        upload(tmp_path, "report.pdf", b"%PDF-1.7"),
+        upload(tmp_path, "report.docx", b"%PDF-1.7"),
         upload(tmp_path, "empty.md", b""),
     ]
     added = add(library, tiny_corpus, files, "Rail strike", "Train drivers in France stopped work.")
@@ -52,7 +52,7 @@ def test_files_and_pasted_text_are_saved_then_indexed_in_one_update(library, tin
         ("Rail strike", "rail-strike.md"),
     ]
     assert added.refused == [
-        "'report.pdf' was not added: qa reads .txt, .md, .html and .jsonl files, not .pdf.",
+        "'report.docx' was not added: qa reads .txt, .md, .html, .jsonl and .pdf files, not .docx.",
         "'empty.md' was not added: it has no text.",
     ]
     assert (added.report.added, added.report.unchanged, added.error) == (2, 3, "")
@@ -71,10 +71,10 @@ def test_files_and_pasted_text_are_saved_then_indexed_in_one_update(library, tin
 
 def test_user_text_in_the_status_is_escaped(library, tiny_corpus, tmp_path):
     title = '<img src=x onerror="alert(1)"> & <b>Harbour</b>'
-    added = add(library, tiny_corpus, [upload(tmp_path, "<i>x&y.pdf", b"%PDF")], title, "The harbour reopened.")
+    added = add(library, tiny_corpus, [upload(tmp_path, "<i>x&y.docx", b"%PDF")], title, "The harbour reopened.")
     status = added_html(added)
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; &lt;b&gt;Harbour&lt;/b&gt;" in status
-    assert "&lt;i&gt;x&amp;y.pdf" in status
+    assert "&lt;i&gt;x&amp;y.docx" in status
     assert "<img" not in status and "<b>" not in status and "<i>" not in status
 
 
@@ -121,7 +121,9 @@ def test_the_users_own_file_name_names_the_file_harmlessly(library, tiny_corpus,
     ]
     added = add(library, tiny_corpus / "uploads", files)
     assert [(shown, path.name) for shown, path in added.saved] == [("../../etc/passwd", "etc-passwd.txt")]
-    assert added.refused == ["'<i>a</i>.exe' was not added: qa reads .txt, .md, .html and .jsonl files, not .exe."]
+    assert added.refused == [
+        "'<i>a</i>.exe' was not added: qa reads .txt, .md, .html, .jsonl and .pdf files, not .exe."
+    ]
     assert "“../../etc/passwd” as <code>etc-passwd.txt</code>" in added_html(added)
     assert [p for p in tmp_path.rglob("etc-passwd*")] == [tiny_corpus / "uploads" / "etc-passwd.txt"]
 
@@ -193,9 +195,9 @@ def big(n: int) -> bytes:
     ("name", "data", "message"),
     [
         (
-            "report.pdf",
+            "report.docx",
             b"%PDF-1.7",
-            "'report.pdf' was not added: qa reads .txt, .md, .html and .jsonl files, not .pdf.",
+            "'report.docx' was not added: qa reads .txt, .md, .html, .jsonl and .pdf files, not .docx.",
         ),
         (
             "huge.txt",
@@ -395,7 +397,7 @@ def test_the_panel_clears_its_files_after_a_press_and_reports_progress(library, 
     handler = panel_handler(reporting, tiny_corpus)
     files = [
         {"path": upload(uploads, "oil.txt", b"Oil rose above 100 dollars a barrel.\n"), "orig_name": "oil.txt"},
-        {"path": upload(uploads, "report.pdf", b"%PDF-1.7"), "orig_name": "report.pdf"},
+        {"path": upload(uploads, "report.docx", b"%PDF-1.7"), "orig_name": "report.docx"},
     ]
     seen = []
 

@@ -18,8 +18,11 @@ class Failing:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def search(self, question, k=5, highlight=False):
+    def search(self, question, k=5, highlight=False, where=None):
         raise self.error
+
+    def article_sources(self):
+        return ["Wire"]
 
 
 @pytest.mark.parametrize(("error", "status"), [(CorruptIndexError(DAMAGED), 503), (ModelError("no model"), 500)])

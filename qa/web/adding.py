@@ -31,7 +31,7 @@ from ..indexer import BuildReport
 from ..text import normalize
 
 MAX_UPLOAD_BYTES = articles.MAX_ARTICLE_BYTES  # one article: what the reader accepts
-MAX_JSONL_UPLOAD_BYTES = 100 * 2**20  # many articles in one upload; the reader's own limit is higher
+MAX_JSONL_UPLOAD_BYTES = 100 * 2**20  # many articles in one upload, or a PDF; the reader's own limits are higher
 MAX_NAME_CHARS = 100
 # Pasted text travels in the page's request (qa.web.limits.MAX_PAGE_BYTES); longer articles are uploaded as files.
 MAX_PASTE_CHARS = 400_000
@@ -39,7 +39,7 @@ MAX_PASTE_CHARS = 400_000
 # on a 2-core laptop CPU (docs/benchmarks.md, full builds of the Wikinews articles).
 CHARS_PER_PASSAGE = 650
 PASSAGES_PER_SECOND = 30.0
-FORMATS = ".txt, .md, .html and .jsonl"
+FORMATS = ".txt, .md, .html, .jsonl and .pdf"
 NO_FOLDER = "Nothing was added: the index records no folder to save in. Start the app with --collection DIR."
 
 
@@ -162,7 +162,7 @@ def save_upload(folder: str | os.PathLike, name: str, data: bytes, budget: Budge
     ``name`` is only a hint: path parts and odd characters are dropped (``../../etc/passwd``
     becomes ``etc-passwd.txt``), a name without a suffix gets ``.txt``, and an existing file is
     never overwritten (``name-2.txt``...) unless it holds the same bytes. The data must be
-    something the reader can index (.txt, .md, .html, .jsonl; UTF-8; not empty; under the
+    something the reader can index (.txt, .md, .html, .jsonl, .pdf; UTF-8 but PDFs; not empty; under the
     size limit; with ``budget``, indexed within what is left of it, see ``estimated_passages``, and
     then charged to it), else UploadError says why and nothing is written.
     """
@@ -172,7 +172,12 @@ def save_upload(folder: str | os.PathLike, name: str, data: bytes, budget: Budge
     suffix = Path(safe).suffix.lower()
     if suffix not in articles.SUFFIXES:
         raise UploadError(f"{_shown(name)} was not added: qa reads {FORMATS} files, not {suffix}.")
-    limit = MAX_JSONL_UPLOAD_BYTES if suffix == ".jsonl" else MAX_UPLOAD_BYTES
+    limit = MAX_JSONL_UPLOAD_BYTES if suffix in (".jsonl", ".pdf") else MAX_UPLOAD_BYTES
+    if len(data) > limit and suffix == ".pdf":  # under the reader's limit, maybe: `qa build` reads it
+        raise UploadError(
+            f"{_shown(name)} was not added: it is over {limit // 2**20} MB, the most the app takes in one file. "
+            "Add it with `qa build`."
+        )
     if len(data) > limit:
         kind = "jsonl" if suffix == ".jsonl" else "text"
         raise UploadError(f"{_shown(name)} was not added: it {articles.too_big(len(data), kind)}.")

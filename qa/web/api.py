@@ -7,6 +7,7 @@ answers ``{"question": ..., "k": ..., "not_in_articles": false, "passages": [...
 with the fields of ``qa.Passage`` plus ``highlight`` (the answering sentence); ``not_in_articles``
 is true when nothing in the articles answers the question (``Library.not_in_articles``, the
 chat's rule too): the passages are then only the closest.
+Optional fields ``source``, ``after``, ``before`` and ``article`` filter the search (see ``qa.filters``).
 
 With a ``build_token``, ``POST /api/build`` also runs the builds that `qa build` hands to
 the app (see qa.web.builds); requests without that token are refused.
@@ -24,12 +25,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from .. import filters
 from ..config import MAX_CHUNK_TOKENS, MAX_OVERLAP_SENTENCES
-from ..errors import HandOffError, QAError, QuestionError, StoreError
+from ..errors import HandOffError, NoSuchArticleError, QAError, QuestionError, StoreError
+from ..filters import Filter
 from ..search import MAX_K, MAX_QUESTION_CHARS, Passage, answer_json, check_k, check_question
 from . import builds
 from .limits import MAX_BUILD_BYTES, MAX_SEARCH_BYTES, parse_json
 
+# The schema of /api/search lists the index's sources up to this many (beyond, any text).
+MAX_SCHEMA_SOURCES = 200
 # An error answer is one line of at most this many characters.
 MAX_ERROR_CHARS = 500
 # A question must hold a character that is neither whitespace (str.split's) nor a control character
@@ -45,6 +50,13 @@ SEARCH_BODY = {
             "description": f"read up to {MAX_QUESTION_CHARS} characters",
         },
         "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 5},
+        "source": {"description": "only articles of this source, or of any of these (as the articles name it)"},
+        "after": {"description": "only articles dated this day or later: YYYY-MM-DD, YYYY-MM or YYYY"},
+        "before": {"description": "only articles dated this day or earlier: YYYY-MM-DD, YYYY-MM or YYYY"},
+        "article": {
+            "description": "only the article with this id, or with these words in its title",
+            "anyOf": [{"type": "null"}, {"type": "string"}],
+        },
     },
     "required": ["question"],
 }
@@ -64,7 +76,8 @@ BUILD_BODY = {
 }
 # What /api/search answers besides 200: the request's fault, or the index's (damaged on disk, say).
 SEARCH_REFUSALS = {
-    400: "not a question",
+    400: "not a question, or a malformed filter or a source that no article has (the message says which)",
+    404: "no article has the id or title words that the article filter names",
     500: "the search failed (the message says why)",
     503: "the index can't be read (the message says how to fix it)",
 }
@@ -73,6 +86,22 @@ BUILD_REFUSALS = {
     409: "another index or model: `qa build` then builds by itself",
     422: "not a build request",
 }
+
+
+def search_body(sources: list[str]) -> dict:
+    """The body /api/search reads, its filters as exactly as a schema can say them: the sources the index
+    has (when they are few enough to list), dates as YYYY-MM-DD, YYYY-MM or YYYY, null or "" for none."""
+    none = [{"type": "null"}, {"type": "string", "maxLength": 0}]
+    source = {"type": "string", "enum": sources} if len(sources) <= MAX_SCHEMA_SOURCES else {"type": "string"}
+    day = [
+        {"type": "string", "format": "date"},
+        {"type": "string", "pattern": "^([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])(-(0[1-9]|1[0-2]))?$"},
+    ]
+    props = dict(SEARCH_BODY["properties"])
+    props["source"] = {**props["source"], "anyOf": [*none, source, {"type": "array", "items": source}]}
+    props["after"] = {**props["after"], "anyOf": none + day}
+    props["before"] = {**props["before"], "anyOf": none + day}
+    return {**SEARCH_BODY, "properties": props}
 
 
 def _json_type(kind: object) -> dict:
@@ -145,7 +174,9 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
                 return _error(422, f"Not a build request: {e}")
             return _BuildStream(builds.BuildJob(library, handed), request)
 
-    @api.post("/api/search", openapi_extra=_body(SEARCH_BODY, MAX_SEARCH_BYTES, SEARCH_REFUSALS, SEARCH_ANSWER))
+    body = search_body(library.article_sources())
+
+    @api.post("/api/search", openapi_extra=_body(body, MAX_SEARCH_BYTES, SEARCH_REFUSALS, SEARCH_ANSWER))
     async def search(request: Request):  # async only to read the body; the search runs in a thread
         try:
             body = parse_json(await request.body())
@@ -157,10 +188,12 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
             return _error(400, 'The body must be a JSON object with a "question" and an optional "k".')
         try:
             question, k = check_question(body.get("question")), check_k(body.get("k", 5))
-        except QuestionError as e:
+            where = filters.check(*(body.get(name) for name in ("source", "after", "before", "article")))
+            passages, refused = await run_in_threadpool(_search, library, gate, question, k, where)
+        except NoSuchArticleError as e:
+            return _error(404, str(e))
+        except QuestionError as e:  # the question, or a filter: malformed, or a source the index lacks
             return _error(400, str(e))
-        try:
-            passages, refused = await run_in_threadpool(_search, library, gate, question, k)
         except StoreError as e:  # the index, not the request: the message says how to fix it
             return _error(503, str(e))
         except QAError as e:
@@ -193,10 +226,12 @@ async def _lines(job: builds.BuildJob, request: Request) -> AsyncIterator[str]:
             return
 
 
-def _search(library, gate: threading.BoundedSemaphore, question: str, k: int) -> tuple[list[Passage], bool]:
+def _search(
+    library, gate: threading.BoundedSemaphore, question: str, k: int, where: Filter
+) -> tuple[list[Passage], bool]:
     """The passages for ``question``, and whether nothing in the articles answers it."""
     with gate:
-        passages = library.search(question, k=k, highlight=True)
+        passages = library.search(question, k=k, highlight=True, where=where)
         return passages, library.not_in_articles(question, passages)
 
 

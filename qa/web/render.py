@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from ..chat import Answer
 from ..search import Passage
 
 if TYPE_CHECKING:
+    from ..generate import Generated
     from ..indexer import BuildReport
     from .adding import Added
 
@@ -61,17 +63,57 @@ def reply_markdown(answer: Answer) -> str:
     for numbers in cited.values():
         p = answer.passages[numbers[0] - 1]
         marks = "".join(f"\\[{n}\\]" for n in numbers)
-        sources.append(f"{marks} *{escape_markdown(p.title)}*{_meta(p)}")
+        pages = page_label(answer.passages[n - 1].page for n in numbers)
+        sources.append(f"{marks} *{escape_markdown(p.title)}*{_meta(p, pages)}")
     return "\n\n".join(lines) + "\n\n" + "  \n".join(sources)
 
 
-def _meta(p: Passage) -> str:
-    parts = [escape_markdown(x) for x in (p.source, p.date) if x]
+def generated_reply(answer: Answer, generated: Generated | None, model: str) -> str:
+    """The reply with a generated answer above the quotes, so that each of its claims can be checked under it.
+
+    ``generated`` is None while the model has not started, a draft while it streams, then the checked
+    answer; one without text (the server failed) leaves the quotes with its one-line notice. The model's
+    text is data like an article's: every line escaped, so it can't add links, images or HTML.
+    """
+    quotes = reply_markdown(answer)
+    if generated is None or not (generated.text or generated.done):
+        return f"*Writing an answer with {escape_markdown(model)}…*\n\n{quotes}"
+    if not generated.text:
+        return f"*{escape_markdown(generated.notice)}*\n\n{quotes}"
+    head = f"**Answer by {escape_markdown(model)}**, written from the passages: check each \\[n\\] below."
+    body = _paragraphs(generated.text) + ("" if generated.done else " …")
+    notes = "".join(f"\n\n*{escape_markdown(n)}*" for n in (generated.note, generated.notice) if n)
+    return f"{head}\n\n{body}{notes}\n\n---\n\n**Quoted from the articles:**\n\n{quotes}"
+
+
+def _paragraphs(text: str) -> str:
+    """The model's text as Markdown that shows it literally: its paragraphs and lines kept, each line escaped."""
+    paragraphs = (p.splitlines() for p in re.split(r"\n\s*\n", text.strip()))
+    return "\n\n".join("  \n".join(escape_markdown(line) for line in p if line.strip()) for p in paragraphs)
+
+
+def _meta(p: Passage, pages: str = "") -> str:
+    parts = [escape_markdown(x) for x in (p.source, p.date, pages) if x]
     return " — " + ", ".join(parts) if parts else ""
 
 
-def passages_html(answer: Answer | None) -> str:
-    """The passages panel: numbered cards with title, source, date, score and the text, answer highlighted."""
+def page_label(pages) -> str:
+    """How a citation names the pages of a PDF's passages: "p. 4", "pp. 2, 4", or "" when none has one.
+
+    >>> page_label([4]), page_label([4, 2, 4]), page_label([None])
+    ('p. 4', 'pp. 2, 4', '')
+    """
+    found = sorted({n for n in pages if n is not None})
+    if not found:
+        return ""
+    return ("p. " if len(found) == 1 else "pp. ") + ", ".join(map(str, found))
+
+
+def passages_html(answer: Answer | None, articles: Mapping[str, str] | None = None) -> str:
+    """The passages panel: numbered cards with title, source, date, score and the text, answer highlighted.
+
+    ``articles``: article id -> text; a card whose article is there opens it whole (``article_html``).
+    """
     if answer is None or not answer.passages:
         return '<div class="qa-passages qa-empty">Passages that answer your question appear here.</div>'
     note = (
@@ -82,18 +124,17 @@ def passages_html(answer: Answer | None) -> str:
             "They are only the closest passages, shown so that you can judge.</p>"
         )
     )
-    cards = "".join(_card(n, p, closest=not answer.relevant) for n, p in enumerate(answer.passages, start=1))
+    articles = articles or {}
+    closest = not answer.relevant
+    cards = "".join(_card(n, p, articles.get(p.article_id), closest) for n, p in enumerate(answer.passages, start=1))
     return f'<div class="qa-passages">{note}{cards}</div>'
 
 
-def _card(n: int, p: Passage, closest: bool = False) -> str:
+def _card(n: int, p: Passage, article: str | None = None, closest: bool = False) -> str:
     """One passage's card; ``closest``: it answers nothing, it is only near (marked so; its nearest sentence
     is still highlighted, for the user to judge)."""
     e = html.escape
-    meta = " · ".join(e(x) for x in (p.source, p.date) if x)
-    title = e(p.title)
-    if p.url and re.match(r"https?://", p.url):
-        title = f'<a href="{e(p.url)}" target="_blank" rel="noopener noreferrer nofollow">{title}</a>'
+    meta = " · ".join(e(x) for x in (p.source, p.date, page_label([p.page])) if x)
     kind, mark = (
         ("qa-passage qa-closest", '<span class="qa-closest-tag">closest, not an answer</span> ')
         if closest
@@ -101,9 +142,40 @@ def _card(n: int, p: Passage, closest: bool = False) -> str:
     )
     return (
         f'<div class="{kind}" data-n="{n}"><div class="qa-head"><span class="qa-n">[{n}]</span> {mark}'
-        f'<span class="qa-title">{title}</span></div>'
+        f'<span class="qa-title">{_title(p)}</span></div>'
         f'<div class="qa-meta">{meta}{" · " if meta else ""}score {p.score:.3f} · similarity {p.similarity:.2f}'
-        f'</div><div class="qa-text">{_marked(p)}</div></div>'
+        f'</div><div class="qa-text">{_marked(p)}</div>{article_html(p, article)}</div>'
+    )
+
+
+def _title(p: Passage) -> str:
+    """The title, a link to the article's url when it is a web address (a ``javascript:`` one never is)."""
+    title = html.escape(p.title)
+    if p.url and re.match(r"https?://", p.url):
+        return f'<a href="{html.escape(p.url)}" target="_blank" rel="noopener noreferrer nofollow">{title}</a>'
+    return title
+
+
+def article_html(p: Passage, article: str | None) -> str:
+    """The whole article of ``p``, folded under its card: title (linked), source and date, then the text with
+    the passage marked and its answering sentence highlighted; opened, it scrolls to the passage (``HEAD``).
+    Empty when the text is not at hand or no longer holds the passage (a rebuild changed it meanwhile).
+
+    An article over ``MAX_ARTICLE_CHARS`` shows that many characters around the passage, saying what is left out.
+    """
+    if not article or article[p.start : p.end] != p.text:
+        return ""
+    e = html.escape
+    lo = max(0, min(p.start - MAX_ARTICLE_CHARS // 2, len(article) - MAX_ARTICLE_CHARS))
+    hi = min(len(article), lo + MAX_ARTICLE_CHARS)
+    before = f'<p class="qa-note">… {lo:,} characters before</p>' if lo else ""
+    after = f'<p class="qa-note">{len(article) - hi:,} characters after …</p>' if hi < len(article) else ""
+    meta = " · ".join(e(x) for x in (p.source, p.date) if x)
+    return (
+        '<details class="qa-article"><summary>Whole article</summary>'
+        f'<div class="qa-article-head">{_title(p)}{" — " + meta if meta else ""}</div>'
+        f'<div class="qa-article-text">{before}{e(article[lo : p.start])}<span class="qa-here">{_marked(p)}</span>'
+        f"{e(article[p.end : hi])}{after}</div></details>"
     )
 
 
@@ -175,6 +247,16 @@ def _div(inner: str) -> str:
     return f'<div class="qa-added">{inner}</div>'
 
 
+# An article opened under a passage shows at most this many characters, around the passage.
+MAX_ARTICLE_CHARS = 200_000
+# An opened article scrolls its own box (not the page) to the passage's answering sentence.
+HEAD = """<script>
+document.addEventListener("toggle", (event) => {
+  const box = event.target.querySelector && event.target.querySelector(".qa-article-text");
+  const here = box && event.target.open && (box.querySelector(".qa-here mark") || box.querySelector(".qa-here"));
+  if (here) box.scrollTop = here.offsetTop - 24;  // the box is positioned: offsets are within it
+}, true);
+</script>"""
 CSS = """
 .qa-passages { display: flex; flex-direction: column; gap: 10px; max-height: 70vh; overflow-y: auto; }
 .qa-passage { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 12px; }
@@ -185,6 +267,11 @@ CSS = """
 .qa-note, .qa-empty { font-style: italic; opacity: 0.8; }
 .qa-closest { border-style: dashed; opacity: 0.85; }
 .qa-closest-tag { font-size: 0.8em; font-weight: 400; padding: 0 4px; border: 1px solid; border-radius: 4px; }
+.qa-article summary { cursor: pointer; font-size: 0.85em; margin-top: 4px; }
+.qa-article-head { font-weight: 600; margin: 4px 0; }
+.qa-article-text { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 24em; overflow-y: auto;
+                   position: relative; border-top: 1px solid var(--border-color-primary); padding-top: 4px; }
+.qa-here { background: rgba(253, 230, 138, 0.35); }
 .qa-added ul { margin: 2px 0 8px 1.2em; }
 .qa-refused { color: var(--error-text-color, #b91c1c); font-weight: 600; }
 """

@@ -19,7 +19,7 @@ from . import builds
 from .adding import MAX_JSONL_UPLOAD_BYTES
 from .api import router
 from .limits import BodyLimit
-from .render import CSS
+from .render import CSS, HEAD
 from .ui import build_ui
 
 
@@ -30,7 +30,9 @@ def app(library, concurrency: int = 4, collection: str | None = None, build_toke
     api = FastAPI(title="qa", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     api.include_router(router(library, concurrency, build_token=build_token))
     # Gradio refuses bigger uploads before they reach the panel; smaller ones get qa's own limits and messages.
-    api = gr.mount_gradio_app(api, demo, path="/", css=CSS, footer_links=["api"], max_file_size=MAX_JSONL_UPLOAD_BYTES)
+    api = gr.mount_gradio_app(
+        api, demo, path="/", css=CSS, head=HEAD, footer_links=["api"], max_file_size=MAX_JSONL_UPLOAD_BYTES
+    )
     # Gradio refuses input files that were not uploaded to it only once the Blocks count as launched,
     # which mount_gradio_app never marks: without this, a client could name any server file as an
     # upload (or a chat message's file) and have it copied into Gradio's cache and into the collection.

@@ -13,13 +13,16 @@ from pathlib import Path
 import gradio as gr
 from gradio import utils as gr_utils
 
-from .. import chat
+from .. import chat, filters
 from ..articles import MAX_FIELD_CHARS
 from ..chat import Turn
 from ..errors import QAError
 from ..search import MAX_QUESTION_CHARS, check_k, check_question
 from . import adding, render
+from .writing import Writer
 
+# The source filter lists at most this many (a source beyond them is still accepted through the API).
+MAX_SOURCE_CHOICES = 1000
 EXAMPLES = [
     "Who traveled to Mexico City?",
     "What did he say about the cycle of crime?",
@@ -37,27 +40,43 @@ def header(library) -> str:
     )
 
 
-def respond(library, message, history, k, turns) -> tuple[list[dict], str, str, tuple[Turn, ...]]:
-    """One turn of the chat: ``message`` answered in the context of the earlier ``turns``.
+def respond(
+    library, message, history, k, turns, source=None, after="", before="", article=""
+) -> tuple[list[dict], str, str, tuple[Turn, ...], chat.Answer | None]:
+    """One turn of the chat: ``message`` answered in the context of the earlier ``turns``, from the
+    articles that the filters (``source``, ``after``, ``before``, ``article``: see ``qa.filters``) let through.
 
     Returns the chat ``history`` with the question and its reply appended, the passages panel,
-    "" for the question box, and the turns with this one appended.
+    "" for the question box, the turns with this one appended, and the ``chat.Answer`` (None for
+    an empty question), for the model to answer in words when one is set (qa.web.writing).
     """
     history = list(history or [])
     turns = continued(turns, history)
     try:
         text = check_question(chat.message_text(message))
     except QAError:
-        return history + [{"role": "assistant", "content": render.EMPTY_QUESTION}], gr.skip(), "", turns
+        return history + [{"role": "assistant", "content": render.EMPTY_QUESTION}], gr.skip(), "", turns, None
     try:
-        answer = chat.ask(library, text, turns, k=check_k(k))
+        where = filters.check(source or None, after, before, article)
+        answer = chat.ask(library, text, turns, k=check_k(k), where=where)
     except QAError as e:
         raise gr.Error(str(e)) from None
     history += [
         {"role": "user", "content": render.escape_markdown(answer.question)},  # as the chat searched it
         {"role": "assistant", "content": render.reply_markdown(answer)},
     ]
-    return history, render.passages_html(answer), "", (*turns, answer.turn)
+    return history, render.passages_html(answer, articles(library, answer)), "", (*turns, answer.turn), answer
+
+
+def articles(library, answer: chat.Answer) -> dict[str, str]:
+    """The texts of the articles that ``answer``'s passages come from, for the panel to open them whole."""
+    store = library.store
+    return {aid: store.article_text(aid) for aid in dict.fromkeys(p.article_id for p in answer.passages)}
+
+
+def source_choices(library) -> list[str]:
+    """The sources offered by the filter: those the indexed articles name (the first ``MAX_SOURCE_CHOICES``)."""
+    return library.article_sources()[:MAX_SOURCE_CHOICES]
 
 
 def continued(turns, history) -> tuple[Turn, ...]:
@@ -90,11 +109,20 @@ def _role(message) -> str:
 def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blocks:
     """The Blocks app: chat on the left with the "Add articles" panel under it, the passages panel on the right."""
 
-    def answer(message, history, k, turns):
-        return respond(library, message, history, k, turns)
+    writer = Writer.of(library.settings)  # None unless QA_LLM_URL names a model server
+
+    def answer(message, history, k, turns, source, after, before, article, request: gr.Request):
+        *shown, answered = respond(library, message, history, k, turns, source, after, before, article)
+        return (*shown, writer.ticket(request, answered) if writer else None)
+
+    def new_conversation(request: gr.Request):
+        if writer:
+            writer.forget(request)
+        return [], render.passages_html(None), "", (), None
 
     def search(question: str, k: int = 5) -> list[dict]:
-        """The k passages that best answer the question, with their fields and answering sentence."""
+        """The k passages that best answer the question, with their fields and answering sentence
+        (filters: the JSON route /api/search takes them)."""
         try:
             return [p.as_dict() for p in library.search(check_question(question), k=check_k(k), highlight=True)]
         except QAError as e:
@@ -127,6 +155,7 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
             gr.skip() if keep else "",
             gr.skip() if keep else "",
             header(library),
+            gr.update(choices=source_choices(library)),  # an added article may name a new source
         )
 
     folder = adding.collection_folder(library, collection)
@@ -139,6 +168,7 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
     with gr.Blocks(title="qa: ask the articles", fill_height=True, delete_cache=(3600, 86400)) as demo:
         title_md = gr.Markdown(header(library))
         turns = gr.State(())  # the conversation as data, beside the chat as shown
+        last = gr.State(None)  # the newest answer's writing.Ticket, for the model to answer in words (QA_LLM_URL)
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
@@ -186,26 +216,41 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
                     status = gr.HTML("", elem_id="qa-add-status")
             with gr.Column(scale=2):
                 gr.Markdown("### Passages")
+                with gr.Accordion("Filter", open=False, elem_id="qa-filter"):
+                    sources = gr.Dropdown(
+                        source_choices(library),
+                        value=[],
+                        multiselect=True,
+                        label="Source",
+                        info="only these sources (none: all)",
+                        elem_id="qa-source",
+                    )
+                    with gr.Row():
+                        after = gr.Textbox("", label="After", placeholder="YYYY-MM-DD", max_lines=1, elem_id="qa-after")
+                        before = gr.Textbox(
+                            "", label="Before", placeholder="YYYY-MM-DD", max_lines=1, elem_id="qa-before"
+                        )
+                    article = gr.Textbox(
+                        "", label="Article", placeholder="id or words of its title", max_lines=1, elem_id="qa-article"
+                    )
                 panel = gr.HTML(render.passages_html(None), elem_id="qa-passages")
         io = dict(
             fn=answer,
-            inputs=[box, chatbot, k, turns],  # the State is no parameter of the /chat endpoint: the session holds it
-            outputs=[chatbot, panel, box, turns],
+            # The State is no parameter of the /chat endpoint: the session holds it.
+            inputs=[box, chatbot, k, turns, sources, after, before, article],
+            outputs=[chatbot, panel, box, turns, last],
             concurrency_id="search",
             concurrency_limit=concurrency,
         )
-        box.submit(**io, api_name="chat")
-        ask.click(**io, api_visibility="private")
-        clear.click(
-            lambda: ([], render.passages_html(None), "", ()),
-            outputs=[chatbot, panel, box, turns],
-            api_visibility="private",
-        )
+        asked = [box.submit(**io, api_name="chat"), ask.click(**io, api_visibility="private")]
+        clear.click(new_conversation, outputs=[chatbot, panel, box, turns, last], api_visibility="private")
+        if writer:
+            writer.wire(asked, [chatbot, last, turns], concurrency)
         gr.api(search, api_name="search", concurrency_id="search", concurrency_limit=concurrency)
         add_button.click(
             add_articles,
             inputs=[files, new_title, new_text],
-            outputs=[status, files, new_title, new_text, title_md],
+            outputs=[status, files, new_title, new_text, title_md, sources],
             concurrency_id="add",
             concurrency_limit=1,  # one update at a time; a second waits in the queue, not on the index lock
             api_visibility="private",
