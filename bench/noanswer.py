@@ -77,7 +77,7 @@ def collect(name: str, dataset, questions, every: int) -> np.ndarray:
     with temporary_index(dataset, Settings(), emb) as lib:
         emb.encode([q.text for q in questions])
         for n, q in enumerate(questions):
-            passages = lib.search(q.text, k=10, highlight=True)
+            passages = lib.search(q.text, k=10, highlight=True, merge=False)  # the rule judges its own chunk
             features = answer_features(passages, q.text)
             rows.append([features.get(f, 0.0) for f in FEATURES] + [0.0] + _agreement(lib, q.text, passages))
             sentences.append(passages[0].highlight if passages else "")
