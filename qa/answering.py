@@ -14,7 +14,7 @@ from .chunking import sentence_spans
 from .config import Settings
 from .retrieval import zscores
 from .store import Store
-from .text import terms, words
+from .text import STOPWORDS, terms, words
 
 if TYPE_CHECKING:
     from .search import Passage
@@ -29,7 +29,16 @@ NEGATION = re.compile(
     r"wasn't|doesn't|aren't|weren't)\b"
 )
 # answerability = sum of weight * feature, fitted by bench/noanswer.py (docs/benchmarks.md, "not in the articles").
-ANSWERABILITY = {"similarity": 0.75, "sentence_cosine": 1.0, "overlap": 0.3, "negation": -0.8}
+# passage_overlap weighs against: given the sentence's share of the terms, a passage that holds more of them
+# elsewhere matched the topic, not the question (SQuAD v2.0's unanswerable questions are written so).
+ANSWERABILITY = {
+    "similarity": 0.233,
+    "sentence_cosine": 1.0,
+    "overlap": 0.447,
+    "passage_overlap": -0.127,
+    "names": 0.222,
+    "negation": -0.476,
+}
 
 
 def answer_rerank(
@@ -114,37 +123,54 @@ def mark_answers(passages: list[Passage], embedder, question: str, store: Store 
 
 
 def answer_features(passages: list[Passage], question: str) -> dict[str, float]:
-    """What ``answerability`` weighs, about the top passage: its cosine with the question
-    (``similarity``), its answering sentence's cosine and term overlap, and whether the
-    question has a negation. Empty with no passage or no answering sentence."""
-    if not passages or passages[0].answer_score is None:
+    """What ``answerability`` weighs, about the top passage and ``question``.
+
+    ``similarity``: the passage's cosine with the question; ``sentence_cosine`` and
+    ``overlap``: its answering sentence's cosine and share of the question's terms;
+    ``passage_overlap``: the passage's share of them; ``names``: the share of the question's
+    names and numbers (``names``) that the passage holds (1 when it asks none); ``negation``:
+    whether the question has one. Only the top passage counts, so ``k`` changes nothing.
+    A passage with no answering sentence marked stands in for it (its cosine, its terms).
+    Empty with no passage.
+    """
+    if not passages:
         return {}
     top = passages[0]
-    lap = _overlap(question, top.highlight)
+    marked = top.answer_score is not None
+    lap = _overlap(question, top.highlight if marked else top.text)
     return {
         "similarity": top.similarity,
-        "sentence_cosine": top.answer_score - OVERLAP_WEIGHT * lap,
+        "sentence_cosine": top.answer_score - OVERLAP_WEIGHT * lap if marked else top.similarity,
         "overlap": lap,
+        "passage_overlap": _overlap(question, top.text),
+        "names": _found(names(question), words(top.text)),
         "negation": float(bool(NEGATION.search(question.lower()))),
     }
+
+
+def names(question: str) -> set[str]:
+    """The question's names and numbers, lower-cased: its capitalised words and words with a digit,
+    stopwords aside (a question's first word is capitalised, and usually a stopword).
+
+    >>> sorted(names("When did Beyonce release Dangerously in Love in 2003?"))
+    ['2003', 'beyonce', 'dangerously', 'love']
+    """
+    found = re.findall(r"\b(?:[A-Z]\w*|\w*\d\w*)", question)
+    return {w.lower() for w in found} - STOPWORDS
 
 
 def answerability(passages: list[Passage], question: str) -> float:
     """How well the top passage answers ``question``; "not in the articles" below a threshold.
 
-    The weighted sum of ``answer_features`` (weights: ``ANSWERABILITY``); the passage's
-    cosine alone when it has no answering sentence; 0 with no passage.
+    The weighted sum of ``answer_features`` (weights: ``ANSWERABILITY``); 0 with no passage.
     """
-    if not passages:
-        return 0.0
     features = answer_features(passages, question)
-    if not features:
-        return passages[0].similarity
     return sum(ANSWERABILITY[name] * value for name, value in features.items())
 
 
 def not_in_articles(passages: list[Passage], settings: Settings, question: str = "") -> bool:
-    """Whether to say that nothing in the articles answers ``question``.
+    """Whether to say that nothing in the articles answers ``question`` (``Library.not_in_articles``
+    marks the top passage's answering sentence first when it has none).
 
     True when nothing was found or ``answerability`` is below ``settings.no_answer_threshold``.
     """
@@ -200,6 +226,15 @@ def _share(asked: set[str], said: set[str], idf: dict[str, float] | None = None)
         return len(asked & said) / len(asked) if asked else 0.0
     total = sum(idf[w] for w in asked)
     return sum(idf[w] for w in asked & said) / total if total else 0.0
+
+
+def _found(asked: set[str], said: set[str]) -> float:
+    """The share of the words ``asked`` among ``said``; 1 when nothing is asked.
+
+    >>> _found({"ann", "2003"}, {"ann", "won"}), _found(set(), {"ann"})
+    (0.5, 1.0)
+    """
+    return len(asked & said) / len(asked) if asked else 1.0
 
 
 def _local_idf(asked: set[str], sentences: list[set[str]]) -> dict[str, float]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from . import filters
+from . import answering, filters
 from .filters import Filter
 from .retrieval import rrf
 from .search import MAX_QUESTION_CHARS, Passage, check_question, merge_overlaps
@@ -26,8 +26,12 @@ from .search import MAX_QUESTION_CHARS, Passage, check_question, merge_overlaps
 # Earlier turns that can shape a follow-up, and the weight of each step back.
 CONTEXT_TURNS = 2
 CONTEXT_DECAY = 0.5
-# A passage's similarity through a query with context counts this much towards "relevant enough".
+# A passage's similarity through a query with context is shown discounted this much.
 CONTEXT_SIMILARITY = 0.9
+# A query joined with earlier turns must clear "not in the articles" by this much more (answering.answerability):
+# with 0 to 0.1, all 16 conversations of tests/multiturn.json were answered and 54 of 60 off-topic follow-ups
+# refused (docs/benchmarks.md, "Tuning notes"); with 0.2, one conversation was refused.
+CONTEXT_MARGIN = 0.1
 # Passages each query contributes before fusion: a follow-up's passage may rank low on the question alone.
 PASSAGES_PER_QUERY = 10
 # The newest question keeps half of what a search reads: the other half is for the earlier turns joined to it.
@@ -65,8 +69,8 @@ class Turn:
 class Answer:
     """What one turn of the chat found.
 
-    ``relevant`` is False when even the best passage is less similar to the question
-    than ``min_similarity``: then ``quotes`` is empty and the passages are only the closest.
+    ``relevant`` is False when nothing in the articles answers the question (``Library.not_in_articles``,
+    the rule of every interface): then ``quotes`` is empty and the passages are only the closest.
     """
 
     question: str
@@ -74,7 +78,6 @@ class Answer:
     quotes: tuple[Quote, ...]
     relevant: bool
     queries: tuple[str, ...]
-    min_similarity: float
 
     @property
     def turn(self) -> Turn:
@@ -87,7 +90,6 @@ def ask(
     question: str,
     turns: Sequence[Turn] = (),
     k: int = 5,
-    min_similarity: float | None = None,
     where: Filter = filters.NONE,
 ) -> Answer:
     """Answer ``question`` in the context of the conversation's earlier ``turns``.
@@ -99,24 +101,43 @@ def ask(
             still fit in what a search reads (``qa.search.MAX_QUESTION_CHARS``).
         turns: the earlier turns, oldest first: each earlier answer's ``turn``.
         k: how many passages to return.
-        min_similarity: below this cosine the best passage is not an answer
-            (default: ``library.settings.min_similarity``).
         where: search only the articles this filter lets through (``qa.filters``).
 
     Returns:
         An ``Answer``. Raises ``QuestionError`` for an empty question.
     """
     question = check_question(message_text(question))[:NEWEST_QUESTION_CHARS]
-    if min_similarity is None:
-        min_similarity = library.settings.min_similarity
     queries = contextual_queries(question, context(turns))
     # Chunks as ranked: the fusion matches them by chunk id; overlapping ones are merged once fused.
     n = max(k, PASSAGES_PER_QUERY)
     rankings = [library.search(q, k=n, highlight=True, where=where, merge=False) for q, _ in queries]
     passages = merge_overlaps(merge(rankings, [w for _, w in queries]), k)
-    relevant = bool(passages) and passages[0].similarity >= min_similarity
+    relevant = bool(passages) and answered(library, passages[0], queries, rankings)
     quotes = pick_quotes(library.embedder, question, passages) if relevant else ()
-    return Answer(question, tuple(passages), quotes, relevant, tuple(q for q, _ in queries), min_similarity)
+    return Answer(question, tuple(passages), quotes, relevant, tuple(q for q, _ in queries))
+
+
+def answered(
+    library, top: Passage, queries: Sequence[tuple[str, float]], rankings: Sequence[Sequence[Passage]]
+) -> bool:
+    """Whether ``top`` answers the newest question in its conversation: "not in the articles" (the rule of every
+    interface) judged with each query whose ranking holds ``top``, and one that finds it an answer is enough.
+
+    The question alone is judged as the JSON route and `qa search` judge it (the first question of a
+    conversation gets their decision). A query joined with earlier turns must clear the bar by
+    ``CONTEXT_MARGIN`` more: the turns' quotes match their own passages. So "What did he say about
+    the cycle of crime?" after "Who traveled to Mexico City?" is answered, and "Who painted the Mona Lisa?"
+    after it is not.
+    """
+    settings = library.settings
+    raised = settings.with_(no_answer_threshold=settings.no_answer_threshold + CONTEXT_MARGIN)
+    for n, ((query, _), ranking) in enumerate(zip(queries, rankings, strict=True)):
+        found = [p for p in ranking if p.chunk_id == top.chunk_id][:1]
+        if found and not (
+            library.not_in_articles(query, found) if n == 0 else answering.not_in_articles(found, raised, query)
+        ):
+            return True
+    return False
 
 
 def contextual_queries(question: str, earlier: Sequence[str]) -> list[tuple[str, float]]:

@@ -119,7 +119,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=5, help="how many passages (default: 5)")
     p.add_argument("--index", help=index_help)
     p.add_argument("--mode", choices=SEARCH_MODES, help="retrieval mode (default: hybrid)")
-    p.add_argument("--json", action="store_true", help="print a JSON list of passages")
+    p.add_argument(
+        "--json", action="store_true", help='print a JSON object: "question", "k", "not_in_articles", "passages"'
+    )
     p.add_argument(
         "--source", action="append", metavar="SOURCE", help="only articles of this source (repeat for several)"
     )
@@ -232,21 +234,24 @@ def _build(args, settings: Settings) -> int:
 def _search(args, settings: Settings) -> int:
     from . import filters
     from .library import Library
-    from .search import check_k, check_question
+    from .search import answer_json, check_k, check_question
 
     question, k = check_question(args.question), check_k(args.k)  # before seconds spent loading the model
     where = filters.check(args.source, args.after, args.before, args.article)
     lib = Library.open(settings=settings.with_(mode=args.mode))
     passages = lib.search(question, k=k, highlight=True, where=where)
+    refused = lib.not_in_articles(question, passages)
     if args.json:
-        print(json.dumps([p.as_dict() for p in passages], ensure_ascii=False, indent=1))
+        print(json.dumps(answer_json(question, k, passages, refused), ensure_ascii=False, indent=1))
         return 0
+    if refused:
+        print("Not in the articles: nothing here answers the question. The closest passages:\n")
     for n, p in enumerate(passages, start=1):
         meta = " · ".join(x for x in (p.source, p.date, f"p. {p.page}" if p.page else "") if x)
         print(f"[{n}] {p.title}" + (f" ({meta})" if meta else "") + f"  score {p.score:.3f}")
         print(f"    {p.text}")
         if p.highlight:
-            print(f"    answer: {p.highlight}")
+            print(f"    {'nearest' if refused else 'answer'}: {p.highlight}")
         print()
     return 0
 

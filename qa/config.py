@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -15,6 +16,13 @@ SEARCH_MODES = ("hybrid", "dense", "lexical")
 MAX_CHUNK_TOKENS = 8192
 MAX_OVERLAP_SENTENCES = 20
 FUSIONS = ("convex", "rrf")
+# The chat's cosine bar, replaced by the one "not in the articles" rule (issue 14): said once, not ignored silently.
+RETIRED_MIN_SIMILARITY = (
+    'QA_MIN_SIMILARITY is no longer read: every interface now decides "not in the articles" with one rule. '
+    "Set QA_NO_ANSWER_THRESHOLD instead (higher refuses more; see the README's configuration table)."
+)
+
+log = logging.getLogger(__name__)
 
 
 def offline() -> None:
@@ -54,12 +62,11 @@ class Settings:
     # The best this many fused passages are re-ordered by their answering sentence (0: off), weighed answer_weight.
     answer_candidates: int = 20
     answer_weight: float = 1.0
-    # "Not in the articles" below answering.answerability (fitted by bench/noanswer.py): for `qa eval`, not the chat.
-    no_answer_threshold: float = 1.089
+    # "Not in the articles" below answering.answerability (fitted by bench/noanswer.py): the one rule of the chat,
+    # the JSON route, `qa search` and `qa eval` (Library.not_in_articles).
+    no_answer_threshold: float = 0.765
     # Optional sentence-transformers CrossEncoder (name or local path) re-scoring the top passages.
     reranker: str = ""
-    # Below this cosine between question and best passage, the chat (chat.ask) says nothing relevant was found.
-    min_similarity: float = 0.3
     # Dense index of each segment: "auto" (exact up to dense.EXACT_UP_TO vectors, IVF above), "flat", or
     # "ivf" with parameters ("ivf:nlist=4096,nprobe=32,rescore=100"). Applies to what a build writes.
     dense_index: str = "auto"
@@ -122,8 +129,6 @@ class Settings:
             raise ValueError(f"ray_actors must be 0 (as many as fit) or more, got {quoted(self.ray_actors)}")
         if self.max_add_seconds <= 0:
             raise ValueError(f"max_add_seconds must be above 0, got {quoted(self.max_add_seconds)}")
-        if not -1.0 <= self.min_similarity <= 1.0:
-            raise ValueError(f"min_similarity is a cosine between -1 and 1, got {quoted(self.min_similarity)}")
         self._check_llm()
 
     def _check_llm(self) -> None:
@@ -148,6 +153,8 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
         """Defaults, then ``QA_*`` variables, then explicit non-None ``overrides``."""
         env = os.environ if env is None else env
+        if env.get("QA_MIN_SIMILARITY"):
+            log.warning(RETIRED_MIN_SIMILARITY)
         values: dict[str, object] = {}
         for f in fields(cls):
             raw = env.get(f"QA_{f.name.upper()}")

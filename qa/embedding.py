@@ -124,6 +124,24 @@ class Embedder:
             report(len(texts), len(texts))
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def token_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each text's token vectors, special tokens left out, unit length: for token-level comparisons.
+
+        ``bench/noanswer.py`` measures with them whether ColBERT's MaxSim of the question and the
+        answering sentence (each question token's best cosine in the sentence, averaged) helps
+        "not in the articles": a swapped name or number blurs in one vector per sentence.
+
+        >>> [t.shape for t in Embedder().token_vectors(["Blinken went."])]  # doctest: +SKIP
+        [(4, 384)]
+        """
+        if not texts:
+            return []
+        out = self._model.encode(
+            list(texts), batch_size=64, output_value="token_embeddings", convert_to_numpy=False, show_progress_bar=False
+        )
+        tokens = [t[1:-1].float().numpy() if len(t) > 2 else t.float().numpy() for t in out]  # [CLS] ... [SEP]
+        return [t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12) for t in tokens]
+
     def encode_passages(
         self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], progress: Progress = None
     ) -> tuple[np.ndarray, list[np.ndarray | None]]:
@@ -258,6 +276,10 @@ class CachedEmbedder:
     def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
         """The inner embedder's token spans (not cached: tokenizing is cheap)."""
         return self.inner.token_spans(texts)
+
+    def token_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """The inner embedder's token vectors (not cached: they are a question's, asked once)."""
+        return self.inner.token_vectors(texts)
 
     def encode(self, texts: Sequence[str], progress: Progress = None) -> np.ndarray:
         """As ``Embedder.encode``; only texts not seen before reach the inner embedder."""

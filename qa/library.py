@@ -7,11 +7,11 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import backends, filters, indexer
+from . import answering, backends, filters, indexer
 from . import search as search_mod
 from .backends import Index
 from .config import Settings
@@ -275,6 +275,25 @@ class Library:
         (``sources`` is the folders the index is built from)."""
         return self._fresh()[0].sources()
 
+    def not_in_articles(self, question: str, passages: Sequence[Passage]) -> bool:
+        """Whether nothing in the articles answers ``question``, judged from the ``passages`` that
+        ``search`` found for it: the one rule of the chat, the JSON route and ``qa search --json``.
+
+        True when there is no passage or the top one's ``answering.answerability`` is below
+        ``settings.no_answer_threshold``. Only the top passage counts, judged as its own chunk
+        (before overlapping passages were merged into it), so neither ``k`` nor merging changes the
+        decision; its answering sentence is marked first if ``search`` left it unmarked.
+
+        >>> question = "Who painted the Mona Lisa?"                  # doctest: +SKIP
+        >>> lib.not_in_articles(question, lib.search(question))      # doctest: +SKIP
+        True
+        """
+        question = search_mod.check_question(question)
+        store, embedder = self._fresh()
+        top = [_own_chunk(store, embedder, question, p) for p in passages[:1]]
+        top = answering.mark_answers(top, embedder, question, store)
+        return answering.not_in_articles(top, self.settings, question)
+
     @property
     def embedder(self) -> Embedding:
         """The model that embeds questions: the one the live index was built with."""
@@ -358,6 +377,16 @@ class Library:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _own_chunk(store: Index, embedder, question: str, p: Passage) -> Passage:
+    """``p`` as its own chunk: the text, span and cosine it had before overlapping hits were merged into it
+    (``search.merge_overlaps``; what joins it depends on ``k``). Costs a question encoding when it was merged."""
+    row = store.chunks([p.chunk_id]).get(p.chunk_id)
+    if row is None or (row.start, row.end) == (p.start, p.end):
+        return p
+    similarity = float(store.vectors([p.chunk_id])[0] @ embedder.encode([question], progress=False)[0])
+    return replace(p, text=row.text, start=row.start, end=row.end, similarity=round(similarity, 6))
 
 
 def _embedder_for(store: Index, embedder):

@@ -61,6 +61,17 @@ class Passage:
         return {**asdict(self), "highlight": self.highlight}
 
 
+def answer_json(question: str, k: int, passages: list[Passage], not_in_articles: bool) -> dict:
+    """A search's answer as JSON, the same from ``qa search --json`` and ``POST /api/search``: the question as
+    searched, ``k``, whether nothing in the articles answers it (``Library.not_in_articles``), the passages."""
+    return {
+        "question": question,
+        "k": k,
+        "not_in_articles": not_in_articles,
+        "passages": [p.as_dict() for p in passages],
+    }
+
+
 def check_question(question: object) -> str:
     """The question as it is searched: normalised (``text.normalize``), whitespace collapsed, cut to
     ``MAX_QUESTION_CHARS``. The one check of a question, for every interface: QuestionError when it is

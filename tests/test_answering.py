@@ -3,11 +3,19 @@
 import pytest
 
 from qa import Library, Settings
-from qa.answering import ANSWERABILITY, answer_features, answerability, mark_answers, not_in_articles
+from qa.answering import (
+    ANSWERABILITY,
+    answer_features,
+    answerability,
+    mark_answers,
+    names,
+    not_in_articles,
+)
 from qa.search import Passage
 
 
-def _passage(similarity, answer_score=None, text="Apple opened a store in Paris."):
+def _passage(similarity, answer_score=None, text="Apple opened a store in Paris.", highlight=None):
+    highlight = highlight or (0, len(text))
     return Passage(
         text,
         1.0,
@@ -20,33 +28,75 @@ def _passage(similarity, answer_score=None, text="Apple opened a store in Paris.
         len(text),
         0,
         similarity=similarity,
-        highlight_start=None if answer_score is None else 0,
-        highlight_end=None if answer_score is None else len(text),
+        highlight_start=None if answer_score is None else highlight[0],
+        highlight_end=None if answer_score is None else highlight[1],
         answer_score=answer_score,
     )
+
+
+@pytest.mark.parametrize(
+    ("question", "found"),
+    [
+        ("When did Beyonce release Dangerously in Love in 2003?", {"beyonce", "dangerously", "love", "2003"}),
+        ("What is the Merida Initiative?", {"merida", "initiative"}),
+        ("Who won the cup?", set()),
+        ("How many people died in the 1990s?", {"1990s"}),
+        ("Where Is The U.S. Embassy?", {"u", "s", "embassy"}),  # capitalised stopwords are no names
+        ("", set()),
+    ],
+)
+def test_names_are_the_capitalised_words_and_numbers(question, found):
+    assert names(question) == found
+
+
+def test_answer_features_of_the_top_passage():
+    # answer_score 1.4 = sentence cosine 0.4 + overlap 1.0 (apple, opened, store all in the sentence)
+    p = _passage(0.7, 1.4, "Apple opened a store in Paris. It rained.", highlight=(0, 30))
+    features = answer_features([p, _passage(0.1, 0.1)], "Where did Apple opened a store in 2009?")
+    assert features == pytest.approx(
+        {
+            "similarity": 0.7,
+            "sentence_cosine": 1.4 - 3 / 4,  # 2009 is asked too: 3 of the 4 terms are in the sentence
+            "overlap": 3 / 4,
+            "passage_overlap": 3 / 4,
+            "names": 1 / 2,  # Apple, not 2009
+            "negation": 0.0,
+        }
+    )
+    assert answer_features([], "Who?") == {}
+    unmarked = answer_features([_passage(0.9)], "Where did Apple open a store?")  # the passage stands in
+    assert unmarked["sentence_cosine"] == 0.9 and unmarked["overlap"] == unmarked["passage_overlap"] == 2 / 3
+
+
+def test_answerability_is_the_weighted_sum_of_the_features():
+    p = _passage(0.7, 1.4)
+    question = "Where did Apple open a store?"
+    features = answer_features([p], question)
+    assert set(features) == set(ANSWERABILITY)
+    assert answerability([p], question) == pytest.approx(sum(ANSWERABILITY[f] * v for f, v in features.items()))
+    assert answerability([], question) == 0.0
 
 
 @pytest.mark.parametrize(
     ("passages", "question", "refused"),
     [
         ([], "Where did Apple open a store?", True),
-        ([_passage(0.7, 1.4)], "Where did Apple open a store?", False),
-        ([_passage(0.7, 1.4)], "Where did Apple not open a store?", True),  # a negation costs 0.8
-        ([_passage(0.2, 0.4)], "Where did Apple open a store?", True),
-        ([_passage(0.9)], "Where did Apple open a store?", True),  # not highlighted: the cosine alone
+        ([_passage(0.8, 1.9)], "Where did Apple open a store in Paris?", False),
+        ([_passage(0.2, 0.3, "Oil prices rose on Monday.")], "Where did Apple open a store?", True),
+        ([_passage(0.9)], "Where did Apple open a store?", False),  # not highlighted: the passage stands in
     ],
 )
 def test_not_in_articles(passages, question, refused):
     assert not_in_articles(passages, Settings(), question) is refused
 
 
-def test_answerability_weighs_cosines_and_overlap():
-    # answer_score 1.4 = sentence cosine 0.4 + overlap 1.0 (apple, opened, store all in the sentence)
-    features = answer_features([_passage(0.7, 1.4)], "Where did Apple opened a store?")
-    assert features == pytest.approx({"similarity": 0.7, "sentence_cosine": 0.4, "overlap": 1.0, "negation": 0.0})
-    assert answerability([_passage(0.7, 1.4)], "Where did Apple opened a store?") == pytest.approx(
-        ANSWERABILITY["similarity"] * 0.7 + ANSWERABILITY["sentence_cosine"] * 0.4 + ANSWERABILITY["overlap"]
-    )
+def test_each_feature_moves_answerability_the_way_its_weight_says():
+    """A fitted weight of the wrong sign would be a rule that rewards what it should punish: the signs are checked."""
+    assert ANSWERABILITY["sentence_cosine"] > 0 and ANSWERABILITY["similarity"] >= 0
+    assert ANSWERABILITY.get("negation", 0) <= 0
+    asked = "Where did Apple open a store?"
+    plain, negated = (answerability([_passage(0.7, 1.4)], q) for q in (asked, "Where did Apple not open a store?"))
+    assert negated <= plain
 
 
 def test_mark_answers_keeps_sentences_the_answer_stage_marked(tiny_corpus, tmp_path, fake_embedder):

@@ -44,7 +44,7 @@ def test_json_route_returns_passages_with_the_python_api_fields(app_url):
     status, body = post(app_url, {"question": "Who traveled to Mexico City?", "k": 3})
     assert status == 200
     assert body["question"] == "Who traveled to Mexico City?" and body["k"] == 3
-    assert shows_k(body["passages"], 3)
+    assert body["not_in_articles"] is False and shows_k(body["passages"], 3)
     for p in body["passages"]:
         check_passage(p)
     assert "traveled to Mexico City" in body["passages"][0]["highlight"]

@@ -128,6 +128,16 @@ def test_question_shows_answer_sentence_and_passages_then_a_follow_up(page):
     assert not page.dialogs and not page.outside
 
 
+def test_a_question_the_articles_do_not_answer_shows_the_closest_passages_marked(page):
+    ask(page, "Who painted the Mona Lisa?", "couldn't find anything in the articles")
+    panel = page.locator("#qa-passages")
+    assert "Not in the articles" in panel.inner_text()
+    cards = panel.locator(".qa-passage").count()
+    assert cards >= 1 and panel.locator(".qa-closest").count() == cards  # each shown, each marked
+    assert "closest, not an answer" in panel.inner_text()
+    assert page.locator("#qa-chat blockquote").count() == 0  # nothing quoted as an answer
+
+
 def test_empty_question_gets_a_short_message(page):
     page.locator("#qa-ask").click()
     page.get_by_text("Please type a question first").wait_for()
@@ -164,7 +174,8 @@ def open_article(page, n: int = 1):
 def test_a_passage_opens_its_whole_article_scrolled_to_it(page):
     page.locator("#qa-k input[type=number]").fill("1")  # one chunk, not the seed merged whole
     page.locator("#qa-k input[type=number]").press("Enter")
-    ask(page, "What did he say about the cycle of crime?", "This is a cycle that continues")
+    # A question that stands alone: "What did he say ...?" with no conversation is judged not in the articles.
+    ask(page, "What cycle continues because of activity on both sides of the border?", "This is a cycle that continues")
     card, box = open_article(page)
     assert "Blinken in Mexico City" in card.locator(".qa-article-head").inner_text()
     assert "OAN Newsroom" in card.locator(".qa-article-head").inner_text()

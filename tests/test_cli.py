@@ -48,7 +48,10 @@ def test_search_text_output(built):
 def test_search_json_output(built):
     index, _ = built
     result = run("search", "What policy did Biden cancel?", "--index", index, "-k", "3", "--json")
-    passages = json.loads(result.stdout)
+    answer = json.loads(result.stdout)
+    assert answer["question"] == "What policy did Biden cancel?" and answer["k"] == 3
+    assert answer["not_in_articles"] is False  # the same object as /api/search answers
+    passages = answer["passages"]
     assert shows_k(passages, 3)
     for field in ("text", "score", "article_id", "title", "source", "date", "url", "start", "end", "chunk_id"):
         assert field in passages[0]

@@ -183,10 +183,10 @@ def test_the_cli_filters_and_refuses_bad_filters(wikinews_library):
     index = wikinews_library.settings.index_dir
     result = run("search", QUESTION, "--index", index, "-k", "4", "--source", GUM, "--json")
     assert result.returncode == 0, result.stderr
-    passages = json.loads(result.stdout)
+    passages = json.loads(result.stdout)["passages"]
     assert len(passages) == 4 and {p["source"] for p in passages} == {GUM}
     result = run("search", QUESTION, "--index", index, "--after", "2009", "--before", "2009-12", "--json")
-    assert all("2009" in p["date"] for p in json.loads(result.stdout))
+    assert all("2009" in p["date"] for p in json.loads(result.stdout)["passages"])
     bad = run("search", QUESTION, "--index", index, "--after", "May")
     assert bad.returncode != 0 and '"after" must be a date as YYYY-MM-DD' in bad.stderr
     unknown = run("search", QUESTION, "--index", index, "--source", "BBC")

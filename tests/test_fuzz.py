@@ -49,7 +49,8 @@ def test_the_schema_documents_what_the_routes_answer(client):
     assert set(paths["/api/build"]["post"]["responses"]) >= {"401", "409", "413", "422"}
     assert "400" not in paths["/api/build"]["post"]["responses"]  # it answers 422 to a bad body
     answer = paths["/api/search"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
-    assert {"question", "k", "passages"} <= set(answer["required"])
+    assert {"question", "k", "not_in_articles", "passages"} <= set(answer["required"])
+    assert answer["properties"]["not_in_articles"] == {"type": "boolean"}
 
 
 def test_the_schemas_question_rule_is_check_question(served):

@@ -56,7 +56,7 @@ def test_a_lone_surrogate_in_jsonl_is_indexed_through_qa_build(tmp_path):
     run = subprocess.run([*search, str(tmp_path / "index"), "--json", "-k", "1"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert run.returncode == 0, run.stderr
-    top = json.loads(run.stdout)[0]
+    top = json.loads(run.stdout)["passages"][0]
     assert top["title"] == "Poisoned" and top["text"].startswith("x \ufffd y.")
 
 

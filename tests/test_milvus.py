@@ -171,7 +171,7 @@ def test_the_cli_builds_searches_and_describes_a_milvus_index_as_it_does_a_local
         assert cli_main(["build", str(tiny_corpus), *flags, "--no-app"]) == 0
         assert "3 added" in capsys.readouterr().out
         assert cli_main(["search", "When is the first Dreamliner delivered?", "--json", *flags]) == 0
-        found[name] = [(h["article_id"], h["highlight"]) for h in json.loads(capsys.readouterr().out)]
+        found[name] = [(h["article_id"], h["highlight"]) for h in json.loads(capsys.readouterr().out)["passages"]]
         assert cli_main(["info", "--json", *flags]) == 0
         assert json.loads(capsys.readouterr().out)["chunks"] == 3
         assert cli_main(["check", *flags]) == 0

@@ -202,7 +202,7 @@ def test_qa_search_shows_the_page(report_library):
     index = str(report_library.settings.index_dir)
     run = run_cli("search", QUESTION, "--index", index, "-k", "1", "--json")
     assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout)[0]["page"] == 3
+    assert json.loads(run.stdout)["passages"][0]["page"] == 3
     run = run_cli("search", QUESTION, "--index", index, "-k", "1")
     assert run.returncode == 0, run.stderr
     assert "[1] Tarn harbour report 2024 (2024-04-01 · p. 3)" in run.stdout

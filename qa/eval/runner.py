@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..answering import forget_sentences, not_in_articles
+from ..answering import forget_sentences
 from ..config import Settings
 from ..embedding import CachedEmbedder, Embedding, load_embedder
 from ..indexer import Collection
@@ -135,7 +135,7 @@ def squad_metrics(lib: Library, dataset: Dataset) -> dict[str, float]:
     ranks, sentence_hits, words, refused, impossible = [], [], [], [], []
     for q in dataset.questions:
         passages = lib.search(q.text, k=SQUAD_K, highlight=True)
-        refused.append(not_in_articles(passages, lib.settings, q.text))
+        refused.append(lib.not_in_articles(q.text, passages))
         impossible.append(q.impossible)
         if q.impossible:
             continue

@@ -3,9 +3,11 @@
     curl -s localhost:7860/api/search -H 'Content-Type: application/json' \\
          -d '{"question": "Who traveled to Mexico City?", "k": 3}'
 
-answers ``{"question": ..., "k": ..., "passages": [...]}``, each passage with the
-fields of ``qa.Passage`` plus ``highlight`` (the answering sentence). Optional fields
-``source``, ``after``, ``before`` and ``article`` filter the search (see ``qa.filters``).
+answers ``{"question": ..., "k": ..., "not_in_articles": false, "passages": [...]}``, each passage
+with the fields of ``qa.Passage`` plus ``highlight`` (the answering sentence); ``not_in_articles``
+is true when nothing in the articles answers the question (``Library.not_in_articles``, the
+chat's rule too): the passages are then only the closest.
+Optional fields ``source``, ``after``, ``before`` and ``article`` filter the search (see ``qa.filters``).
 
 With a ``build_token``, ``POST /api/build`` also runs the builds that `qa build` hands to
 the app (see qa.web.builds); requests without that token are refused.
@@ -27,7 +29,7 @@ from .. import filters
 from ..config import MAX_CHUNK_TOKENS, MAX_OVERLAP_SENTENCES
 from ..errors import HandOffError, NoSuchArticleError, QAError, QuestionError, StoreError
 from ..filters import Filter
-from ..search import MAX_K, MAX_QUESTION_CHARS, Passage, check_k, check_question
+from ..search import MAX_K, MAX_QUESTION_CHARS, Passage, answer_json, check_k, check_question
 from . import builds
 from .limits import MAX_BUILD_BYTES, MAX_SEARCH_BYTES, parse_json
 
@@ -109,12 +111,14 @@ def _json_type(kind: object) -> dict:
     return {"type": types[0] if len(types) == 1 else types}
 
 
-# What /api/search answers: the question as searched, k, and the passages (qa.Passage's fields and its highlight).
+# What /api/search answers: the question as searched, k, whether nothing in the articles answers it, and the
+# passages (qa.Passage's fields and its highlight).
 SEARCH_ANSWER = {
     "type": "object",
     "properties": {
         "question": {"type": "string", "maxLength": MAX_QUESTION_CHARS},
         "k": {"type": "integer", "minimum": 1, "maximum": MAX_K},
+        "not_in_articles": {"type": "boolean"},
         "passages": {
             "type": "array",
             "maxItems": MAX_K,
@@ -128,7 +132,7 @@ SEARCH_ANSWER = {
             },
         },
     },
-    "required": ["question", "k", "passages"],
+    "required": ["question", "k", "not_in_articles", "passages"],
 }
 
 
@@ -185,7 +189,7 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
         try:
             question, k = check_question(body.get("question")), check_k(body.get("k", 5))
             where = filters.check(*(body.get(name) for name in ("source", "after", "before", "article")))
-            passages = await run_in_threadpool(_search, library, gate, question, k, where)
+            passages, refused = await run_in_threadpool(_search, library, gate, question, k, where)
         except NoSuchArticleError as e:
             return _error(404, str(e))
         except QuestionError as e:  # the question, or a filter: malformed, or a source the index lacks
@@ -194,7 +198,7 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
             return _error(503, str(e))
         except QAError as e:
             return _error(500, str(e))
-        return {"question": question, "k": k, "passages": [p.as_dict() for p in passages]}
+        return answer_json(question, k, passages, refused)
 
     return api
 
@@ -222,9 +226,13 @@ async def _lines(job: builds.BuildJob, request: Request) -> AsyncIterator[str]:
             return
 
 
-def _search(library, gate: threading.BoundedSemaphore, question: str, k: int, where: Filter) -> list[Passage]:
+def _search(
+    library, gate: threading.BoundedSemaphore, question: str, k: int, where: Filter
+) -> tuple[list[Passage], bool]:
+    """The passages for ``question``, and whether nothing in the articles answers it."""
     with gate:
-        return library.search(question, k=k, highlight=True, where=where)
+        passages = library.search(question, k=k, highlight=True, where=where)
+        return passages, library.not_in_articles(question, passages)
 
 
 def _error(status: int, message: str) -> JSONResponse:

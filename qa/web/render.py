@@ -52,9 +52,8 @@ def reply_markdown(answer: Answer) -> str:
         best = answer.passages[0]
         return (
             "I couldn't find anything in the articles that answers this. "
-            f"The closest passage, \\[1\\] *{escape_markdown(best.title)}*, is only "
-            f"{best.similarity:.0%} similar to the question (the bar is {answer.min_similarity:.0%}). "
-            "Try naming the people, places or events you mean."
+            f"The closest passages are beside the chat, marked as such; the nearest is \\[1\\] "
+            f"*{escape_markdown(best.title)}*. Try naming the people, places or events you mean."
         )
     lines = [f"> {escape_markdown(q.text)} \\[{q.citation}\\]" for q in answer.quotes]
     cited: dict[str, list[int]] = {}  # article -> its cited passage numbers, so each article is listed once
@@ -121,19 +120,28 @@ def passages_html(answer: Answer | None, articles: Mapping[str, str] | None = No
         ""
         if answer.relevant
         else (
-            '<p class="qa-note">None of these is relevant enough to answer the question; they are only the closest.</p>'
+            '<p class="qa-note">Not in the articles: none of these answers the question. '
+            "They are only the closest passages, shown so that you can judge.</p>"
         )
     )
     articles = articles or {}
-    cards = "".join(_card(n, p, articles.get(p.article_id)) for n, p in enumerate(answer.passages, start=1))
+    closest = not answer.relevant
+    cards = "".join(_card(n, p, articles.get(p.article_id), closest) for n, p in enumerate(answer.passages, start=1))
     return f'<div class="qa-passages">{note}{cards}</div>'
 
 
-def _card(n: int, p: Passage, article: str | None = None) -> str:
+def _card(n: int, p: Passage, article: str | None = None, closest: bool = False) -> str:
+    """One passage's card; ``closest``: it answers nothing, it is only near (marked so; its nearest sentence
+    is still highlighted, for the user to judge)."""
     e = html.escape
     meta = " · ".join(e(x) for x in (p.source, p.date, page_label([p.page])) if x)
+    kind, mark = (
+        ("qa-passage qa-closest", '<span class="qa-closest-tag">closest, not an answer</span> ')
+        if closest
+        else ("qa-passage", "")
+    )
     return (
-        f'<div class="qa-passage" data-n="{n}"><div class="qa-head"><span class="qa-n">[{n}]</span> '
+        f'<div class="{kind}" data-n="{n}"><div class="qa-head"><span class="qa-n">[{n}]</span> {mark}'
         f'<span class="qa-title">{_title(p)}</span></div>'
         f'<div class="qa-meta">{meta}{" · " if meta else ""}score {p.score:.3f} · similarity {p.similarity:.2f}'
         f'</div><div class="qa-text">{_marked(p)}</div>{article_html(p, article)}</div>'
@@ -257,6 +265,8 @@ CSS = """
 .qa-text { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 16em; overflow-y: auto; }
 .qa-answer { background: #fde68a; color: #111; padding: 0 2px; border-radius: 3px; }
 .qa-note, .qa-empty { font-style: italic; opacity: 0.8; }
+.qa-closest { border-style: dashed; opacity: 0.85; }
+.qa-closest-tag { font-size: 0.8em; font-weight: 400; padding: 0 4px; border: 1px solid; border-radius: 4px; }
 .qa-article summary { cursor: pointer; font-size: 0.85em; margin-top: 4px; }
 .qa-article-head { font-weight: 600; margin: 4px 0; }
 .qa-article-text { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 24em; overflow-y: auto;
