@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from qa import Library, NoIndexError, Settings, backends
+from qa import FilterError, Library, NoIndexError, NoSuchArticleError, Settings, backends
 from qa.cli import main as cli_main
 from qa.milvus import MilvusError, release
 
@@ -221,3 +221,25 @@ def test_a_passage_longer_than_milvus_holds_is_cut_not_the_build_failed(tiny_cor
     assert longest.article_id == "articles/long.txt" and longest.end - longest.start >= 40_000  # offsets whole
     assert 60_000 < len(longest.text.encode()) <= 65_535  # the stored text cut to what a VARCHAR holds
     assert answers(lib)["When is the Dreamliner delivered?"] == "articles/boeing.txt"
+
+
+def test_filters_apply_inside_milvus_searches(tiny_corpus, tmp_path):
+    """Filters become Milvus filter expressions: both retrievers search only what they let through."""
+    lib = build(tiny_corpus, tmp_path / "index")
+    assert lib.article_sources() == ["Wire"]
+    for mode in ("lexical", "dense", "hybrid"):
+        searching = Library(lib.store, lib.embedder, lib.settings.with_(mode=mode))
+        assert {p.article_id for p in searching.search("jobs store Dreamliner", k=3, source="wire")} == {
+            "articles/apple.md"
+        }
+        assert {p.article_id for p in searching.search("jobs store Dreamliner", k=3, after="2008")} == {
+            "articles/apple.md"
+        }
+        assert {p.article_id for p in searching.search("jobs store Dreamliner", k=3, article="gm CUTS")} == {
+            "articles/gm.md"
+        }
+        assert searching.search("jobs store Dreamliner", k=3, before="2007") == []
+    with pytest.raises(FilterError, match="No article has source 'BBC'. The sources are: Wire."):
+        lib.search("store", source="BBC")
+    with pytest.raises(NoSuchArticleError):
+        lib.search("store", article="zebra")
