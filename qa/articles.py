@@ -348,7 +348,7 @@ def _from_pdf(path: Path, article_id: str, data: bytes) -> Article | Skipped:
             "run OCR on it (e.g. ocrmypdf) and add the result",
         )
     if len(text.encode("utf-8")) > MAX_ARTICLE_BYTES:
-        return Skipped(str(path), too_big(len(text.encode("utf-8"))))
+        return Skipped(str(path), too_big(len(text.encode("utf-8")), "pdf text"))
     pages = [min(start, len(text)) for start in pages]  # trailing empty pages start where the text ends
     title = _str(found.title) or _title_from_name(path)
     return Article(article_id, title, text, date=found.date, path=str(path), pages=tuple(pages))
@@ -534,6 +534,9 @@ def too_big(size: int, kind: str = "text") -> str:
         return f"is {mb} MB; a .jsonl file can be at most {MAX_JSONL_BYTES // 2**20} MB. Split it into several files"
     if kind == "pdf":
         return f"is {mb} MB; a PDF can be at most {MAX_PDF_BYTES // 2**20} MB. Split it into several PDFs"
+    if kind == "pdf text":
+        limit = MAX_ARTICLE_BYTES // 2**20
+        return f"has {mb} MB of text; one article can be at most {limit} MB. Split it into several PDFs"
     return (
         f"is {mb} MB; one article can be at most {MAX_ARTICLE_BYTES // 2**20} MB. "
         "Split it into several files, or one JSON line per article in a .jsonl file"

@@ -244,6 +244,9 @@ def _search(args, settings: Settings) -> int:
     if args.json:
         print(json.dumps(answer_json(question, k, passages, refused), ensure_ascii=False, indent=1))
         return 0
+    if where and not passages:
+        print("No article matches these filters: widen or leave out --source, --after, --before or --article.")
+        return 0
     if refused:
         print("Not in the articles: nothing here answers the question. The closest passages:\n")
     for n, p in enumerate(passages, start=1):

@@ -46,12 +46,12 @@ class Filter:
 
     @property
     def title_words(self) -> list[str]:
-        """The words of ``article``, lowercased, that a title must hold.
+        """The words of ``article`` that a title must hold, each a whole word, in any case (``title_has``).
 
-        >>> Filter(article="Blinken  in MEXICO").title_words
-        ['blinken', 'in', 'mexico']
+        >>> Filter(article="Blinken  in MEXICO's").title_words
+        ['blinken', 'in', 'mexico', 's']
         """
-        return (self.article or "").lower().split()
+        return words(self.article or "")
 
 
 NONE = Filter()
@@ -124,6 +124,25 @@ def validate(f: Filter, index: Catalog) -> Filter:
             "Name an article by its id (as `qa search --json` shows it) or by words of its title."
         )
     return f
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text`` as title filters compare them: runs of letters and digits, casefolded.
+
+    >>> words("Élysée talks: U.S. envoy")
+    ['élysée', 'talks', 'u', 's', 'envoy']
+    """
+    return re.findall(r"\w+", text.casefold())
+
+
+def title_has(title: str | None, wanted: str) -> bool:
+    """Whether ``title`` holds each of the ``wanted`` words (space-separated, as ``words`` gives them) as a
+    whole word: "war" is not in "Software award".
+
+    >>> title_has("Apple executive Steve Jobs resigns", "steve jobs"), title_has("Software award", "war")
+    (True, False)
+    """
+    return set(wanted.split()) <= set(words(title or ""))
 
 
 def day(text: str) -> str | None:

@@ -274,7 +274,8 @@ class Milvus:
         for name in ("title", "source", "date", "url"):
             schema.add_field(name, _type("VARCHAR"), max_length=VARCHAR)
         schema.add_field("day", _type("VARCHAR"), max_length=10)  # the date as YYYY-MM-DD, "" unreadable: filters
-        schema.add_field("title_key", _type("VARCHAR"), max_length=VARCHAR)  # the title lowercased: filters
+        # The title's words (filters.words), each between spaces: an article filter matches whole words.
+        schema.add_field("title_key", _type("VARCHAR"), max_length=VARCHAR)
         schema.add_field("hash", _type("VARCHAR"), max_length=64)
         schema.add_field("text_key", _type("VARCHAR"), max_length=64)
         schema.add_field("start", _type("INT64"))
@@ -387,7 +388,7 @@ class MilvusIndex:
         if where.before:
             parts.append(f'day <= {_text(where.before)} and day != ""')
         if where.article:
-            words = " and ".join(f"title_key like {_text('%' + w.replace('%', '') + '%')}" for w in where.title_words)
+            words = " and ".join(f"title_key like {_text('% ' + w + ' %')}" for w in where.title_words)
             parts.append(f"(article == {_text(where.article)} or ({words}))")
         return " and ".join(parts)
 
@@ -590,7 +591,7 @@ class MilvusWriter:
                     "source": article.source,
                     "date": article.date,
                     "day": filters.day(article.date) or "",
-                    "title_key": article.title.lower(),
+                    "title_key": f" {' '.join(filters.words(article.title))} ",
                     "url": article.url,
                     "hash": article.hash,
                     "text_key": key,

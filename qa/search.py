@@ -152,8 +152,10 @@ def _on_page(passage: Passage, pages: list[tuple[int, int]]) -> Passage:
 
 
 def merge_overlaps(passages: list[Passage], k: int | None = None) -> list[Passage]:
-    """The first ``k`` (None: all) ``passages`` once each one that overlaps a better passage of its article
-    is merged into it: passages after the ``k``-th distinct one are not shown, so they join none.
+    """Up to ``k`` (None: all) distinct ``passages``: of the first ``k``, each one that overlaps a better
+    passage of its article is merged into it; a later one that overlaps a kept passage is left out, so
+    that it can't join shown passages into one (each spans at most ``k`` chunks) and ``k`` distinct
+    passages come back whenever they exist.
 
     Consecutive chunks share a sentence (``overlap_sentences``), so two hits of one article can show the
     same text twice. The better one (earlier in the list) keeps its place, score and answering sentence;
@@ -165,9 +167,11 @@ def merge_overlaps(passages: list[Passage], k: int | None = None) -> list[Passag
     [('One. Two. Three.', 0, 16, 1, 0.7)]
     """
     kept: list[Passage] = []
-    for p in passages:
+    for rank, p in enumerate(passages):
         if k is not None and len(kept) >= k:
             break
+        if k is not None and rank >= k and any(_overlap(q, p) for q in kept):
+            continue
         kept.append(p)
         n = len(kept) - 1
         # A passage that grew may now reach another: merge until none overlaps it.

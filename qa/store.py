@@ -128,6 +128,7 @@ class Store:
             # Indexes written before date filters lack the column: their dates are read as searches go.
             self._day = "a.day" if _has_days(db) else "qa_day(a.date)"
             db.create_function("qa_day", 1, filters.day, deterministic=True)
+            db.create_function("qa_title", 2, filters.title_has, deterministic=True)  # SQLite's LIKE folds ASCII only
             records = dict(self._rows("SELECT id, record FROM segments WHERE added <= ?", (self.gen,)))
             for seg_id, kind in manifest["segments"]:
                 stem = self.path / _segment_name(seg_id)
@@ -274,10 +275,8 @@ class Store:
             parts.append(f"{self._day} <= :before")
             params["before"] = where.before
         if where.article:
-            words = [f"a.title LIKE :w{n} ESCAPE '\\'" for n in range(len(where.title_words))]
-            params.update({f"w{n}": "%" + _like(w) + "%" for n, w in enumerate(where.title_words)})
-            parts.append(f"(a.id = :article OR ({' AND '.join(words)}))")
-            params["article"] = where.article
+            parts.append("(a.id = :article OR qa_title(a.title, :words))")
+            params.update(article=where.article, words=" ".join(where.title_words))
         return " AND ".join(parts), params
 
     def sources(self) -> list[str]:
@@ -1046,15 +1045,6 @@ def count_terms(db: sqlite3.Connection, texts: list[str], sign: int) -> None:
         )
         if sign < 0:
             db.executemany("DELETE FROM terms WHERE term = ? AND df <= 0", [(term,) for term, _ in counts])
-
-
-def _like(word: str) -> str:
-    """``word`` for a LIKE pattern: its own % and _ matched as they are.
-
-    >>> _like("50%_off")
-    '50\\\\%\\\\_off'
-    """
-    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _has_days(db: sqlite3.Connection) -> bool:

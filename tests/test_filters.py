@@ -93,9 +93,18 @@ def test_a_source_filter_still_finds_k_passages(wikinews_library):
     passages = wikinews_library.search(QUESTION, k=5, source=GUM.upper())
     assert len(passages) == 5 and _sources(passages) == {GUM}
     both = wikinews_library.search(QUESTION, k=8, source=[GUM, "OAN Newsroom"])
-    # Fewer than k only when fewer exist: the 5 articles of these sources, each whole once its chunks merged.
-    assert len(both) == 5 and _sources(both) == {GUM, "OAN Newsroom"}
-    assert all(p.start == 0 and p.end == len(wikinews_library.store.article_text(p.article_id)) for p in both)
+    assert len(both) == 8 and _sources(both) == {GUM, "OAN Newsroom"}
+
+
+def test_the_article_filter_matches_whole_words_in_any_script(tmp_path):
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    for name, title in [("a", "Élysée Palace talks"), ("b", "Software award for Москва"), ("c", "War ends")]:
+        (folder / f"{name}.md").write_text(f"---\ntitle: {title}\n---\nThe talks of {name} went on all night.\n")
+    lib = Library.build([folder], index_dir=tmp_path / "index", embedder=FakeEmbedder())
+    assert {p.title for p in lib.search("talks", article="élysée")} == {"Élysée Palace talks"}
+    assert {p.title for p in lib.search("talks", article="МОСКВА")} == {"Software award for Москва"}
+    assert {p.title for p in lib.search("talks", article="war")} == {"War ends"}  # not "Software award"
 
 
 def test_a_date_range_keeps_dated_articles_inside_it(wikinews_library):
@@ -189,6 +198,8 @@ def test_the_cli_filters_and_refuses_bad_filters(wikinews_library):
     assert all("2009" in p["date"] for p in json.loads(result.stdout)["passages"])
     bad = run("search", QUESTION, "--index", index, "--after", "May")
     assert bad.returncode != 0 and '"after" must be a date as YYYY-MM-DD' in bad.stderr
+    empty = run("search", QUESTION, "--index", index, "--after", "2030")
+    assert empty.returncode == 0 and "No article matches these filters" in empty.stdout
     unknown = run("search", QUESTION, "--index", index, "--source", "BBC")
     assert unknown.returncode != 0 and "No article has source 'BBC'" in unknown.stderr
 
@@ -228,4 +239,6 @@ def test_the_page_filters_beside_the_passages(page):
     page.locator("#qa-question textarea").fill(QUESTION)
     page.locator("#qa-question textarea").press("Enter")
     page.get_by_text('"after" must be a date as YYYY-MM-DD').first.wait_for()
+    page.locator("#qa-after input, #qa-after textarea").first.fill("2030")
+    ask(page, QUESTION, "No article matches the filters")
     assert not page.outside

@@ -41,6 +41,9 @@ def escape_markdown(text: str) -> str:
     return _AUTOLINK.sub(lambda m: m[0].replace(":", "&#58;").replace(".", "&#46;"), html.escape(text, quote=False))
 
 
+NO_MATCH = "No article matches the filters beside the passages: widen or clear them, then ask again."
+
+
 def reply_markdown(answer: Answer) -> str:
     """The assistant's reply: the quoted sentences with [n] citations, then the cited articles.
 

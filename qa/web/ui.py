@@ -61,9 +61,10 @@ def respond(
         answer = chat.ask(library, text, turns, k=check_k(k), where=where)
     except QAError as e:
         raise gr.Error(str(e)) from None
+    filtered_out = bool(where) and not answer.passages  # not an empty collection: the filters let nothing through
     history += [
         {"role": "user", "content": render.escape_markdown(answer.question)},  # as the chat searched it
-        {"role": "assistant", "content": render.reply_markdown(answer)},
+        {"role": "assistant", "content": render.NO_MATCH if filtered_out else render.reply_markdown(answer)},
     ]
     return history, render.passages_html(answer, articles(library, answer)), "", (*turns, answer.turn), answer
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -77,6 +78,7 @@ class Writer:
         self.endpoint = endpoint
         self._numbers = itertools.count(1)
         self._newest: dict[str, int] = {}  # session -> the number of the answer it may write
+        self._lock = threading.Lock()  # a finished answer's clean-up must not remove a newer one's ticket
 
     @classmethod
     def of(cls, settings) -> Writer | None:
@@ -90,12 +92,14 @@ class Writer:
         if not _generates(answer):
             return None
         ticket = Ticket(next(self._numbers), answer)
-        self._newest[_session(request)] = ticket.number
+        with self._lock:
+            self._newest[_session(request)] = ticket.number
         return ticket
 
     def forget(self, request: gr.Request) -> None:
         """Stop the session's answer under way: a new conversation."""
-        self._newest.pop(_session(request), None)
+        with self._lock:
+            self._newest.pop(_session(request), None)
 
     def stream(self, history, ticket: Ticket | None, turns, request: gr.Request) -> Iterator[list[dict]]:
         """``write`` the ticket's answer while it is its session's newest."""
@@ -112,8 +116,9 @@ class Writer:
                         return
                     yield updated
         finally:
-            if self._newest.get(session) == ticket.number:
-                del self._newest[session]
+            with self._lock:  # checked and removed in one step: a newer question may be setting its own
+                if self._newest.get(session) == ticket.number:
+                    del self._newest[session]
 
     def wire(self, asked, inputs, concurrency: int) -> None:
         """After each of the ``asked`` events (the chat's reply), stream the answer into it.
