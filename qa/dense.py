@@ -304,7 +304,7 @@ class Segment:
         return [(int(self.ids[r]), s) for s, r in best]
 
     def _rows_vectors(self, rows: np.ndarray) -> np.ndarray:
-        """The vectors of ``rows`` (ascending): the float16 copy's, else from the index."""
+        """The vectors of ``rows``, in order: the float16 copy's, else decoded from the index in one call."""
         if self._f16 is not None:
             return np.asarray(self._f16[rows], dtype=np.float32)
         return self._index.reconstruct_batch(rows) if len(rows) else np.zeros((0, self.d), dtype=np.float32)
@@ -324,11 +324,7 @@ class Segment:
         rows = self.rows(ids)  # in the order of ``ids``
         if len(rows) != len(ids):
             raise KeyError(f"{self.stem.name} lacks some of the chunks asked for")
-        if self._f16 is not None:
-            return np.asarray(self._f16[rows], dtype=np.float32)
-        if self.kind.name == "ivf":
-            return np.vstack([self._index.reconstruct(int(r)) for r in rows]) if len(rows) else np.zeros((0, self.d))
-        return np.vstack([self._index.reconstruct(int(r)) for r in rows]) if len(rows) else np.zeros((0, self.d))
+        return self._rows_vectors(rows)
 
     def _block(self, start: int, end: int) -> np.ndarray:
         """The vectors of rows ``start`` to ``end``: the float16 copy's, else decoded from the index."""
