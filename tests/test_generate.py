@@ -271,7 +271,10 @@ def own_llm():
 def test_a_newer_question_stops_the_answer_being_written_and_closes_its_connection(own_llm, seed_library):
     llm = own_llm
     history, answer, turns = chat_turn(seed_library)
-    writer, session = writing.Writer(endpoint(llm.url)), SimpleNamespace(session_hash="one")
+    # Generous timeouts: on a loaded machine (two suites at once) the 2 s connect of the other tests ran out,
+    # and the answer ended in a notice before the server held (the failures this test had in full runs).
+    slow = Endpoint(completions_url(llm.url), "scripted", read_timeout=60.0, connect_timeout=60.0)
+    writer, session = writing.Writer(slow), SimpleNamespace(session_hash="one")
     llm.reset(hold=True)
     first = writer.stream(history, writer.ticket(session, answer), turns, session)
     shown = ""
