@@ -9,7 +9,8 @@ Layout, for the collection name N (``QA_MILVUS_COLLECTION``, default ``qa``), as
 - ``N_meta``: the row ``current`` ({"collection", "gen", "manifest"}) names the live generation, and
   the row ``state`` what builds keep (the next chunk id and data collection, a full rebuild under way).
   Upserting ``current`` (one row) is what swaps a generation in.
-- ``N_data_NNNNNN``: one row per chunk: its text (analysed: Milvus's BM25 function fills ``sparse``), vector,
+- ``N_data_NNNNNN``: one row per chunk: its text, its terms (the text as the local index's full-text
+  tokenizer and stemmer spell it, ``store.TERMS``; Milvus's BM25 function reads them into ``sparse``), vector,
   offsets, sentence vectors, its article's metadata, the pages it spans (of a PDF), and the generations that
   added and removed it. A reader of generation G filters ``added <= G and removed > G``: a build adds its
   rows under G+1 and marks what it removes with G+1, then upserts ``current``; readers see all of it or none of it.
@@ -40,7 +41,7 @@ from .backends import milvus_uri
 from .errors import CorruptIndexError, FilterError, IndexMismatchError, NoIndexError, StoreError, quoted
 from .filters import Filter
 from .pdf import pages_around
-from .store import ChunkRow, lock, pause_point
+from .store import TERMS, ChunkRow, lock, pause_point
 from .text import query_terms
 
 if TYPE_CHECKING:
@@ -53,10 +54,10 @@ NEVER = 2**62  # "removed" of a row no generation has removed
 VARCHAR = 65_535  # Milvus's longest VARCHAR, in bytes
 FLUSH_ROWS = 2_000  # chunks per insert
 IN_LIST = 1_000  # ids per `id in [...]` filter
-ANALYZER = {
-    "tokenizer": "standard",
-    "filter": ["lowercase", "asciifolding", {"type": "stemmer", "language": "english"}],
-}
+# The terms field is already spelled by qa (store.TERMS: FTS5's unicode61 and Porter stemmer), so Milvus
+# only splits it into words. Milvus Lite offers no English stemmer: its own analysis, with the "stemmer"
+# and "asciifolding" filters asked for, matched neither "run" to "running" nor "cafe" to "café".
+ANALYZER = {"tokenizer": "standard"}
 
 
 class MilvusError(StoreError):
@@ -253,12 +254,12 @@ class Milvus:
     def writer(self, manifest: dict, base: MilvusIndex | None, dense_index: str) -> MilvusWriter:
         return MilvusWriter(self, {**manifest, "dense_index": dense_index}, base)
 
-    def has_pages(self, collection: str) -> bool:
-        """Whether ``collection`` keeps the pages of PDF passages: one made before qa read PDFs does not,
-        and Milvus Lite can't add a field to a collection (`qa build --full` makes a new one)."""
+    def fields(self, collection: str) -> set[str]:
+        """``collection``'s field names. One made by an earlier qa lacks the later ones (``pages`` of PDF
+        passages, ``terms``, ``day`` and ``title_key`` of filters), and Milvus Lite can't add a field to a
+        collection: ``qa build --full`` makes a new one."""
         with _calls(self.uri):
-            fields = self.client.describe_collection(collection)["fields"]
-        return any(f["name"] == "pages" for f in fields)
+            return {f["name"] for f in self.client.describe_collection(collection)["fields"]}
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
         return lock(self.index_dir)
@@ -280,7 +281,8 @@ class Milvus:
         schema.add_field("text_key", _type("VARCHAR"), max_length=64)
         schema.add_field("start", _type("INT64"))
         schema.add_field("end", _type("INT64"))
-        schema.add_field("text", _type("VARCHAR"), max_length=VARCHAR, enable_analyzer=True, analyzer_params=ANALYZER)
+        schema.add_field("text", _type("VARCHAR"), max_length=VARCHAR)
+        schema.add_field("terms", _type("VARCHAR"), max_length=VARCHAR, enable_analyzer=True, analyzer_params=ANALYZER)
         schema.add_field("sentences", _type("VARCHAR"), max_length=VARCHAR)
         schema.add_field("pages", _type("VARCHAR"), max_length=VARCHAR)  # JSON (number, start) pairs; "" if none
         schema.add_field("added", _type("INT64"))
@@ -289,7 +291,7 @@ class Milvus:
         schema.add_field("sparse", _type("SPARSE_FLOAT_VECTOR"))
         schema.add_function(
             Function(
-                name="bm25", function_type=FunctionType.BM25, input_field_names=["text"], output_field_names=["sparse"]
+                name="bm25", function_type=FunctionType.BM25, input_field_names=["terms"], output_field_names=["sparse"]
             )
         )
         index = c.prepare_index_params()
@@ -331,8 +333,8 @@ class MilvusIndex:
         self._c = backend.client
         self._filter = _visible(gen)
         self._sources: list[str] | None = None
-        self._field_names: set[str] | None = None
-        self._pages = backend.has_pages(collection)
+        self._fields = backend.fields(collection)
+        self._pages = "pages" in self._fields
 
     def _query(self, filter: str, fields: list[str], limit: int | None = None) -> list[dict]:
         with _calls(self.backend.uri):
@@ -366,17 +368,21 @@ class MilvusIndex:
         return self._search(np.asarray(vector, dtype=np.float32).tolist(), "vec", "IP", k, where)
 
     def lexical(self, query: str, k: int, where: Filter = filters.NONE) -> list[tuple[int, float]]:
-        words = " ".join(query_terms(query))  # as the local index asks FTS5: stopwords left out
-        if k <= 0 or not words:
+        words = query_terms(query)  # as the local index asks FTS5: stopwords left out
+        if "terms" not in self._fields:  # made before the terms field: Milvus analyses the words
+            terms = words
+        else:
+            terms = list(dict.fromkeys(t for spelled in TERMS.spell(words).values() for t in spelled))
+        if k <= 0 or not terms:
             return []
-        hits = self._search(words, "sparse", "BM25", k, where)
+        hits = self._search(" ".join(terms), "sparse", "BM25", k, where)
         # Milvus Lite gives BM25 as a negative distance, a server as a positive score: best first either way.
         return [(i, abs(score)) for i, score in hits]
 
     def _condition(self, where: Filter) -> str:
         """This generation's rows that ``where`` lets through, as a Milvus filter expression."""
         parts = [self._filter]
-        if (where.after or where.before or where.article) and not {"day", "title_key"} <= self._fields():
+        if (where.after or where.before or where.article) and not {"day", "title_key"} <= self._fields:
             raise FilterError(
                 f"{self.collection} was built before qa could filter by date or article. "
                 "Rebuild it with `qa build --full --backend milvus`."
@@ -391,13 +397,6 @@ class MilvusIndex:
             words = " and ".join(f"title_key like {_text('% ' + w + ' %')}" for w in where.title_words)
             parts.append(f"(article == {_text(where.article)} or ({words}))")
         return " and ".join(parts)
-
-    def _fields(self) -> set[str]:
-        if self._field_names is None:
-            with _calls(self.backend.uri):
-                described = self._c.describe_collection(self.collection)
-            self._field_names = {f["name"] for f in described["fields"]}
-        return self._field_names
 
     def sources(self) -> list[str]:
         if self._sources is None:
@@ -536,7 +535,8 @@ class MilvusWriter:
             state = {**state, "next_collection": number + 1, "building": {"collection": self.collection, "key": key}}
             backend.put("state", state)
         backend.load(self.collection)
-        self._pages = backend.has_pages(self.collection)
+        fields = backend.fields(self.collection)
+        self._pages, self._terms = "pages" in fields, "terms" in fields
         self._told_pages = False
         self._state = state
         self.next_id = int(state.get("next_id", 0))
@@ -580,8 +580,10 @@ class MilvusWriter:
                 "`qa build --full` gives them one.",
                 self.backend.where,
             )
+        spelled = TERMS.analyse([c.text for c in chunks]) if self._terms else []
         for n, c in enumerate(chunks):
             pages = {"pages": _packed_pages(article.pages, c.start, c.end)} if self._pages else {}
+            terms = {"terms": _cut(spelled[n])} if self._terms else {}
             self._rows.append(
                 {
                     **pages,
@@ -598,6 +600,7 @@ class MilvusWriter:
                     "start": int(c.start),
                     "end": int(c.end),
                     "text": _fits(c.text, article.id),
+                    **terms,
                     "sentences": pack(sentences[n] if sentences else None),
                     "added": self.gen,
                     "removed": NEVER,
@@ -679,11 +682,16 @@ class MilvusWriter:
 def _fits(text: str, article_id: str) -> str:
     """A passage's text as a VARCHAR holds it: one over 65,535 bytes (a "word" of thousands of characters
     is one token) is cut there, with a warning; its offsets, and so its place in the article, stay whole."""
+    cut = _cut(text)
+    if cut != text:
+        log.warning("a passage of %s is longer than Milvus holds (%d bytes): cut", article_id, VARCHAR)
+    return cut
+
+
+def _cut(text: str) -> str:
+    """``text``'s first 65,535 bytes, the most a VARCHAR holds, ending at a whole character."""
     data = text.encode("utf-8", "surrogatepass")
-    if len(data) <= VARCHAR:
-        return text
-    log.warning("a passage of %s is longer than Milvus holds (%d bytes): cut to %d", article_id, len(data), VARCHAR)
-    return data[:VARCHAR].decode("utf-8", "ignore")
+    return text if len(data) <= VARCHAR else data[:VARCHAR].decode("utf-8", "ignore")
 
 
 def _packed_pages(starts: Sequence[int], start: int, end: int) -> str:

@@ -1000,17 +1000,32 @@ class Terms:
         """Each word's index terms (one, or several for a word the tokenizer splits)."""
         new = [w for w in dict.fromkeys(words) if w not in self._spelled]
         if new:
-            with self._lock:
-                self._db.executemany("INSERT INTO q(rowid, t) VALUES (?, ?)", enumerate(new))
-                found: dict[int, list[str]] = {}
-                for doc, term in self._db.execute("SELECT doc, term FROM q_instance ORDER BY doc, offset"):
-                    found.setdefault(doc, []).append(term)
-                self._db.execute("DELETE FROM q")
+            found = self._terms(new)
             if len(self._spelled) > 100_000:
                 self._spelled.clear()
             for n, w in enumerate(new):
                 self._spelled[w] = found.get(n, [])
         return {w: self._spelled[w] for w in words}
+
+    def analyse(self, texts: Sequence[str]) -> list[str]:
+        """Each text as the index's terms in order, joined by spaces: what another engine's plain
+        whitespace tokenizer reads exactly as FTS5 reads the text (the Milvus backend's BM25 field).
+
+        >>> TERMS.analyse(["The runners were running, naïvely!", ""])
+        ['the runner were run naiv', '']
+        """
+        found = self._terms(texts)
+        return [" ".join(found.get(n, [])) for n in range(len(texts))]
+
+    def _terms(self, texts: Sequence[str]) -> dict[int, list[str]]:
+        """The terms of each of ``texts`` (by its position; none: absent), in order."""
+        found: dict[int, list[str]] = {}
+        with self._lock:
+            self._db.executemany("INSERT INTO q(rowid, t) VALUES (?, ?)", enumerate(texts))
+            for doc, term in self._db.execute("SELECT doc, term FROM q_instance ORDER BY doc, offset"):
+                found.setdefault(doc, []).append(term)
+            self._db.execute("DELETE FROM q")
+        return found
 
     def counts(self, texts: list[str]) -> list[tuple[str, int]]:
         """(term, how many of ``texts`` hold it)."""

@@ -243,3 +243,71 @@ def test_filters_apply_inside_milvus_searches(tiny_corpus, tmp_path):
         lib.search("store", source="BBC")
     with pytest.raises(NoSuchArticleError):
         lib.search("store", article="zebra")
+
+
+def test_milvus_full_text_search_reads_words_as_the_local_index_does(tiny_corpus, tmp_path):
+    """Milvus Lite has no English stemmer: qa spells each chunk's terms itself, as FTS5 does (Porter,
+    diacritics folded), so both backends' full-text searches match the same chunks."""
+    (tiny_corpus / "cafe.txt").write_text("The runners were running past the Café Müller at dawn.\n")
+    local = Library.build(
+        [tiny_corpus], index_dir=tmp_path / "local", embedder=FakeEmbedder(), settings=FAKE.with_(backend="local")
+    )
+    remote = build(tiny_corpus, tmp_path / "index")
+    for question in ("Who runs?", "a cafe by Muller", "muller", "Where did the runner go?"):
+        for lib in (local, remote):
+            assert [p.article_id for p in lib.search(question, k=1)] == ["articles/cafe.txt"], question
+    for question in ("jobs cut in Michigan", "delivered Dreamliners", "stores queued", "the café"):
+        found = [
+            {lib.store.chunks([i])[i].article_id for i, _ in lib.store.lexical(question, 10)} for lib in (local, remote)
+        ]
+        assert found[0] == found[1], question
+
+
+def test_a_milvus_collection_made_before_qa_spelled_terms_is_still_searched_and_updated(
+    tiny_corpus, tmp_path, monkeypatch
+):
+    """A collection whose BM25 function reads the text itself (qa before the terms field) needs no rebuild:
+    its searches give Milvus the question's words, and an update writes rows of its own shape."""
+    from pymilvus import Function, FunctionType
+
+    from qa.milvus import Milvus
+
+    def old_create(self, collection: str, dim: int) -> None:
+        c = self.client
+        schema = c.create_schema(auto_id=False)
+        schema.add_field("id", _type("INT64"), is_primary=True)
+        schema.add_field("article", _type("VARCHAR"), max_length=4096)
+        for name in ("title", "source", "date", "url", "title_key", "sentences", "pages"):
+            schema.add_field(name, _type("VARCHAR"), max_length=65_535)
+        for name in ("day", "hash", "text_key"):
+            schema.add_field(name, _type("VARCHAR"), max_length=64)
+        for name in ("start", "end", "added", "removed"):
+            schema.add_field(name, _type("INT64"))
+        analyzer = {"tokenizer": "standard", "filter": ["lowercase"]}
+        schema.add_field("text", _type("VARCHAR"), max_length=65_535, enable_analyzer=True, analyzer_params=analyzer)
+        schema.add_field("vec", _type("FLOAT_VECTOR"), dim=dim)
+        schema.add_field("sparse", _type("SPARSE_FLOAT_VECTOR"))
+        schema.add_function(
+            Function(
+                name="bm25", function_type=FunctionType.BM25, input_field_names=["text"], output_field_names=["sparse"]
+            )
+        )
+        index = c.prepare_index_params()
+        index.add_index("vec", index_type="AUTOINDEX", metric_type="IP")
+        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        c.create_collection(collection, schema=schema, index_params=index, consistency_level="Strong")
+
+    with monkeypatch.context() as m:
+        m.setattr(Milvus, "create", old_create)
+        build(tiny_corpus, tmp_path / "index")
+    change_collection(tiny_corpus)  # boeing removed, apple changed, ford added
+    lib = build(tiny_corpus, tmp_path / "index")
+    assert "terms" not in lib.store.backend.fields(lib.store.collection)
+    assert answers(lib)["Who bought Jaguar?"] == "articles/ford.txt"
+    assert lib.store.lexical("Dreamliner", 10) == []
+
+
+def _type(name: str):
+    from pymilvus import DataType
+
+    return getattr(DataType, name)
