@@ -394,13 +394,20 @@ class MilvusIndex:
         if where.before:
             parts.append(f'day <= {_text(where.before)} and day != ""')
         if where.article:
-            words = " and ".join(f"title_key like {_text('% ' + w + ' %')}" for w in where.title_words)
+            # LIKE reads "_" as any one character: escaped, it is itself ("%" and "\\" are in no word)
+            like = [" ".join(("%", w.replace("_", "\\_"), "%")) for w in where.title_words]
+            words = " and ".join(f"title_key like {_text(pattern)}" for pattern in like)
             parts.append(f"(article == {_text(where.article)} or ({words}))")
         return " and ".join(parts)
 
     def sources(self) -> list[str]:
+        """This generation's sources: its manifest's list (builds keep it), or, in a collection built before
+        that, read from every row once."""
         if self._sources is None:
-            self._sources = sorted({r["source"] for r in self._iterate(self._filter, ["source"])} - {""})
+            listed = self.manifest.get("article_sources")
+            if listed is None:
+                listed = sorted({r["source"] for r in self._iterate(self._filter, ["source"])} - {""})
+            self._sources = list(listed)
         return list(self._sources)
 
     def has_article(self, article: str) -> bool:
@@ -542,15 +549,18 @@ class MilvusWriter:
         self.next_id = int(state.get("next_id", 0))
         # What a killed build of this generation left: its added rows to reuse, its removal marks to undo.
         self._pending: dict[tuple[str, str], list[int]] = {}
+        self._pending_sources: dict[tuple[str, str], str] = {}
         index = MilvusIndex(backend, self.collection, self.gen, manifest)
-        for r in index._iterate(f"added == {self.gen}", ["id", "article", "hash"]):
+        for r in index._iterate(f"added == {self.gen}", ["id", "article", "hash", "source"]):
             self._pending.setdefault((r["article"], r["hash"]), []).append(int(r["id"]))
+            self._pending_sources[(r["article"], r["hash"])] = r["source"]
         marked = [int(r["id"]) for r in index._iterate(f"removed == {self.gen}", ["id"])]
         self._mark(marked, NEVER)
         self._claimed: set[tuple[str, str]] = set()
         self._removed: list[str] = []
         self._rows: list[dict] = []
         self._articles_added = 0
+        self._sources: set[str] = set()  # of the articles this build added
         self.reused = 0
 
     def _exists(self, collection: str) -> bool:
@@ -564,6 +574,7 @@ class MilvusWriter:
         self._claimed.add((article.id, article.hash))
         self.reused += len(found)
         self._articles_added += 1
+        self._sources.add(self._pending_sources[(article.id, article.hash)])
         return True
 
     def remove(self, article_ids: Iterable[str]) -> None:
@@ -573,6 +584,7 @@ class MilvusWriter:
         vectors = np.asarray(vectors, dtype=np.float32)
         key = text_key(article.text)
         self._articles_added += 1
+        self._sources.add(article.source)
         if article.pages and not self._pages and not self._told_pages:
             self._told_pages = True
             log.warning(
@@ -635,16 +647,21 @@ class MilvusWriter:
         with _calls(self.backend.uri):
             for n in range(0, len(stale), IN_LIST):
                 self._c.delete(self.collection, filter=f"id in {json.dumps(stale[n : n + IN_LIST])}")
-        removed_articles = 0
+        removed_articles, left = 0, set()  # left: the sources of removed rows, which may have no article now
         if self.base is not None and self._removed:
             before = _visible(self.gen - 1)
             ids = []
             for n in range(0, len(self._removed), IN_LIST):
                 part = json.dumps(self._removed[n : n + IN_LIST])
-                rows = index._query(f"article in {part} and {before}", ["id", "article"])
+                rows = index._query(f"article in {part} and {before}", ["id", "article", "source"])
                 ids += [int(r["id"]) for r in rows]
                 removed_articles += len({r["article"] for r in rows})
+                left |= {r["source"] for r in rows}
             self._mark(ids, self.gen)
+        sources = self._sources | set(self.base.sources() if self.base is not None else ())
+        for source in left - self._sources:
+            if not index._query(f"source == {_text(source)} and {_visible(self.gen)}", ["id"], limit=1):
+                sources.discard(source)
         chunks = index._query(_visible(self.gen), ["count(*)"])[0]["count(*)"]
         articles = (self.base.manifest["articles"] - removed_articles if self.base else 0) + self._articles_added
         self.manifest.update(
@@ -655,6 +672,7 @@ class MilvusWriter:
             backend=self.backend.where,
             segments=[],
             ann="milvus AUTOINDEX",
+            article_sources=sorted(sources - {""}),
         )
         with _calls(self.backend.uri):
             self._c.flush(self.collection)

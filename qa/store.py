@@ -71,6 +71,7 @@ CREATE INDEX articles_id ON articles(id);
 CREATE INDEX articles_text ON articles(text_key);
 CREATE INDEX articles_added ON articles(added);
 CREATE INDEX articles_removed ON articles(removed);
+CREATE INDEX articles_source ON articles(source, added, removed);
 CREATE TABLE chunks (id INTEGER PRIMARY KEY, article INTEGER NOT NULL, idx INTEGER NOT NULL, start INTEGER NOT NULL,
                      end INTEGER NOT NULL, segment INTEGER, sentences BLOB);
 CREATE INDEX chunks_article ON chunks(article);
@@ -539,6 +540,8 @@ class Writer:
         else:
             self._db.execute("PRAGMA journal_mode = WAL")
             _add_days(self._db)
+            # An index written before it: the sources' list (a filter's choices) read without the articles.
+            self._db.execute("CREATE INDEX IF NOT EXISTS articles_source ON articles(source, added, removed)")
             if not any(c[1] == "pages" for c in self._db.execute("PRAGMA table_info(articles)")):
                 # written before qa read PDFs: a column added in place (SQLite rewrites nothing), NULL in old rows
                 self._db.execute("ALTER TABLE articles ADD COLUMN pages TEXT")

@@ -311,3 +311,30 @@ def _type(name: str):
     from pymilvus import DataType
 
     return getattr(DataType, name)
+
+
+@pytest.mark.parametrize("backend", ["local", "milvus"])
+def test_the_sources_follow_each_update_and_milvus_keeps_them_in_its_manifest(tiny_corpus, tmp_path, backend):
+    """The sources (a filter's choices, read at every app start) come without reading every row."""
+    settings = milvus(tmp_path / "index", backend=backend)
+    (tiny_corpus / "bbc.md").write_text("---\nsource: BBC\n---\nThe BBC reported on the Paris store.\n")
+    assert build(tiny_corpus, None, settings=settings).article_sources() == ["BBC", "Wire"]
+    change_collection(tiny_corpus)  # apple.md, the one article from Wire, loses its source
+    lib = build(tiny_corpus, None, settings=settings)
+    assert lib.article_sources() == ["BBC"]
+    (tiny_corpus / "bbc.md").unlink()
+    lib = build(tiny_corpus, None, settings=settings)
+    assert lib.article_sources() == []
+    if backend == "milvus":
+        assert lib.store.manifest["article_sources"] == []
+
+
+def test_an_article_filter_matches_an_underscore_as_itself(tiny_corpus, tmp_path):
+    """Milvus's LIKE reads "_" as any character: a title word with one is matched whole, as locally."""
+    (tiny_corpus / "snake.md").write_text("# snake_case rules\nPython names use snake_case.\n")
+    (tiny_corpus / "other.md").write_text("# snakeycase rules\nOther names use snakeycase.\n")
+    lib = build(tiny_corpus, tmp_path / "index")
+    assert [p.article_id for p in lib.search("names", k=3, article="SNAKE_CASE")] == ["articles/snake.md"]
+    (tiny_corpus / "snake.md").unlink()
+    with pytest.raises(NoSuchArticleError):
+        build(tiny_corpus, tmp_path / "index").search("names", article="snake_case")
