@@ -120,6 +120,9 @@ def _connect(uri: str, token: str):
 
 def _why(uri: str, error: Exception, lite: bool) -> str:
     text = str(getattr(error, "message", "") or error)
+    refused = _refused(error)
+    if refused is not None:  # pymilvus reports a refused token at connect as "server unavailable"
+        text = refused
     if lite and "Open local milvus failed" in text:
         return (
             f"The Milvus Lite file {uri} is open in another process (a running `python app.py`?). "
@@ -134,6 +137,20 @@ def _why(uri: str, error: Exception, lite: bool) -> str:
     if isinstance(error, OSError) or "connect" in text.lower() or "unavailable" in text.lower():
         return f"Milvus at {uri} can't be reached ({text[:200]}). Start it, or set QA_MILVUS_URI to where it runs."
     return f"Milvus at {uri} refused a request ({text[:200]})."
+
+
+def _refused(error: BaseException | None) -> str | None:
+    """The server's words when ``error``, or what caused it, is gRPC's "unauthenticated": what a Milvus
+    server answers a wrong token or password with."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:  # pymilvus raises `e from e`: a cycle
+        seen.add(id(error))
+        code = getattr(error, "code", None)
+        if callable(code) and getattr(code(), "name", "") in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+            details = getattr(error, "details", None)
+            return f"{code().name.lower()}: {details() if callable(details) else error}"
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _no_timestamps(record: logging.LogRecord) -> bool:

@@ -338,3 +338,41 @@ def test_an_article_filter_matches_an_underscore_as_itself(tiny_corpus, tmp_path
     (tiny_corpus / "snake.md").unlink()
     with pytest.raises(NoSuchArticleError):
         build(tiny_corpus, tmp_path / "index").search("names", article="snake_case")
+
+
+@pytest.fixture
+def refusing_server():
+    """A gRPC server that answers every Milvus call as a Milvus server answers a wrong token (its auth
+    interceptor's status and words): no Milvus server runs here, and Milvus Lite takes any token."""
+    from concurrent import futures
+
+    import grpc
+    from pymilvus.grpc_gen import milvus_pb2_grpc
+
+    def refuse(self, request, context):
+        context.abort(
+            grpc.StatusCode.UNAUTHENTICATED,
+            "auth check failure, please check username, password or API key are correct",
+        )
+
+    servicer = type("Refusing", (milvus_pb2_grpc.MilvusServiceServicer,), {})
+    for name in dir(milvus_pb2_grpc.MilvusServiceServicer):
+        if not name.startswith("_"):
+            setattr(servicer, name, refuse)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    milvus_pb2_grpc.add_MilvusServiceServicer_to_server(servicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop(None)
+
+
+def test_a_wrong_token_is_one_line_that_says_to_set_the_token(refusing_server, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("QA_MILVUS_TOKEN", "root:wrong")
+    assert cli_main(["info", "--backend", "milvus", "--milvus-uri", refusing_server]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: Milvus at {refusing_server} refused the token (unauthenticated: auth check failure")
+    assert "Set QA_MILVUS_TOKEN to a valid user:password or API key." in err and "Traceback" not in err
+    settings = milvus(tmp_path / "index", milvus_uri=refusing_server, milvus_token="root:wrong")
+    with pytest.raises(MilvusError, match="refused the token"):
+        Library.open(settings=settings, embedder=FakeEmbedder())
