@@ -95,6 +95,22 @@ def test_gradio_client_search_endpoint(client):
         check_passage(p)
 
 
+def test_gradio_client_search_endpoint_takes_the_filters(client):
+    """The same filters as /api/search, inside retrieval; a bad one is the route's message."""
+    question = "Who traveled to Mexico City?"
+    title = "Blinken in Mexico City: US and Mexico plan a new security framework to replace the Merida Initiative"
+    for where in ({"source": "oan newsroom"}, {"after": "2021-10", "before": "2021"}, {"article": "merida BLINKEN"}):
+        passages = client.predict(
+            question, 2, *[where.get(f) for f in ("source", "after", "before", "article")], api_name="/search"
+        )
+        assert passages and {p["title"] for p in passages} == {title}, where
+    assert client.predict(question, 2, None, "2022", None, None, api_name="/search") == []
+    with pytest.raises(Exception, match="No article has source 'BBC'"):
+        client.predict(question, 2, "BBC", None, None, None, api_name="/search")
+    with pytest.raises(Exception, match="YYYY-MM-DD"):
+        client.predict(question, 2, None, "last week", None, None, api_name="/search")
+
+
 def test_gradio_client_chat_answers_then_follows_up(client):
     history, panel, box = client.predict("Who traveled to Mexico City?", [], 5, api_name="/chat")
     assert box == ""

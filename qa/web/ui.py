@@ -121,11 +121,21 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
             writer.forget(request)
         return [], render.passages_html(None), "", (), None
 
-    def search(question: str, k: int = 5) -> list[dict]:
-        """The k passages that best answer the question, with their fields and answering sentence
-        (filters: the JSON route /api/search takes them)."""
+    def search(
+        question: str,
+        k: int = 5,
+        source: str | None = None,
+        after: str | None = None,
+        before: str | None = None,
+        article: str | None = None,
+    ) -> list[dict]:
+        """The k passages that best answer the question, with their fields and answering sentence; the
+        filters as the JSON route /api/search takes them (one source here; None or "": no filter)."""
         try:
-            return [p.as_dict() for p in library.search(check_question(question), k=check_k(k), highlight=True)]
+            where = {"source": source, "after": after, "before": before, "article": article}
+            where = {name: value for name, value in where.items() if value}
+            passages = library.search(check_question(question), k=check_k(k), highlight=True, **where)
+            return [p.as_dict() for p in passages]
         except QAError as e:
             raise gr.Error(str(e)) from None
 
