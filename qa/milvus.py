@@ -26,9 +26,12 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +41,15 @@ import numpy as np
 
 from . import filters
 from .backends import milvus_uri
-from .errors import CorruptIndexError, FilterError, IndexMismatchError, NoIndexError, StoreError, quoted
+from .errors import (
+    CorruptIndexError,
+    FilterError,
+    IndexLockedError,
+    IndexMismatchError,
+    NoIndexError,
+    StoreError,
+    quoted,
+)
 from .filters import Filter
 from .pdf import pages_around
 from .store import TERMS, ChunkRow, lock, pause_point
@@ -54,6 +65,8 @@ NEVER = 2**62  # "removed" of a row no generation has removed
 VARCHAR = 65_535  # Milvus's longest VARCHAR, in bytes
 FLUSH_ROWS = 2_000  # chunks per insert
 IN_LIST = 1_000  # ids per `id in [...]` filter
+CLAIM_S = 600  # a build's claim on a collection holds this long unless renewed (a killed build's runs out)
+RENEW_S = 60  # a running build renews its claim this often
 # The terms field is already spelled by qa (store.TERMS: FTS5's unicode61 and Porter stemmer), so Milvus
 # only splits it into words. Milvus Lite offers no English stemmer: its own analysis, with the "stemmer"
 # and "asciifolding" filters asked for, matched neither "run" to "running" nor "cafe" to "café".
@@ -278,8 +291,65 @@ class Milvus:
         with _calls(self.uri):
             return {f["name"] for f in self.client.describe_collection(collection)["fields"]}
 
-    def lock(self) -> contextlib.AbstractContextManager[None]:
-        return lock(self.index_dir)
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """One build at a time: the index directory's lock for builds on this machine, and a claim in
+        Milvus for builds on others that share the server (each with an index directory of its own)."""
+        with lock(self.index_dir), self._claim():
+            yield
+
+    @contextlib.contextmanager
+    def _claim(self) -> Iterator[None]:
+        """Milvus has no compare-and-set, so a build writes its claim (a ``claim-...`` row of the meta
+        collection), then reads every claim: it goes on only when no other is live, else it takes its
+        own back and stops. Of two builds that claim at once, the one that reads second sees the other's
+        claim, so both may stop (the next try goes on) but never both go on. A claim is live until its
+        ``until`` (renewed every ``RENEW_S`` while the build runs), or, from this machine, while its
+        process runs."""
+        me = f"claim-{uuid.uuid4().hex}"
+        holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        self.put(me, {**holder, "until": time.time() + CLAIM_S})
+        others = {key: claim for key, claim in self._claims().items() if key != me}
+        stale = [key for key, claim in others.items() if not _live(claim)]
+        live = [claim for key, claim in others.items() if key not in stale]
+        if live or stale:
+            with _calls(self.uri):
+                self.client.delete(self.meta, filter=f"key in {json.dumps(stale + ([me] if live else []))}")
+        if live:
+            c = live[0]
+            raise IndexLockedError(
+                f"{self.where} is being built by process {c.get('pid')} on {c.get('host')} (since {c.get('since')}). "
+                "Wait for that build to finish, then try again; if it was killed, its claim runs out at "
+                f"{time.strftime('%H:%M:%S', time.localtime(float(c.get('until', 0))))}."
+            )
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(RENEW_S):
+                with contextlib.suppress(StoreError):  # a missed renewal leaves 9 more minutes
+                    self.put(me, {**holder, "until": time.time() + CLAIM_S})
+
+        renewer = threading.Thread(target=renew, name="qa-milvus-claim", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.join()
+            with _calls(self.uri):
+                self.client.delete(self.meta, filter=f"key == {_text(me)}")
+
+    def _claims(self) -> dict[str, dict]:
+        self.load(self.meta)
+        with _calls(self.uri):
+            rows = self.client.query(
+                self.meta, filter='key like "claim-%"', output_fields=["key", "value"], consistency_level="Strong"
+            )
+        claims = {}
+        for row in rows:
+            with contextlib.suppress(ValueError):
+                claims[row["key"]] = json.loads(row["value"])
+        return claims
 
     def create(self, collection: str, dim: int) -> None:
         """A data collection for chunks of ``dim``-dimensional vectors."""
@@ -322,6 +392,21 @@ def _type(name: str):
     from pymilvus import DataType
 
     return getattr(DataType, name)
+
+
+def _live(claim: dict) -> bool:
+    """Whether a build's claim still holds: before its ``until``, and, made on this machine, while its
+    process runs."""
+    if not isinstance(claim, dict) or float(claim.get("until", 0)) <= time.time():
+        return False
+    if claim.get("host") == socket.gethostname():
+        try:
+            os.kill(int(claim.get("pid", 0)), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, ValueError, OverflowError):
+            return True
+    return True
 
 
 def _generation(collection: str, gen: int) -> str:

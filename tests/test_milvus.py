@@ -376,3 +376,32 @@ def test_a_wrong_token_is_one_line_that_says_to_set_the_token(refusing_server, t
     settings = milvus(tmp_path / "index", milvus_uri=refusing_server, milvus_token="root:wrong")
     with pytest.raises(MilvusError, match="refused the token"):
         Library.open(settings=settings, embedder=FakeEmbedder())
+
+
+def test_a_build_on_another_machine_holds_the_collection_until_its_claim_runs_out(tiny_corpus, tmp_path):
+    """Builds on two machines share one Milvus but not an index directory: a claim row in Milvus keeps
+    the second out, with who holds it; a claim that ran out, or of a process of this machine that is
+    gone, is taken over."""
+    import socket
+    import time
+
+    from qa import IndexLockedError
+
+    index = tmp_path / "index"
+    lib = build(tiny_corpus, index)
+    backend = backends.of(milvus(index))
+    until = time.time() + 600
+    backend.put(
+        "claim-elsewhere", {"host": "build-2.example", "pid": 4242, "since": "2026-11-30 10:00:00", "until": until}
+    )
+    with pytest.raises(
+        IndexLockedError, match=r"is being built by process 4242 on build-2\.example \(since 2026-11-30"
+    ):
+        lib.update()
+    assert set(backend._claims()) == {"claim-elsewhere"}  # its own claim taken back
+    backend.put("claim-elsewhere", {"host": "build-2.example", "pid": 4242, "until": time.time() - 1})
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    backend.put("claim-here", {"host": socket.gethostname(), "pid": int(dead.stdout), "until": until})
+    change_collection(tiny_corpus)
+    assert lib.update().added == 1
+    assert backend._claims() == {}  # the stale claims, and the build's own, are gone
