@@ -8,6 +8,19 @@ serving memory, hybrid search latency, FTS5 latency, dense recall against exact 
 gold paragraph is found, and the cost of a one-article update. Writes section ``scale-N`` of
 docs/benchmarks.md (``--no-write``: don't) and, with ``--json``, prints one JSON object.
 
+    python bench/scale.py --dense-only --chunks 10000000 [--dense-kind auto] [--nprobe 1024,4096] [--questions 1000]
+
+The dense index alone (issue 12: "10M for the dense index alone, if memory allows"): the same vectors in the
+same order, no text, no SQLite, written as one segment by ``qa.dense.SegmentWriter`` of the kind
+``qa.dense.choose`` picks for that count (``--dense-kind``: another setting), batch by batch (never all
+vectors at once), and searched through ``qa.dense.Segment`` in a fresh process that holds no model, with
+pre-encoded questions, as qa's search asks (``RETRIEVER_CANDIDATES`` rows). ``--nprobe``: other nprobe
+values searched on the same files. Recall@10 and needle hit@5 are against an exact top 10 kept during the
+build's pass over the vectors (``ExactTop``). Writes section ``scale-N-dense``; ``--json``: the build's
+figures (``build_*``, ``bytes_per_vector``) and per search setting (``settings``) ``open_s``, ``rss_mb``
+(peak, VmHWM) with its ``rss_anon_mb``/``rss_file_mb``, ``p50_ms``/``p95_ms`` (100 rows), ``k10_*``,
+``recall_at_10``, ``needle_hit_at_5`` (against ``needle_hit_at_5_exact``).
+
 The collection (deterministic: every random choice is seeded)
 
 - Needles: the 2,067 SQuAD v1.1 dev paragraphs, one article each, chunked and embedded for real with
@@ -693,7 +706,7 @@ def run_dense(args: argparse.Namespace) -> dict:
     name = str(kind).replace(":", "-").replace(",", "-").replace("=", "")
     stem = args.data / f"dense-{args.chunks}-{name}-generator{GENERATOR}" / "seg"
     exact = ExactTop(qvecs)  # fed by the build's pass over the vectors, or by a pass of its own
-    built = build_dense(stem, kind, args.chunks, needles, bases, exact)
+    built = build_dense(stem, kind, args.chunks, needles, bases, exact, args.rebuild)
     exact = exact_top(stem.with_name(f"exact-{len(qvecs)}.npy"), exact, args.chunks, needles, bases)
     qfile = stem.with_name(f"questions-{len(qvecs)}.npy")
     np.save(qfile, qvecs)
@@ -747,11 +760,13 @@ def needle_rows(total: int, needles: list) -> dict[int, str]:
     return rows
 
 
-def build_dense(stem: Path, kind: dense.Kind, total: int, needles: list, bases: Bases, exact: ExactTop) -> dict:
+def build_dense(
+    stem: Path, kind: dense.Kind, total: int, needles: list, bases: Bases, exact: ExactTop, rebuild: bool = False
+) -> dict:
     """Write every vector into one segment of ``kind`` through ``dense.SegmentWriter`` (its row ids are
     the rows), unless it is there; the build's figures. ``exact`` sees every batch on the way."""
     figures = stem.with_suffix(".json")
-    if figures.exists() and all(p.exists() for p in dense.segment_files(stem, kind)):
+    if not rebuild and figures.exists() and all(p.exists() for p in dense.segment_files(stem, kind)):
         print(f"reusing {stem.parent}", file=sys.stderr)
         return json.loads(figures.read_text())
     shutil.rmtree(stem.parent, ignore_errors=True)
@@ -930,10 +945,11 @@ measured against an exact search over the same generated vectors, a batch at a t
 Build: {r["build_add_s"]} s in `SegmentWriter.add` (`ivf`: the vectors streamed to a float16 file),
 {r["build_finish_s"]} s in `finish` (training {r["build_train_s"]} s, adding {r["build_ivf_add_s"]} s, writing
 {r["build_write_s"]} s); the generator took another {r["build_generate_s"]} s. Build process peak RSS
-{r["build_peak_rss_mb"]:,.0f} MB (at most {r["build_rss_anon_mb"]:,.0f} MB anonymous, {r["build_rss_file_mb"]:,.0f} MB
-of mapped files, the float16 file read back among them). Serving RSS: "anon" is the process's own memory, "files"
-its memory-mapped files' pages: the segment's that searches touched (page cache the kernel can drop) and the
-libraries'. Load average while searching: {load} (shared machine, 2 cores).
+{r["build_peak_rss_mb"]:,.0f} MB, the model and the float16 file's mapped pages included (while the vectors
+streamed: {r["build_rss_anon_mb"]:,.0f} MB anonymous, {r["build_rss_file_mb"]:,.0f} MB of mapped files). Serving
+RSS: "anon" is the process's own memory, "files" its memory-mapped files' pages: the segment's that searches
+touched (page cache the kernel can drop) and the libraries'. Load average while searching: {load} (shared
+machine, 2 cores).
 """
 
 
