@@ -154,7 +154,7 @@ def main() -> None:
         result = run_dense(args)
         if args.json:
             print(json.dumps(result, indent=1))
-        body = dense_table(result)
+        body = dense_table([result])
         if not args.json:
             print(body)
         if not args.no_write:
@@ -705,9 +705,11 @@ def run_dense(args: argparse.Namespace) -> dict:
     kind = dense.choose(args.dense_kind, args.chunks)
     name = str(kind).replace(":", "-").replace(",", "-").replace("=", "")
     stem = args.data / f"dense-{args.chunks}-{name}-generator{GENERATOR}" / "seg"
-    exact = ExactTop(qvecs)  # fed by the build's pass over the vectors, or by a pass of its own
+    # The same for every kind: fed by the build's pass over the vectors unless kept from an earlier run.
+    kept = args.data / f"exact-{args.chunks}-generator{GENERATOR}-{len(qvecs)}.npy"
+    exact = ExactTop(qvecs, done=kept.exists())
     built = build_dense(stem, kind, args.chunks, needles, bases, exact, args.rebuild)
-    exact = exact_top(stem.with_name(f"exact-{len(qvecs)}.npy"), exact, args.chunks, needles, bases)
+    exact = exact_top(kept, exact, args.chunks, needles, bases)
     qfile = stem.with_name(f"questions-{len(qvecs)}.npy")
     np.save(qfile, qvecs)
     owner = needle_rows(args.chunks, needles)
@@ -818,12 +820,14 @@ class ExactTop:
     """The exact top ``k`` rows of each question vector, kept as the vectors pass by a batch at a time:
     exact search over vectors never held all at once."""
 
-    def __init__(self, qvecs: np.ndarray, k: int = 10) -> None:
-        self.qvecs, self.k, self.seen, self.seconds = qvecs, k, 0, 0.0
+    def __init__(self, qvecs: np.ndarray, k: int = 10, done: bool = False) -> None:
+        self.qvecs, self.k, self.seen, self.seconds, self.done = qvecs, k, 0, 0.0, done
         self.best = np.full((len(qvecs), k), -np.inf, dtype=np.float32)
         self.rows = np.full((len(qvecs), k), -1, dtype=np.int64)
 
     def add(self, first: int, vectors: np.ndarray) -> None:
+        if self.done:  # kept from an earlier pass
+            return
         began = time.perf_counter()
         scores = np.concatenate([self.best, self.qvecs @ vectors.T], axis=1)
         rows = np.arange(first, first + len(vectors))
@@ -907,49 +911,62 @@ def serve_dense(stem: Path, job: dict) -> None:
     print(json.dumps(figures))
 
 
-def dense_table(r: dict) -> str:
-    """The ``--dense-only`` section's body: one row per search setting, then the targets that apply."""
-    rows = []
-    for n, s in enumerate(r["settings"]):
-        build = f"{r['build_s']:,} s (train {r['build_train_s']}, add {r['build_ivf_add_s']})" if n == 0 else "same"
-        rows.append(
-            f"| `{s['kind']}` | {build} | {s['open_s']} s | {s['rss_mb']:,.0f} MB (anon {s['rss_anon_mb']:,.0f}, "
-            f"files {s['rss_file_mb']:,.0f}; {s['rss_before_open_mb']:,.0f} before opening) | "
-            f"{s['p50_ms']} / {s['p95_ms']} ms (CPU {s['cpu_p50_ms']} / "
-            f"{s['cpu_p95_ms']}) | {s['k10_p50_ms']} / {s['k10_p95_ms']} ms | {s['recall_at_10']} | "
-            f"{s['needle_hit_at_5']} (exact {r['needle_hit_at_5_exact']}) |"
-        )
-    checks = []
-    for s in r["settings"]:
-        verdicts = ", ".join(f"{key} {s[key]} {text}: {met(s[key], c, b)}" for key, c, b, text in DENSE_TARGETS)
-        checks.append(f"- `{s['kind']}`: {verdicts}")
-    files = ", ".join(f"{name} {size / 1e6:,.1f}" for name, size in r["files"].items())
-    load = ", ".join(str(s["load_average_searching"]) for s in r["settings"])
+def dense_table(results: list[dict]) -> str:
+    """The ``--dense-only`` section's body: one row per search setting of each result (the first: the
+    kind ``choose`` picks; any others: other kinds built over the same vectors), then the targets that apply."""
+    r = results[0]
+    rows, checks, builds = [], [], []
+    for built in results:
+        for n, s in enumerate(built["settings"]):
+            rows.append(_dense_row(built, s, n == 0))
+            verdicts = ", ".join(f"{key} {s[key]} {text}: {met(s[key], c, b)}" for key, c, b, text in DENSE_TARGETS)
+            checks.append(f"- `{s['kind']}`: {verdicts}")
+        builds.append(_dense_build(built))
     head = (
         f"| search setting | build (train + add) | open | serving process, peak RSS | search p50 / p95, "
         f"{RETRIEVER_CANDIDATES} rows | k=10 p50 / p95 | recall@10 | needle hit@5 |"
     )
+    load = ", ".join(str(s["load_average_searching"]) for b in results for s in b["settings"])
     return f"""{r["vectors"]:,} vectors of {r["dim"]} dimensions in one segment written by `qa.dense.SegmentWriter`
-(kind `{r["kind"]}`, what `dense.choose` gives this count), searched through `qa.dense.Segment` in a fresh
-process that holds no model: {r["questions"]:,} SQuAD v1.1 dev questions (a seeded sample, encoded beforehand), one
-at a time, {RETRIEVER_CANDIDATES} rows asked (what qa's search asks), then k=10 (first 500). Recall@10 and hit@5 are
-measured against an exact search over the same generated vectors, a batch at a time, for every question.
+(kind `{r["kind"]}`, what `dense.choose` gives this count{", then other kinds" if len(results) > 1 else ""}),
+searched through `qa.dense.Segment` in a fresh process that holds no model: {r["questions"]:,} SQuAD v1.1 dev
+questions (a seeded sample, encoded beforehand), one at a time, {RETRIEVER_CANDIDATES} rows asked (what qa's search
+asks), then k=10 (first 500). Recall@10 and hit@5 are measured against an exact search over the same generated
+vectors, a batch at a time, for every question.
 
 {head}
 |---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-{r["bytes_per_vector"]:,} bytes a vector on disk ({r["bytes"] / 1e6:,.0f} MB: {files}). Issue 12's targets that apply:
+Issue 12's targets that apply:
 {chr(10).join(checks)}
 
-Build: {r["build_add_s"]} s in `SegmentWriter.add` (`ivf`: the vectors streamed to a float16 file),
-{r["build_finish_s"]} s in `finish` (training {r["build_train_s"]} s, adding {r["build_ivf_add_s"]} s, writing
-{r["build_write_s"]} s); the generator took another {r["build_generate_s"]} s. Build process peak RSS
+{chr(10).join(builds)}
+Serving RSS: "anon" is the process's own memory, "files" its memory-mapped files' pages: the segment's that
+searches touched (page cache the kernel can drop) and the libraries'. Load average while searching: {load}
+(shared machine, 2 cores).
+"""
+
+
+def _dense_row(r: dict, s: dict, first: bool) -> str:
+    build = f"{r['build_s']:,} s (train {r['build_train_s']}, add {r['build_ivf_add_s']})" if first else "same"
+    return (
+        f"| `{s['kind']}` | {build} | {s['open_s']} s | {s['rss_mb']:,.0f} MB (anon {s['rss_anon_mb']:,.0f}, "
+        f"files {s['rss_file_mb']:,.0f}; {s['rss_before_open_mb']:,.0f} before opening) | "
+        f"{s['p50_ms']} / {s['p95_ms']} ms (CPU {s['cpu_p50_ms']} / {s['cpu_p95_ms']}) | "
+        f"{s['k10_p50_ms']} / {s['k10_p95_ms']} ms | {s['recall_at_10']} | "
+        f"{s['needle_hit_at_5']} (exact {r['needle_hit_at_5_exact']}) |"
+    )
+
+
+def _dense_build(r: dict) -> str:
+    files = ", ".join(f"{name} {size / 1e6:,.1f}" for name, size in r["files"].items())
+    return f"""Build of `{r["kind"]}`: {r["build_add_s"]} s in `SegmentWriter.add` (`ivf`: the vectors streamed to a
+float16 file), {r["build_finish_s"]} s in `finish` (training {r["build_train_s"]} s, adding {r["build_ivf_add_s"]} s,
+writing {r["build_write_s"]} s); the generator took another {r["build_generate_s"]} s. Peak RSS
 {r["build_peak_rss_mb"]:,.0f} MB, the model and the float16 file's mapped pages included (while the vectors
-streamed: {r["build_rss_anon_mb"]:,.0f} MB anonymous, {r["build_rss_file_mb"]:,.0f} MB of mapped files). Serving
-RSS: "anon" is the process's own memory, "files" its memory-mapped files' pages: the segment's that searches
-touched (page cache the kernel can drop) and the libraries'. Load average while searching: {load} (shared
-machine, 2 cores).
+streamed: {r["build_rss_anon_mb"]:,.0f} MB anonymous, {r["build_rss_file_mb"]:,.0f} MB of mapped files). On disk
+{r["bytes_per_vector"]:,} bytes a vector ({r["bytes"] / 1e6:,.0f} MB: {files}).
 """
 
 
