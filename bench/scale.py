@@ -8,6 +8,19 @@ serving memory, hybrid search latency, FTS5 latency, dense recall against exact 
 gold paragraph is found, and the cost of a one-article update. Writes section ``scale-N`` of
 docs/benchmarks.md (``--no-write``: don't) and, with ``--json``, prints one JSON object.
 
+    python bench/scale.py --dense-only --chunks 10000000 [--dense-kind auto] [--nprobe 1024,4096] [--questions 1000]
+
+The dense index alone (issue 12: "10M for the dense index alone, if memory allows"): the same vectors in the
+same order, no text, no SQLite, written as one segment by ``qa.dense.SegmentWriter`` of the kind
+``qa.dense.choose`` picks for that count (``--dense-kind``: another setting), batch by batch (never all
+vectors at once), and searched through ``qa.dense.Segment`` in a fresh process that holds no model, with
+pre-encoded questions, as qa's search asks (``RETRIEVER_CANDIDATES`` rows). ``--nprobe``: other nprobe
+values searched on the same files. Recall@10 and needle hit@5 are against an exact top 10 kept during the
+build's pass over the vectors (``ExactTop``). Writes section ``scale-N-dense``; ``--json``: the build's
+figures (``build_*``, ``bytes_per_vector``) and per search setting (``settings``) ``open_s``, ``rss_mb``
+(peak, VmHWM) with its ``rss_anon_mb``/``rss_file_mb``, ``p50_ms``/``p95_ms`` (100 rows), ``k10_*``,
+``recall_at_10``, ``needle_hit_at_5`` (against ``needle_hit_at_5_exact``).
+
 The collection (deterministic: every random choice is seeded)
 
 - Needles: the 2,067 SQuAD v1.1 dev paragraphs, one article each, chunked and embedded for real with
@@ -76,6 +89,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.report import p95, write_section  # noqa: E402
+from qa import dense  # noqa: E402
 from qa.articles import Article  # noqa: E402
 from qa.chunking import Chunk, chunk, sentence_spans, split_sentences  # noqa: E402
 from qa.config import DEFAULT_MODEL, Settings, offline  # noqa: E402
@@ -119,11 +133,33 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=2000, help="SQuAD dev questions asked (0: all 10,570)")
     parser.add_argument("--rebuild", action="store_true", help="build again even if an index can be reused")
     parser.add_argument("--no-write", action="store_true", help="leave docs/benchmarks.md as it is")
+    parser.add_argument(
+        "--dense-only", action="store_true", help="one dense segment of --chunks vectors alone (qa/dense.py), no text"
+    )
+    parser.add_argument("--dense-kind", default="auto", help="--dense-only: the segment's kind (auto, ivf:nlist=N)")
+    parser.add_argument(
+        "--nprobe", default="", help="--dense-only: other nprobe values to search the same segment with (e.g. 512,4096)"
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the fresh serving process
+    parser.add_argument("--serve-dense", type=Path, help=argparse.SUPPRESS)  # the same, of --dense-only
     args = parser.parse_args()
     offline()
     if args.serve:
         serve(args.serve, json.loads(sys.stdin.read()))
+        return
+    if args.serve_dense:
+        serve_dense(args.serve_dense, json.loads(sys.stdin.read()))
+        return
+    if args.dense_only:
+        result = run_dense(args)
+        if args.json:
+            print(json.dumps(result, indent=1))
+        body = dense_table([result])
+        if not args.json:
+            print(body)
+        if not args.no_write:
+            title = f"At scale: {args.chunks:,} vectors, the dense index alone (bench/scale.py --dense-only)"
+            write_section(f"scale-{label(args.chunks)}-dense", title, body)
         return
     result = run(args)
     if args.json:
@@ -252,10 +288,7 @@ def distractors(batch: int, size: int, bases: Bases, with_sentences: bool = True
     Deterministic: text, vectors and sentence vectors each come from their own seeded generator,
     so vectors alone can be regenerated (``with_sentences=False``) exactly as they were built.
     """
-    text_rng, vec_rng = np.random.default_rng([SEED, batch, 0]), np.random.default_rng([SEED, batch, 1])
-    base = text_rng.integers(0, BASES, size)
-    turns = vec_rng.integers(0, len(bases.turns), size)
-    vectors = bases.vectors_near(base, turns, bases.vectors, vec_rng)
+    vectors, base, turns, text_rng = distractor_vectors(batch, size, bases)
     out, spans, at = [], [], 0
     while at < size:
         length = min(int(text_rng.integers(1, 6)), size - at)
@@ -268,6 +301,15 @@ def distractors(batch: int, size: int, bases: Bases, with_sentences: bool = True
     if with_sentences:
         add_sentence_vectors(out, spans, base, turns, bases, np.random.default_rng([SEED, batch, 2]))
     return out
+
+
+def distractor_vectors(batch: int, size: int, bases: Bases):
+    """Batch ``batch``'s distractor chunk vectors alone (what ``--dense-only`` needs: no text), with each
+    chunk's base and turns and the text's generator, from which ``distractors`` goes on to their text."""
+    text_rng, vec_rng = np.random.default_rng([SEED, batch, 0]), np.random.default_rng([SEED, batch, 1])
+    base = text_rng.integers(0, BASES, size)
+    turns = vec_rng.integers(0, len(bases.turns), size)
+    return bases.vectors_near(base, turns, bases.vectors, vec_rng), base, turns, text_rng
 
 
 def distractor_article(article_id: str, base: np.ndarray, bases: Bases, rng) -> tuple[Article, list[Chunk], list]:
@@ -309,12 +351,20 @@ def add_sentence_vectors(pieces: list[list], spans: list, base: np.ndarray, turn
 
 def in_build_order(total: int, needles: list, bases: Bases, with_sentences: bool = True):
     """The whole collection, batch by batch, in the order it is written: needles spread evenly among distractors."""
-    distractor_chunks = total - sum(len(cs) for _, cs, _, _ in needles)
-    batches = max(1, -(-distractor_chunks // BATCH))
-    for b in range(batches):
-        mine = needles[b * len(needles) // batches : (b + 1) * len(needles) // batches]
-        size = min(BATCH, distractor_chunks - b * BATCH)
+    for b, mine, size in batches(total, needles):
         yield [list(p) for p in mine] + distractors(b, size, bases, with_sentences)
+
+
+def batches(total: int, needles: list):
+    """(batch number, its needles, its count of distractor chunks) of each batch, in build order."""
+    distractor_chunks = total - sum(len(cs) for _, cs, _, _ in needles)
+    count = max(1, -(-distractor_chunks // BATCH))
+    for b in range(count):
+        yield (
+            b,
+            needles[b * len(needles) // count : (b + 1) * len(needles) // count],
+            min(BATCH, distractor_chunks - b * BATCH),
+        )
 
 
 def distractor_similarity(bases: Bases) -> float:
@@ -628,6 +678,296 @@ def _written() -> int:
         if line.startswith("write_bytes:"):
             return int(line.split()[1])
     return 0
+
+
+# --- the dense index alone (--dense-only) ------------------------------------------------------------
+
+# Issue 12's targets that apply to the dense index alone: (key, comparison, bound, as the table shows it).
+DENSE_TARGETS = [
+    ("recall_at_10", ">=", 0.95, "≥ 0.95"),
+    ("p50_ms", "<=", 50, "well under 50 ms (the whole search's p50)"),
+    ("rss_mb", "<=", 3000, "≤ 3 GB (the whole serving process)"),
+]
+
+
+def run_dense(args: argparse.Namespace) -> dict:
+    """Build or reuse one segment of ``--chunks`` vectors through qa/dense.py, then search it from a fresh
+    process with each setting asked for: the figures of ``--dense-only`` (see ``dense_table``)."""
+    from qa.embedding import CachedEmbedder, load_embedder
+
+    args.data.mkdir(parents=True, exist_ok=True)
+    cached = CachedEmbedder(load_embedder(DEFAULT_MODEL)).load(args.data / "vectors")
+    needles = needle_pieces(cached)
+    bases = base_chunks(cached, sentence_pool())
+    questions = sample_questions(args.questions)
+    qvecs = cached.encode([check_question(q) for q, _ in questions], progress=False)
+    cached.save(args.data / "vectors")
+    kind = dense.choose(args.dense_kind, args.chunks)
+    name = str(kind).replace(":", "-").replace(",", "-").replace("=", "")
+    stem = args.data / f"dense-{args.chunks}-{name}-generator{GENERATOR}" / "seg"
+    # The same for every kind: fed by the build's pass over the vectors unless kept from an earlier run.
+    kept = args.data / f"exact-{args.chunks}-generator{GENERATOR}-{len(qvecs)}.npy"
+    exact = ExactTop(qvecs, done=kept.exists())
+    built = build_dense(stem, kind, args.chunks, needles, bases, exact, args.rebuild)
+    exact = exact_top(kept, exact, args.chunks, needles, bases)
+    qfile = stem.with_name(f"questions-{len(qvecs)}.npy")
+    np.save(qfile, qvecs)
+    owner = needle_rows(args.chunks, needles)
+    gold = [g for _, g in questions]
+    exact_hits = [any(owner.get(int(i)) == g for i in row[:K]) for row, g in zip(exact, gold, strict=True)]
+    probes = [int(p) for p in args.nprobe.split(",") if p.strip()]
+    settings = [kind] + [replace(kind, params=_with(kind, nprobe=p)) for p in probes if kind.name == "ivf"]
+    measured = []
+    for setting in settings:
+        served = serve_dense_in_fresh_process(stem, str(setting), qfile)
+        top = served.pop("top10")
+        served["recall_at_10"] = round(
+            float(np.mean([len(set(t) & set(e.tolist())) / 10 for t, e in zip(top, exact, strict=True)])), 4
+        )
+        hits = [any(owner.get(i) == g for i in t[:K]) for t, g in zip(top, gold, strict=True)]
+        served["needle_hit_at_5"] = round(sum(hits) / len(hits), 4)
+        measured.append(served)
+    return {
+        "vectors": args.chunks,
+        "dim": int(qvecs.shape[1]),
+        "questions": len(questions),
+        "needle_hit_at_5_exact": round(sum(exact_hits) / len(exact_hits), 4),
+        **built,
+        "settings": measured,
+        "load_average": os.getloadavg()[0],
+    }
+
+
+def _with(kind: dense.Kind, **changed: int) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted({**dict(kind.params), **changed}.items()))
+
+
+def dense_blocks(total: int, needles: list, bases: Bases):
+    """(first row, vectors) of each batch, in build order: the vectors a full build writes, without their text."""
+    at = 0
+    for b, mine, size in batches(total, needles):
+        vectors = np.concatenate([*(p[2] for p in mine), distractor_vectors(b, size, bases)[0]]).astype(np.float32)
+        yield at, vectors
+        at += len(vectors)
+
+
+def needle_rows(total: int, needles: list) -> dict[int, str]:
+    """Row -> article id of every needle chunk, rows numbered in build order (as ``dense_blocks`` does)."""
+    rows, at = {}, 0
+    for _, mine, size in batches(total, needles):
+        for article, chunks, _, _ in mine:
+            rows.update(dict.fromkeys(range(at, at + len(chunks)), article.id))
+            at += len(chunks)
+        at += size
+    return rows
+
+
+def build_dense(
+    stem: Path, kind: dense.Kind, total: int, needles: list, bases: Bases, exact: ExactTop, rebuild: bool = False
+) -> dict:
+    """Write every vector into one segment of ``kind`` through ``dense.SegmentWriter`` (its row ids are
+    the rows), unless it is there; the build's figures. ``exact`` sees every batch on the way."""
+    figures = stem.with_suffix(".json")
+    if not rebuild and figures.exists() and all(p.exists() for p in dense.segment_files(stem, kind)):
+        print(f"reusing {stem.parent}", file=sys.stderr)
+        return json.loads(figures.read_text())
+    shutil.rmtree(stem.parent, ignore_errors=True)
+    stem.parent.mkdir(parents=True)
+    writer = dense.SegmentWriter(stem, bases.vectors.shape[1], kind)
+    adding = generating = 0.0
+    memory = {"RssAnon": 0.0, "RssFile": 0.0}
+    began = at = time.perf_counter()
+    for n, (first, vectors) in enumerate(dense_blocks(total, needles, bases)):
+        generating += time.perf_counter() - at
+        exact.add(first, vectors)
+        at = time.perf_counter()
+        writer.add(np.arange(first, first + len(vectors)), vectors)
+        adding += time.perf_counter() - at
+        memory = {k: max(v, _memory(k)) for k, v in memory.items()}
+        _progress(n, first + len(vectors), total, began)
+        at = time.perf_counter()
+    profile = cProfile.Profile()
+    at = time.perf_counter()
+    record = profile.runcall(writer.finish)
+    finish_s = time.perf_counter() - at
+    stats = pstats.Stats(profile).stats
+
+    def own(fragment: str) -> float:  # seconds spent inside the FAISS calls named so
+        return round(sum(s[2] for (_, _, call), s in stats.items() if fragment in call), 2)
+
+    size = sum(f["bytes"] for f in record["files"].values())
+    result = {
+        "kind": str(kind),
+        "build_s": round(adding + finish_s, 2),
+        "build_add_s": round(adding, 2),
+        "build_finish_s": round(finish_s, 2),
+        "build_train_s": own("_train"),
+        "build_ivf_add_s": own("IndexIVF_add"),
+        "build_write_s": own("write_index"),
+        "build_generate_s": round(generating, 2),
+        "build_peak_rss_mb": _memory("VmHWM"),
+        "build_rss_anon_mb": max(memory["RssAnon"], _memory("RssAnon")),
+        "build_rss_file_mb": max(memory["RssFile"], _memory("RssFile")),
+        "bytes": size,
+        "bytes_per_vector": round(size / total, 1),
+        "files": {name: f["bytes"] for name, f in record["files"].items()},
+    }
+    figures.write_text(json.dumps(result, indent=1))
+    return result
+
+
+class ExactTop:
+    """The exact top ``k`` rows of each question vector, kept as the vectors pass by a batch at a time:
+    exact search over vectors never held all at once."""
+
+    def __init__(self, qvecs: np.ndarray, k: int = 10, done: bool = False) -> None:
+        self.qvecs, self.k, self.seen, self.seconds, self.done = qvecs, k, 0, 0.0, done
+        self.best = np.full((len(qvecs), k), -np.inf, dtype=np.float32)
+        self.rows = np.full((len(qvecs), k), -1, dtype=np.int64)
+
+    def add(self, first: int, vectors: np.ndarray) -> None:
+        if self.done:  # kept from an earlier pass
+            return
+        began = time.perf_counter()
+        scores = np.concatenate([self.best, self.qvecs @ vectors.T], axis=1)
+        rows = np.arange(first, first + len(vectors))
+        rows = np.concatenate([self.rows, np.broadcast_to(rows, scores[:, self.k :].shape)], axis=1)
+        keep = np.argpartition(-scores, self.k, axis=1)[:, : self.k]
+        self.best, self.rows = np.take_along_axis(scores, keep, 1), np.take_along_axis(rows, keep, 1)
+        self.seen += len(vectors)
+        self.seconds += time.perf_counter() - began
+
+    def top(self) -> np.ndarray:
+        """Each question's rows, best first."""
+        return np.take_along_axis(self.rows, np.argsort(-self.best, axis=1, kind="stable"), 1)
+
+
+def exact_top(kept: Path, exact: ExactTop, total: int, needles: list, bases: Bases) -> np.ndarray:
+    """``exact``'s top rows once it has seen all ``total`` vectors: kept in ``kept`` (for this sample of
+    questions), else read from it, else from a pass of its own over the vectors."""
+    if exact.seen < total and kept.exists():
+        return np.load(kept)
+    if exact.seen < total:
+        for first, vectors in dense_blocks(total, needles, bases):
+            exact.add(first, vectors)
+    print(f"  exact top {exact.k} of {len(exact.qvecs)} questions: {exact.seconds:.0f} s", file=sys.stderr)
+    np.save(kept, exact.top())
+    return exact.top()
+
+
+def serve_dense_in_fresh_process(stem: Path, kind: str, qfile: Path) -> dict:
+    """``serve_dense`` in a new Python process: its memory is the segment's and the question vectors', no model's."""
+    job = json.dumps({"kind": kind, "qvecs": str(qfile)})
+    done = subprocess.run(
+        [sys.executable, __file__, "--serve-dense", str(stem)], input=job, capture_output=True, text=True
+    )
+    if done.returncode:
+        raise SystemExit(f"the serving process failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def serve_dense(stem: Path, job: dict) -> None:
+    """Open the segment (timed), search it with every question vector as qa does (``RETRIEVER_CANDIDATES``
+    rows), then with k=10; print the figures and each question's top 10 rows as JSON."""
+    qvecs = np.load(job["qvecs"])
+    before = _memory("VmRSS")
+    began = time.perf_counter()
+    segment = dense.Segment(stem, job["kind"])
+    open_s = time.perf_counter() - began
+    for v in qvecs[:5]:
+        segment.search(v, RETRIEVER_CANDIDATES)
+    waited = wait_for_quiet()
+    latencies, cpu, top, load = [], [], [], []
+    for n, v in enumerate(qvecs):
+        began, began_cpu = time.perf_counter(), time.process_time()
+        found = segment.search(v, RETRIEVER_CANDIDATES)
+        latencies.append(1000 * (time.perf_counter() - began))
+        cpu.append(1000 * (time.process_time() - began_cpu))
+        top.append([i for i, _ in found[:10]])
+        if n % 50 == 0:
+            load.append(os.getloadavg()[0])
+    at_10 = []
+    for v in qvecs[:500]:
+        began = time.perf_counter()
+        segment.search(v, 10)
+        at_10.append(1000 * (time.perf_counter() - began))
+    figures = {
+        "kind": job["kind"],
+        "open_s": round(open_s, 3),
+        "rss_mb": _memory("VmHWM"),
+        "rss_before_open_mb": before,
+        "rss_anon_mb": _memory("RssAnon"),
+        "rss_file_mb": _memory("RssFile"),
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p95_ms": round(p95(latencies), 1),
+        "cpu_p50_ms": round(statistics.median(cpu), 1),
+        "cpu_p95_ms": round(p95(cpu), 1),
+        "k10_p50_ms": round(statistics.median(at_10), 1),
+        "k10_p95_ms": round(p95(at_10), 1),
+        "load_average_searching": round(statistics.mean(load), 2),
+        "waited_for_quiet_s": waited,
+        "top10": top,
+    }
+    print(json.dumps(figures))
+
+
+def dense_table(results: list[dict]) -> str:
+    """The ``--dense-only`` section's body: one row per search setting of each result (the first: the
+    kind ``choose`` picks; any others: other kinds built over the same vectors), then the targets that apply."""
+    r = results[0]
+    rows, checks, builds = [], [], []
+    for built in results:
+        for n, s in enumerate(built["settings"]):
+            rows.append(_dense_row(built, s, n == 0))
+            verdicts = ", ".join(f"{key} {s[key]} {text}: {met(s[key], c, b)}" for key, c, b, text in DENSE_TARGETS)
+            checks.append(f"- `{s['kind']}`: {verdicts}")
+        builds.append(_dense_build(built))
+    head = (
+        f"| search setting | build (train + add) | open | serving process, peak RSS | search p50 / p95, "
+        f"{RETRIEVER_CANDIDATES} rows | k=10 p50 / p95 | recall@10 | needle hit@5 |"
+    )
+    load = ", ".join(str(s["load_average_searching"]) for b in results for s in b["settings"])
+    return f"""{r["vectors"]:,} vectors of {r["dim"]} dimensions in one segment written by `qa.dense.SegmentWriter`
+(kind `{r["kind"]}`, what `dense.choose` gives this count{", then other kinds" if len(results) > 1 else ""}),
+searched through `qa.dense.Segment` in a fresh process that holds no model: {r["questions"]:,} SQuAD v1.1 dev
+questions (a seeded sample, encoded beforehand), one at a time, {RETRIEVER_CANDIDATES} rows asked (what qa's search
+asks), then k=10 (first 500). Recall@10 and hit@5 are measured against an exact search over the same generated
+vectors, a batch at a time, for every question.
+
+{head}
+|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Issue 12's targets that apply:
+{chr(10).join(checks)}
+
+{chr(10).join(builds)}
+Serving RSS: "anon" is the process's own memory, "files" its memory-mapped files' pages: the segment's that
+searches touched (page cache the kernel can drop) and the libraries'. Load average while searching: {load}
+(shared machine, 2 cores).
+"""
+
+
+def _dense_row(r: dict, s: dict, first: bool) -> str:
+    build = f"{r['build_s']:,} s (train {r['build_train_s']}, add {r['build_ivf_add_s']})" if first else "same"
+    return (
+        f"| `{s['kind']}` | {build} | {s['open_s']} s | {s['rss_mb']:,.0f} MB (anon {s['rss_anon_mb']:,.0f}, "
+        f"files {s['rss_file_mb']:,.0f}; {s['rss_before_open_mb']:,.0f} before opening) | "
+        f"{s['p50_ms']} / {s['p95_ms']} ms (CPU {s['cpu_p50_ms']} / {s['cpu_p95_ms']}) | "
+        f"{s['k10_p50_ms']} / {s['k10_p95_ms']} ms | {s['recall_at_10']} | "
+        f"{s['needle_hit_at_5']} (exact {r['needle_hit_at_5_exact']}) |"
+    )
+
+
+def _dense_build(r: dict) -> str:
+    files = ", ".join(f"{name} {size / 1e6:,.1f}" for name, size in r["files"].items())
+    return f"""Build of `{r["kind"]}`: {r["build_add_s"]} s in `SegmentWriter.add` (`ivf`: the vectors streamed to a
+float16 file), {r["build_finish_s"]} s in `finish` (training {r["build_train_s"]} s, adding {r["build_ivf_add_s"]} s,
+writing {r["build_write_s"]} s); the generator took another {r["build_generate_s"]} s. Peak RSS
+{r["build_peak_rss_mb"]:,.0f} MB, the model and the float16 file's mapped pages included (while the vectors
+streamed: {r["build_rss_anon_mb"]:,.0f} MB anonymous, {r["build_rss_file_mb"]:,.0f} MB of mapped files). On disk
+{r["bytes_per_vector"]:,} bytes a vector ({r["bytes"] / 1e6:,.0f} MB: {files}).
+"""
 
 
 # --- the report -------------------------------------------------------------------------------------
