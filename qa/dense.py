@@ -138,7 +138,6 @@ class SegmentWriter:
 
     def _ivf(self):
         self._f16.close()
-        vectors = _f16(self.stem, self.count, self.d)
         kept = self.kind.get("rescore") > 0
         lists = self.kind.get("nlist")
         # Codes of the vectors themselves, not of their distance to the list's centre: better recall here.
@@ -147,13 +146,19 @@ class SegmentWriter:
         )
         sample = min(self.count, max(40 * lists, 50_000), TRAIN_MOST)
         rows = np.sort(np.random.default_rng(0).choice(self.count, sample, replace=False))
+        # The float16 file is read block by block, twice, not memory-mapped: a map keeps every page it
+        # touched in this process's memory, and a sample drawn from all of it touches nearly all of them
+        # (7.7 GB of a 14.4 GB peak at 10M vectors, docs/benchmarks.md).
+        parts = []
+        for start, block in _f16_blocks(self.stem, self.count, self.d):
+            parts.append(block[rows[np.searchsorted(rows, start) : np.searchsorted(rows, start + len(block))] - start])
         with _threads(os.cpu_count() or 1):
-            index.train(np.asarray(vectors[rows], dtype=np.float32))
-            for start in range(0, self.count, _BLOCK):
-                index.add(np.asarray(vectors[start : start + _BLOCK], dtype=np.float32))
+            index.train(np.concatenate(parts))
+            del parts
+            for _, block in _f16_blocks(self.stem, self.count, self.d):
+                index.add(block)
         index.make_direct_map()  # rows' codes found by row: the vectors, decoded, without a float16 copy
         if not kept:
-            del vectors
             self.stem.with_suffix(".f16").unlink()
         return index
 
@@ -170,6 +175,17 @@ def _threads(n: int):
 
 
 faiss.omp_set_num_threads(1)
+
+
+def _f16_blocks(stem: Path, count: int, d: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, float32 rows) of a segment's float16 file, ``_BLOCK`` rows at a time, read."""
+    path = stem.with_suffix(".f16")
+    if path.stat().st_size != count * d * 2:
+        raise ValueError(f"{path} holds {path.stat().st_size} bytes, not the {count * d * 2} of {count} vectors")
+    with open(path, "rb") as f:
+        for start in range(0, count, _BLOCK):
+            n = min(_BLOCK, count - start)
+            yield start, np.fromfile(f, dtype="<f2", count=n * d).reshape(n, d).astype(np.float32)
 
 
 def _f16(stem: Path, count: int, d: int) -> np.ndarray:
