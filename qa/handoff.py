@@ -144,6 +144,8 @@ class _Bar:
 
             self._bar = tqdm(total=total, desc="Embedding", unit="passage")
         if self._bar is not None:
+            if total != self._bar.total:  # the app's estimate, refined after each of its batches
+                self._bar.total = total
             self._bar.update(done - self._bar.n)
 
     def close(self) -> None:

@@ -66,7 +66,8 @@ def gradio_call(url: str, api_name: str, data: bytes) -> tuple[str, object]:
 
 
 def test_a_lone_surrogate_question_through_gradio(app_url):
-    event, data = gradio_call(app_url, "search", b'["\\ud800 Who traveled to Mexico City?", 2]')
+    # /search's inputs: the question, k, and the filters (source, after, before, article); raw calls send all.
+    event, data = gradio_call(app_url, "search", b'["\\ud800 Who traveled to Mexico City?", 2, null, null, null, null]')
     assert event == "complete" and data[0][0]["title"].startswith("Blinken in Mexico City")
     # /chat's inputs: the question, the chat, k, and the filters (sources, after, before, article).
     event, data = gradio_call(app_url, "chat", b'["\\ud800 Who traveled to Mexico City?", [], 3, [], "", "", ""]')
