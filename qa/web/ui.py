@@ -132,9 +132,8 @@ def build_ui(library, concurrency: int, collection: str | None = None) -> gr.Blo
         """The k passages that best answer the question, with their fields and answering sentence; the
         filters as the JSON route /api/search takes them (one source here; None or "": no filter)."""
         try:
-            where = {"source": source, "after": after, "before": before, "article": article}
-            where = {name: value for name, value in where.items() if value}
-            passages = library.search(check_question(question), k=check_k(k), highlight=True, **where)
+            where = filters.check(source, after, before, article)  # empty values: no filter
+            passages = library.search(check_question(question), k=check_k(k), highlight=True, where=where)
             return [p.as_dict() for p in passages]
         except QAError as e:
             raise gr.Error(str(e)) from None
