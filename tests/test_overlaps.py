@@ -1,5 +1,9 @@
 """No passage twice: hits of one article that overlap are merged into one passage (one span, one highlight)."""
 
+import html
+import re
+from urllib.parse import parse_qsl, urlencode
+
 import pytest
 
 from qa.chat import ask
@@ -88,7 +92,7 @@ def test_chat_shows_no_passage_twice(seed_library):
 
 
 def test_the_article_view_marks_the_passage_and_escapes_everything():
-    from qa.web.render import article_html
+    from qa.web.render import GONE, article_html
 
     article = "<b>Intro</b>. " + "x" * 50 + " One. Two. Three. <script>alert(1)</script>"
     start = article.index("One.")
@@ -110,8 +114,8 @@ def test_the_article_view_marks_the_passage_and_escapes_everything():
     assert '<span class="qa-here">One. <mark class="qa-answer">Two.</mark></span>' in shown
     assert "&lt;b&gt;Intro&lt;/b&gt;" in shown and "&lt;script&gt;alert(1)&lt;/script&gt;" in shown
     assert "<script" not in shown and "javascript:" not in shown and "<a " not in shown
-    assert article_html(p, "another text entirely" * 10) == ""  # rebuilt meanwhile: not shown
-    assert article_html(p, None) == ""
+    assert article_html(p, "another text entirely" * 10) == GONE  # rebuilt meanwhile: not shown
+    assert article_html(p, None) == GONE
     linked = article_html(Passage(**{**p.__dict__, "url": "https://example.org/a"}), article)
     assert '<a href="https://example.org/a"' in linked
 
@@ -126,3 +130,32 @@ def test_a_long_article_shows_a_window_around_the_passage(monkeypatch):
     shown = render.article_html(p, article)
     assert "Here it is." in shown and "characters before" in shown and "characters after" in shown
     assert shown.count("a") < 200
+
+
+def test_the_panel_fetches_an_article_when_it_is_opened(seed_library):
+    """The reply holds a link, not the article; the route answers the article, marked and escaped, or says why not."""
+    from html import unescape
+
+    from starlette.testclient import TestClient
+
+    from qa.web.render import GONE, passages_html
+    from qa.web.server import app
+
+    answer = ask(seed_library, QUESTION, k=1)
+    panel = passages_html(answer)
+    p = answer.passages[0]
+    article = seed_library.store.article_text(p.article_id)
+    assert len(article) > len(p.text) and article[: p.start] not in panel  # not the article itself
+    src = unescape(re.search(r'data-src="([^"]+)"', panel).group(1))
+    client = TestClient(app(seed_library))
+    shown = client.get("/" + src)
+    assert shown.status_code == 200 and "default-src 'none'" in shown.headers["content-security-policy"]
+    assert f'<mark class="qa-answer">{html.escape(p.highlight)}</mark>' in shown.text
+    assert html.escape(article[: p.start][-200:]) in shown.text and "Blinken in Mexico City" in shown.text
+    path, query = src.split("?")
+    fields = dict(parse_qsl(query))
+    for change, status in (({"digest": "0" * 16}, 404), ({"id": "nothing"}, 404), ({"start": p.end + 1}, 400)):
+        refused = client.get(f"/{path}?{urlencode({**fields, **change})}")
+        assert refused.status_code == status and "qa-note" in refused.text and "qa-article-text" not in refused.text
+    assert client.get(f"/{path}?{urlencode({**fields, 'digest': '0'})}").text == GONE
+    assert "article-view" not in client.get("/api/openapi.json").text  # the page's route, not the JSON API

@@ -22,7 +22,7 @@ from dataclasses import fields
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from .. import filters
@@ -30,7 +30,7 @@ from ..config import MAX_CHUNK_TOKENS, MAX_OVERLAP_SENTENCES
 from ..errors import HandOffError, NoSuchArticleError, QAError, QuestionError, StoreError
 from ..filters import Filter
 from ..search import MAX_K, MAX_QUESTION_CHARS, Passage, answer_json, check_k, check_question
-from . import builds
+from . import builds, render
 from .limits import MAX_BUILD_BYTES, MAX_SEARCH_BYTES, parse_json
 
 # The schema of /api/search lists the index's sources up to this many (beyond, any text).
@@ -200,7 +200,33 @@ def router(library, concurrency: int = 4, build_token: str | None = None) -> API
             return _error(500, str(e))
         return answer_json(question, k, passages, refused)
 
+    @api.get(render.ARTICLE_ROUTE, include_in_schema=False)  # the page's, not an API: it answers HTML
+    def article_view(
+        id: str, start: int, end: int, digest: str, hs: int | None = None, he: int | None = None,
+        title: str = "", source: str = "", date: str = "", url: str = "",
+    ):  # fmt: skip
+        """The whole article under a passage card (``render.article_link`` names one), as escaped HTML."""
+        if not (0 <= start <= end and (hs is None) == (he is None) and (hs is None or start <= hs <= he <= end)):
+            return _article(400, render.note("This link to an article is malformed: open it from its passage."))
+        try:
+            with gate:
+                text = library.store.article_text(id)
+        except QAError as e:
+            return _article(503, render.note(f"The article could not be read: {e}"))
+        if render.text_digest(text[start:end]) != digest:  # gone, or changed by a rebuild since it was found
+            return _article(404, render.GONE)
+        p = Passage(
+            text[start:end], 0.0, id, title, source, date, url, start, end, 0, highlight_start=hs, highlight_end=he
+        )
+        return _article(200, render.article_html(p, text))
+
     return api
+
+
+def _article(status: int, fragment: str) -> HTMLResponse:
+    """An article view or a note in its place (HTML whose text is all escaped), inert opened as a page."""
+    headers = {"Content-Security-Policy": "default-src 'none'", "X-Content-Type-Options": "nosniff"}
+    return HTMLResponse(fragment, status_code=status, headers={**headers, "Cache-Control": "no-store"})
 
 
 class _BuildStream(StreamingResponse):

@@ -6,11 +6,12 @@ Article text and the user's names and titles are data, never markup: an article 
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from ..chat import Answer
 from ..search import Passage
@@ -112,11 +113,9 @@ def page_label(pages) -> str:
     return ("p. " if len(found) == 1 else "pp. ") + ", ".join(map(str, found))
 
 
-def passages_html(answer: Answer | None, articles: Mapping[str, str] | None = None) -> str:
-    """The passages panel: numbered cards with title, source, date, score and the text, answer highlighted.
-
-    ``articles``: article id -> text; a card whose article is there opens it whole (``article_html``).
-    """
+def passages_html(answer: Answer | None) -> str:
+    """The passages panel: numbered cards with title, source, date, score and the text, answer highlighted;
+    each opens its whole article, fetched when opened (``article_link``)."""
     if answer is None or not answer.passages:
         return '<div class="qa-passages qa-empty">Passages that answer your question appear here.</div>'
     note = (
@@ -127,13 +126,12 @@ def passages_html(answer: Answer | None, articles: Mapping[str, str] | None = No
             "They are only the closest passages, shown so that you can judge.</p>"
         )
     )
-    articles = articles or {}
     closest = not answer.relevant
-    cards = "".join(_card(n, p, articles.get(p.article_id), closest) for n, p in enumerate(answer.passages, start=1))
+    cards = "".join(_card(n, p, closest) for n, p in enumerate(answer.passages, start=1))
     return f'<div class="qa-passages">{note}{cards}</div>'
 
 
-def _card(n: int, p: Passage, article: str | None = None, closest: bool = False) -> str:
+def _card(n: int, p: Passage, closest: bool = False) -> str:
     """One passage's card; ``closest``: it answers nothing, it is only near (marked so; its nearest sentence
     is still highlighted, for the user to judge)."""
     e = html.escape
@@ -147,8 +145,30 @@ def _card(n: int, p: Passage, article: str | None = None, closest: bool = False)
         f'<div class="{kind}" data-n="{n}"><div class="qa-head"><span class="qa-n">[{n}]</span> {mark}'
         f'<span class="qa-title">{_title(p)}</span></div>'
         f'<div class="qa-meta">{meta}{" · " if meta else ""}score {p.score:.3f} · similarity {p.similarity:.2f}'
-        f'</div><div class="qa-text">{_marked(p)}</div>{article_html(p, article)}</div>'
+        f'</div><div class="qa-text">{_marked(p)}</div>'
+        f'<details class="qa-article" data-src="{e(article_link(p))}"><summary>Whole article</summary>'
+        '<div class="qa-article-view"></div></details></div>'
     )
+
+
+def article_link(p: Passage) -> str:
+    """Where the panel fetches ``p``'s whole article when it is opened (``ARTICLE_ROUTE``, relative to the
+    page): the article's id, the passage's offsets and answering sentence, a digest of its text (so that a
+    rebuild that changed the article meanwhile is noticed), and the card's title, source, date and url."""
+    query = {"id": p.article_id, "start": p.start, "end": p.end, "digest": text_digest(p.text)}
+    if p.highlight_start is not None:
+        query |= {"hs": p.highlight_start, "he": p.highlight_end}
+    query |= {name: getattr(p, name) for name in ("title", "source", "date", "url") if getattr(p, name)}
+    return ARTICLE_ROUTE.lstrip("/") + "?" + urlencode(query)
+
+
+def text_digest(text: str) -> str:
+    """A short digest of a passage's text, which ``article_link`` sends and the article route checks.
+
+    >>> text_digest("One. Two.")
+    '39a8fb3492bff2ed'
+    """
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 def _title(p: Passage) -> str:
@@ -160,14 +180,14 @@ def _title(p: Passage) -> str:
 
 
 def article_html(p: Passage, article: str | None) -> str:
-    """The whole article of ``p``, folded under its card: title (linked), source and date, then the text with
-    the passage marked and its answering sentence highlighted; opened, it scrolls to the passage (``HEAD``).
-    Empty when the text is not at hand or no longer holds the passage (a rebuild changed it meanwhile).
+    """The whole article of ``p``, as its card shows it when opened: title (linked), source and date, then
+    the text with the passage marked and its answering sentence highlighted (the page scrolls to it, ``HEAD``).
+    A note instead when the text is not at hand or no longer holds the passage (a rebuild changed it meanwhile).
 
     An article over ``MAX_ARTICLE_CHARS`` shows that many characters around the passage, saying what is left out.
     """
     if not article or article[p.start : p.end] != p.text:
-        return ""
+        return GONE
     e = html.escape
     lo = max(0, min(p.start - MAX_ARTICLE_CHARS // 2, len(article) - MAX_ARTICLE_CHARS))
     hi = min(len(article), lo + MAX_ARTICLE_CHARS)
@@ -175,11 +195,15 @@ def article_html(p: Passage, article: str | None) -> str:
     after = f'<p class="qa-note">{len(article) - hi:,} characters after …</p>' if hi < len(article) else ""
     meta = " · ".join(e(x) for x in (p.source, p.date) if x)
     return (
-        '<details class="qa-article"><summary>Whole article</summary>'
         f'<div class="qa-article-head">{_title(p)}{" — " + meta if meta else ""}</div>'
         f'<div class="qa-article-text">{before}{e(article[lo : p.start])}<span class="qa-here">{_marked(p)}</span>'
-        f"{e(article[p.end : hi])}{after}</div></details>"
+        f"{e(article[p.end : hi])}{after}</div>"
     )
+
+
+def note(text: str) -> str:
+    """A line in the panel's voice, escaped."""
+    return f'<p class="qa-note">{html.escape(text)}</p>'
 
 
 def _marked(p: Passage) -> str:
@@ -252,11 +276,32 @@ def _div(inner: str) -> str:
 
 # An article opened under a passage shows at most this many characters, around the passage.
 MAX_ARTICLE_CHARS = 200_000
-# An opened article scrolls its own box (not the page) to the passage's answering sentence.
+# What an opened article shows when the index no longer holds it as it was.
+GONE = note("This article is no longer in the index as it was when the passage was found: ask again to see it now.")
+# Where the page fetches an opened article (qa.web.api), and what it shows when that fails.
+ARTICLE_ROUTE = "/api/article-view"
+# An opened article is fetched then (the replies stay small however long the articles are), shown, and its own
+# box (not the page) scrolled to the passage's answering sentence. The route answers escaped HTML (article_html).
 HEAD = """<script>
-document.addEventListener("toggle", (event) => {
-  const box = event.target.querySelector && event.target.querySelector(".qa-article-text");
-  const here = box && event.target.open && (box.querySelector(".qa-here mark") || box.querySelector(".qa-here"));
+document.addEventListener("toggle", async (event) => {
+  const details = event.target;
+  if (!details.open || !details.matches || !details.matches("details.qa-article[data-src]")) return;
+  const view = details.querySelector(".qa-article-view");
+  if (!view || view.dataset.state) return;
+  view.dataset.state = "loading";
+  view.textContent = "Opening the article…";
+  try {
+    const answer = await fetch(details.dataset.src, {headers: {Accept: "text/html"}});
+    if (!answer.ok && answer.status !== 404) throw new Error("the app answered " + answer.status);
+    view.innerHTML = await answer.text();
+    view.dataset.state = "shown";
+  } catch (error) {
+    view.textContent = "The article could not be opened (" + error.message + "). Close and open it to try again.";
+    delete view.dataset.state;
+    return;
+  }
+  const box = view.querySelector(".qa-article-text");
+  const here = box && (box.querySelector(".qa-here mark") || box.querySelector(".qa-here"));
   if (here) box.scrollTop = here.offsetTop - 24;  // the box is positioned: offsets are within it
 }, true);
 </script>"""

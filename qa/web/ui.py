@@ -66,13 +66,7 @@ def respond(
         {"role": "user", "content": render.escape_markdown(answer.question)},  # as the chat searched it
         {"role": "assistant", "content": render.NO_MATCH if filtered_out else render.reply_markdown(answer)},
     ]
-    return history, render.passages_html(answer, articles(library, answer)), "", (*turns, answer.turn), answer
-
-
-def articles(library, answer: chat.Answer) -> dict[str, str]:
-    """The texts of the articles that ``answer``'s passages come from, for the panel to open them whole."""
-    store = library.store
-    return {aid: store.article_text(aid) for aid in dict.fromkeys(p.article_id for p in answer.passages)}
+    return history, render.passages_html(answer), "", (*turns, answer.turn), answer
 
 
 def source_choices(library) -> list[str]:
