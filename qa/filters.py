@@ -145,6 +145,16 @@ def title_has(title: str | None, wanted: str) -> bool:
     return set(wanted.split()) <= set(words(title or ""))
 
 
+def title_key(title: str | None) -> str:
+    """A title's words as the backends store them for article filters: each between spaces, so that a word
+    is found whole (``" jobs "``) by a plain substring search.
+
+    >>> title_key("Apple executive Steve Jobs resigns")
+    ' apple executive steve jobs resigns '
+    """
+    return f" {' '.join(words(title or ''))} "
+
+
 def day(text: str) -> str | None:
     """An article's date as YYYY-MM-DD, or None when it can't be read as one: what date filters compare.
 

@@ -707,7 +707,7 @@ class MilvusWriter:
                     "source": article.source,
                     "date": article.date,
                     "day": filters.day(article.date) or "",
-                    "title_key": f" {' '.join(filters.words(article.title))} ",
+                    "title_key": filters.title_key(article.title),
                     "url": article.url,
                     "hash": article.hash,
                     "text_key": key,

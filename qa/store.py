@@ -66,12 +66,14 @@ SCHEMA = """
 PRAGMA journal_mode = WAL;
 CREATE TABLE articles (row INTEGER PRIMARY KEY, id TEXT NOT NULL, title TEXT, source TEXT, date TEXT, url TEXT,
                        path TEXT, hash TEXT NOT NULL, text_key INTEGER, text TEXT NOT NULL,
-                       added INTEGER NOT NULL, removed INTEGER NOT NULL, day TEXT, pages TEXT);
+                       added INTEGER NOT NULL, removed INTEGER NOT NULL, day TEXT, pages TEXT, title_key TEXT);
 CREATE INDEX articles_id ON articles(id);
 CREATE INDEX articles_text ON articles(text_key);
 CREATE INDEX articles_added ON articles(added);
 CREATE INDEX articles_removed ON articles(removed);
 CREATE INDEX articles_source ON articles(source, added, removed);
+CREATE INDEX articles_day ON articles(day, added, removed);
+CREATE INDEX articles_title ON articles(title_key, id, added, removed);
 CREATE TABLE chunks (id INTEGER PRIMARY KEY, article INTEGER NOT NULL, idx INTEGER NOT NULL, start INTEGER NOT NULL,
                      end INTEGER NOT NULL, segment INTEGER, sentences BLOB);
 CREATE INDEX chunks_article ON chunks(article);
@@ -127,7 +129,8 @@ class Store:
         self._sources: list[str] | None = None
         try:
             # Indexes written before date filters lack the column: their dates are read as searches go.
-            self._day = "a.day" if _has_days(db) else "qa_day(a.date)"
+            self._day = "a.day" if _has_column(db, "day") else "qa_day(a.date)"
+            self._titles = _has_column(db, "title_key")
             db.create_function("qa_day", 1, filters.day, deterministic=True)
             db.create_function("qa_title", 2, filters.title_has, deterministic=True)  # SQLite's LIKE folds ASCII only
             records = dict(self._rows("SELECT id, record FROM segments WHERE added <= ?", (self.gen,)))
@@ -258,7 +261,8 @@ class Store:
         return [
             i
             for (i,) in self._rows(
-                f"SELECT c.id FROM chunks c JOIN articles a ON a.row = c.article WHERE {_VISIBLE} AND {sql}",
+                # the articles first (CROSS JOIN keeps that order): the filter is on them, an index holds it
+                f"SELECT c.id FROM articles a CROSS JOIN chunks c ON c.article = a.row WHERE {_VISIBLE} AND {sql}",
                 {**params, "gen": self.gen},
             )
         ]
@@ -266,16 +270,22 @@ class Store:
     def _condition(self, where: Filter) -> tuple[str, dict]:
         """``where`` as an SQL condition on the articles ``a``, and its parameters."""
         parts, params = ["1"], {}
-        if where.sources:
-            params.update({f"s{n}": s for n, s in enumerate(where.sources)})
-            parts.append(f"a.source COLLATE NOCASE IN ({','.join(f':s{n}' for n in range(len(where.sources)))})")
+        if where.sources:  # each spelling the index has of them (validate gave one), compared as the index sorts
+            wanted = {s.casefold() for s in where.sources}
+            spelled = [s for s in self.sources() if s.casefold() in wanted]
+            params.update({f"s{n}": s for n, s in enumerate(spelled)})
+            parts.append(f"a.source IN ({','.join(f':s{n}' for n in range(len(spelled)))})")
         if where.after:
             parts.append(f"{self._day} >= :after")
             params["after"] = where.after
         if where.before:
             parts.append(f"{self._day} <= :before")
             params["before"] = where.before
-        if where.article:
+        if where.article and self._titles:  # each word whole in the title's words, as filters.title_has finds it
+            found = " AND ".join(f"instr(a.title_key, :w{n})" for n in range(len(where.title_words)))
+            parts.append(f"(a.id = :article OR ({found or '0'}))")
+            params.update({f"w{n}": f" {w} " for n, w in enumerate(where.title_words)}, article=where.article)
+        elif where.article:  # an index written before the column: each title read as searches go
             parts.append("(a.id = :article OR qa_title(a.title, :words))")
             params.update(article=where.article, words=" ".join(where.title_words))
         return " AND ".join(parts), params
@@ -539,12 +549,7 @@ class Writer:
             self._set_state("key", key)
         else:
             self._db.execute("PRAGMA journal_mode = WAL")
-            _add_days(self._db)
-            # An index written before it: the sources' list (a filter's choices) read without the articles.
-            self._db.execute("CREATE INDEX IF NOT EXISTS articles_source ON articles(source, added, removed)")
-            if not any(c[1] == "pages" for c in self._db.execute("PRAGMA table_info(articles)")):
-                # written before qa read PDFs: a column added in place (SQLite rewrites nothing), NULL in old rows
-                self._db.execute("ALTER TABLE articles ADD COLUMN pages TEXT")
+            upgrade(self._db)
         committed = self._db.execute("SELECT max(gen) FROM generations").fetchone()[0]
         self.committed = committed if committed is not None else -1
         # Rows a killed build of this data directory added: kept to be reused, relabelled as this build's.
@@ -628,7 +633,7 @@ class Writer:
         for article, chunks, _, sentences in self._buffer:
             row = self._db.execute(
                 "INSERT INTO articles (id, title, source, date, url, path, hash, text_key, text, added, removed, "
-                "day, pages) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "day, pages, title_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     article.id,
                     article.title,
@@ -643,6 +648,7 @@ class Writer:
                     NEVER,
                     filters.day(article.date),
                     json.dumps(article.pages) if article.pages else None,
+                    filters.title_key(article.title),
                 ),
             ).lastrowid
             self._claimed.add(row)
@@ -1065,18 +1071,26 @@ def count_terms(db: sqlite3.Connection, texts: list[str], sign: int) -> None:
             db.executemany("DELETE FROM terms WHERE term = ? AND df <= 0", [(term,) for term, _ in counts])
 
 
-def _has_days(db: sqlite3.Connection) -> bool:
-    return any(row[1] == "day" for row in db.execute("PRAGMA table_info(articles)"))
+def _has_column(db: sqlite3.Connection, name: str) -> bool:
+    return any(row[1] == name for row in db.execute("PRAGMA table_info(articles)"))
 
 
-def _add_days(db: sqlite3.Connection) -> None:
-    """Give an index written before date filters its articles' days (once: the column is new then)."""
-    if _has_days(db):
-        return
+def upgrade(db: sqlite3.Connection) -> None:
+    """Give the database of an index written by an earlier qa what this one's builds and filters use (the
+    next build does it; each step once, then there is nothing to do): the articles' days (date filters) and
+    title words (article filters), their page starts (PDFs: NULL in older rows), and the indexes that let
+    each filter read only the articles it names. ``db``: in autocommit mode."""
     db.create_function("qa_day", 1, filters.day, deterministic=True)
+    db.create_function("qa_title_key", 1, filters.title_key, deterministic=True)
     db.execute("BEGIN")
-    db.execute("ALTER TABLE articles ADD COLUMN day TEXT")
-    db.execute("UPDATE articles SET day = qa_day(date)")
+    for column, value in (("day", "qa_day(date)"), ("title_key", "qa_title_key(title)"), ("pages", None)):
+        if not _has_column(db, column):  # added in place (SQLite rewrites nothing), then filled in
+            db.execute(f"ALTER TABLE articles ADD COLUMN {column} TEXT")
+            if value:
+                db.execute(f"UPDATE articles SET {column} = {value}")
+    db.execute("CREATE INDEX IF NOT EXISTS articles_source ON articles(source, added, removed)")
+    db.execute("CREATE INDEX IF NOT EXISTS articles_day ON articles(day, added, removed)")
+    db.execute("CREATE INDEX IF NOT EXISTS articles_title ON articles(title_key, id, added, removed)")
     db.execute("COMMIT")
 
 

@@ -13,6 +13,7 @@ import sqlite3
 import pytest
 
 from qa import FilterError, Library, Settings, filters
+from qa.errors import NoSuchArticleError
 from qa.filters import Filter
 
 from conftest import FakeEmbedder
@@ -140,6 +141,16 @@ def test_the_chat_searches_only_what_the_filter_lets_through(wikinews_library):
     assert len(answer.passages) == 4 and _sources(answer.passages) == {GUM}
 
 
+def test_a_source_filter_takes_each_spelling_of_the_source(tmp_path):
+    """Sources match in any case, non-ASCII letters too (SQLite's NOCASE folds ASCII only)."""
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    for n, source in enumerate(["Élysée Wire", "ÉLYSÉE WIRE", "Other"]):
+        (folder / f"a{n}.md").write_text(f"---\ntitle: T{n}\nsource: {source}\n---\nThe harbour opened on day {n}.\n")
+    lib = Library.build([folder], index_dir=tmp_path / "index", embedder=FakeEmbedder())
+    assert {p.source for p in lib.search("harbour", k=3, source="élysée wire")} == {"Élysée Wire", "ÉLYSÉE WIRE"}
+
+
 @pytest.mark.parametrize("exact_up_to", [0, 10**9])
 def test_an_approximate_segment_filters_inside_its_lists(tmp_path, monkeypatch, exact_up_to):
     """IVF segments: the filter's chunks scored one by one (few), or searched for in the lists probed,
@@ -169,20 +180,30 @@ def test_an_approximate_segment_filters_inside_its_lists(tmp_path, monkeypatch, 
         assert [p.chunk_id for p in found] == [p.chunk_id for p in exact.search("harbour boats", k=3, where=window)]
 
 
-def test_an_index_built_before_date_filters_filters_by_date_and_gains_the_column(tiny_corpus, tmp_path):
+def test_an_index_built_before_date_filters_filters_by_date_and_title_and_gains_the_columns(tiny_corpus, tmp_path):
     index = tmp_path / "index"
     Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder()).close()
     (data,) = index.glob("data-*")
-    with sqlite3.connect(data / "meta.sqlite") as db:
-        db.execute("ALTER TABLE articles DROP COLUMN day")  # as qa before filters wrote it
+    with sqlite3.connect(data / "meta.sqlite") as db:  # as qa before filters wrote it
+        for name in ("articles_day", "articles_title", "articles_source"):
+            db.execute(f"DROP INDEX {name}")
+        db.execute("ALTER TABLE articles DROP COLUMN day")
+        db.execute("ALTER TABLE articles DROP COLUMN title_key")
     old = Library.open(index, embedder=FakeEmbedder())
     assert [p.title for p in old.search("store", k=3, after="2008-01-01")] == ["Apple opens a store in Paris"]
+    assert [p.title for p in old.search("store", k=3, article="PARIS apple")] == ["Apple opens a store in Paris"]
     (tiny_corpus / "new.md").write_text("---\ntitle: New\ndate: 2010-05-05\n---\nA new store opened.\n")
     old.update()
     with sqlite3.connect(data / "meta.sqlite") as db:
-        days = dict(db.execute("SELECT title, day FROM articles"))
-    assert days["Apple opens a store in Paris"] == "2008-01-02" and days["New"] == "2010-05-05"
+        days = {title: (day, key) for title, day, key in db.execute("SELECT title, day, title_key FROM articles")}
+        indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert days["Apple opens a store in Paris"] == ("2008-01-02", " apple opens a store in paris ")
+    assert days["New"] == ("2010-05-05", " new ")
+    assert {"articles_day", "articles_title", "articles_source"} <= indexes
     assert [p.title for p in old.search("store", k=3, after="2010")] == ["New"]
+    assert [p.title for p in old.search("store", k=3, article="PARIS apple")] == ["Apple opens a store in Paris"]
+    with pytest.raises(NoSuchArticleError):  # whole words only
+        old.search("store", k=3, article="apple par")
 
 
 # --- The CLI, the JSON route and the page ---
