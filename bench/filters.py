@@ -8,9 +8,10 @@ gives the copy's articles what filters read, deterministically: one of ``SOURCES
 row, and a date spread over 2000-2024 (``DAYS`` days) by a fixed stride. Then, in this process, it opens the copy
 with ``Library.open`` and asks a seeded sample of SQuAD v1.1 dev questions (k=5, the default settings, the
 question's encoding included) unfiltered and with each filter of ``FILTERS``, the filters taking turns question
-by question. Per filter: the share of the collection's chunks it lets through, median and 95th percentile
-milliseconds, and the share of searches that found all k passages. Writes section ``filters-N`` of
-docs/benchmarks.md (``--no-write``: don't).
+by question (so each search gathers its filter's chunk ids anew: a Store keeps the last ``ALLOWED_KEPT`` filters'
+ids, and a user who keeps a filter pays that once). Per filter: the share of the collection's chunks it lets
+through, median and 95th percentile milliseconds, and the share of searches that found all k passages.
+Writes section ``filters-N`` of docs/benchmarks.md (``--no-write``: don't).
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ def main() -> None:
     body = (
         f"{lib.store.manifest['chunks']:,} chunks of `bench/scale.py --chunks {args.chunks}` (its copy given "
         f"{SOURCES} sources in turn and dates spread over 2000-2024, prepared in {prepared:.0f} s), "
-        f"{len(questions)} SQuAD v1.1 dev questions asked with each filter in turn, k={K}, default settings, the "
+        f"{len(questions)} SQuAD v1.1 dev questions asked with each filter in turn (each search gathers its filter's "
+        "chunk ids anew), k={K}, default settings, the "
         f"question's encoding included. Load average before / after: {load:.1f} / {os.getloadavg()[0]:.1f}.\n\n"
         "| filter | arguments | share of chunks let through | median ms | 95th percentile ms | median vs none | "
         f"searches with all {K} passages |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows)

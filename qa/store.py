@@ -42,6 +42,7 @@ import struct
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ from .text import STOPWORDS, fts_query
 
 FORMAT = 2
 NEVER = 1 << 62  # "removed" of a row no generation has removed
+ALLOWED_KEPT = 4  # filters whose chunk ids a Store keeps (8 bytes an id: 8 MB for a million)
 FLUSH_CHUNKS = 20_000  # chunks a build holds before writing them out as a batch (a segment and its rows)
 MERGE_FACTOR = 4  # this many segments of one size tier are merged into one
 BOOK_SAMPLE = 1000  # sentence vectors that train a codebook well (a batch with fewer trains a provisional one)
@@ -127,6 +129,8 @@ class Store:
         self._lock = threading.Lock()
         self._segments: dict[int, dense.Segment] = {}
         self._sources: list[str] | None = None
+        self._allowed_kept: OrderedDict[Filter, np.ndarray] = OrderedDict()
+        self._allowed_lock = threading.Lock()
         try:
             # Indexes written before date filters lack the column: their dates are read as searches go.
             self._day = "a.day" if _has_column(db, "day") else "qa_day(a.date)"
@@ -221,7 +225,7 @@ class Store:
         ``exact`` scans every vector even where a segment has an approximate index."""
         if k <= 0:
             return []
-        only = np.array(self._allowed(where), dtype=np.int64) if where else None
+        only = self._allowed(where) if where else None
         found = [hit for seg in self._segments.values() for hit in seg.search(vector, k, exact, only)]
         return sorted(found, key=lambda hit: -hit[1])[:k]
 
@@ -255,17 +259,25 @@ class Store:
                 return found[:k]
             limit *= 4
 
-    def _allowed(self, where: Filter) -> list[int]:
-        """The chunk ids of this generation that ``where`` lets through."""
+    def _allowed(self, where: Filter) -> np.ndarray:
+        """The chunk ids of this generation that ``where`` lets through; the last ``ALLOWED_KEPT`` filters'
+        are kept (a user who sets a filter asks several questions with it)."""
+        with self._allowed_lock:
+            if where in self._allowed_kept:
+                self._allowed_kept.move_to_end(where)
+                return self._allowed_kept[where]
         sql, params = self._condition(where)
-        return [
-            i
-            for (i,) in self._rows(
-                # the articles first (CROSS JOIN keeps that order): the filter is on them, an index holds it
-                f"SELECT c.id FROM articles a CROSS JOIN chunks c ON c.article = a.row WHERE {_VISIBLE} AND {sql}",
-                {**params, "gen": self.gen},
-            )
-        ]
+        rows = self._rows(
+            # the articles first (CROSS JOIN keeps that order): the filter is on them, an index holds it
+            f"SELECT c.id FROM articles a CROSS JOIN chunks c ON c.article = a.row WHERE {_VISIBLE} AND {sql}",
+            {**params, "gen": self.gen},
+        )
+        ids = np.array([i for (i,) in rows], dtype=np.int64)
+        with self._allowed_lock:
+            self._allowed_kept[where] = ids
+            while len(self._allowed_kept) > ALLOWED_KEPT:
+                self._allowed_kept.popitem(last=False)
+        return ids
 
     def _condition(self, where: Filter) -> tuple[str, dict]:
         """``where`` as an SQL condition on the articles ``a``, and its parameters."""
@@ -304,9 +316,7 @@ class Store:
 
     def has_article(self, article: str) -> bool:
         """Whether an article of this generation has the id ``article``, or all its words in its title."""
-        sql, params = self._condition(Filter(article=article))
-        found = self._rows(f"SELECT 1 FROM articles a WHERE {_VISIBLE} AND {sql} LIMIT 1", {**params, "gen": self.gen})
-        return bool(found)
+        return len(self._allowed(Filter(article=article))) > 0  # kept: the search that follows asks again
 
     def _df(self, terms: list[str]) -> dict[str, int]:
         """How many chunks hold each of these index terms (the full text's own count, kept by builds)."""

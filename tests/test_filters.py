@@ -201,6 +201,8 @@ def test_an_index_built_before_date_filters_filters_by_date_and_title_and_gains_
     assert days["New"] == ("2010-05-05", " new ")
     assert {"articles_day", "articles_title", "articles_source"} <= indexes
     assert [p.title for p in old.search("store", k=3, after="2010")] == ["New"]
+    # the same filter as before the update: not the chunk ids its generation let through
+    assert {p.title for p in old.search("store", k=3, after="2008-01-01")} == {"Apple opens a store in Paris", "New"}
     assert [p.title for p in old.search("store", k=3, article="PARIS apple")] == ["Apple opens a store in Paris"]
     with pytest.raises(NoSuchArticleError):  # whole words only
         old.search("store", k=3, article="apple par")
