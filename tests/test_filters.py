@@ -151,6 +151,57 @@ def test_a_source_filter_takes_each_spelling_of_the_source(tmp_path):
     assert {p.source for p in lib.search("harbour", k=3, source="élysée wire")} == {"Élysée Wire", "ÉLYSÉE WIRE"}
 
 
+def _rounded(ranking):
+    """A ranking with its scores rounded: FAISS and numpy sum a dot product in different orders."""
+    return [(i, round(s, 5)) for i, s in ranking]
+
+
+@pytest.mark.parametrize("times", [1, 2, 4, 10])
+def test_post_filtering_finds_what_searching_the_filters_chunks_finds(wikinews_library, monkeypatch, times):
+    """A filtered search first keeps what an unfiltered one's ``times * k`` candidates let through: the same
+    hits, scores and order as searching the filter's own chunks, whether enough pass (or the ranking held
+    every match) or too few do (then it searches the filter's chunks, and its next searches go straight there)."""
+    from qa import store as store_mod
+
+    store, embedder = wikinews_library.store, wikinews_library.embedder
+    chunks, k = store.manifest["chunks"], 40
+    kinds = {"dense": set(), "lexical": set()}
+    for where in [
+        filters.check(source=GUM),
+        filters.check(source=[GUM, MEANTIME, "OAN Newsroom", "WikinewsSum (airKlizz/WikinewsSum)"]),
+        filters.check(after="2009", before="2012"),
+        filters.check(source=GUM, article="steve jobs resigns"),  # never post-filtered: a few articles at most
+    ]:
+        where = filters.validate(where, store)
+        for question in [QUESTION, "What did people say this year?", "police"]:  # 90 and 2 full-text matches
+            vector = embedder.encode([question], progress=False)[0]
+            for side, search in [
+                ("dense", lambda n, w=filters.NONE, v=vector: store.dense(v, n, where=w)),
+                ("lexical", lambda n, w=filters.NONE, q=question: store.lexical(q, n, w)),
+            ]:
+                monkeypatch.setattr(store_mod, "POST_FILTER_TIMES", 0)  # always the filter's chunks
+                store._thin.clear()
+                searched = _rounded(search(k, where))
+                monkeypatch.setattr(store_mod, "POST_FILTER_TIMES", times)
+                store._thin.clear()
+                short = store._post_filtered(search, k, where, side == "lexical") is None
+                if where.article:
+                    assert short and where not in store._thin
+                    continue
+                kinds[side].add("short" if short else "every chunk" if times * k >= chunks else "post-filtered")
+                assert (where in store._thin) == short
+                store._thin.clear()
+                assert _rounded(search(k, where)) == searched
+                if short:  # remembered: asked again, it goes straight to the filter's chunks
+                    assert where in store._thin
+                    assert store._post_filtered(lambda n: pytest.fail("searched unfiltered"), k, where) is None
+    if times * k >= chunks:
+        assert kinds == {"dense": {"every chunk"}, "lexical": {"every chunk"}}
+    else:  # each way taken
+        assert kinds["dense"] == {"short", "post-filtered"} and "post-filtered" in kinds["lexical"]
+        assert "short" in kinds["lexical"] or times * k > 90
+
+
 @pytest.mark.parametrize("exact_up_to", [0, 10**9])
 def test_an_approximate_segment_filters_inside_its_lists(tmp_path, monkeypatch, exact_up_to):
     """IVF segments: the filter's chunks scored one by one (few), or searched for in the lists probed,
