@@ -63,6 +63,7 @@ ALLOWED_KEPT = 4  # filters whose chunk ids a Store keeps (8 bytes an id: 8 MB f
 # filter lets through: enough when it lets through a twentieth of the collection or more (0: always gather its
 # chunk ids); the last THIN_KEPT filters for which that fell short go straight to their ids.
 POST_FILTER_TIMES = 20
+POST_FILTER_MOST = 20_000  # (a k of thousands gathers the filter's ids instead)
 THIN_KEPT = 64
 READERS = 4  # connections a Store reads through at once (a search's full-text query beside its dense side's)
 FLUSH_CHUNKS = 20_000  # chunks a build holds before writing them out as a batch (a segment and its rows)
@@ -273,8 +274,9 @@ class Store:
 
     def _post_filtered(self, search, k: int, where: Filter, whole_when_short: bool = False) -> list | None:
         """The ``k`` best hits that ``where`` lets through among ``POST_FILTER_TIMES * k`` of ``search`` (a
-        ranking asked for that many, unfiltered), or None when fewer pass and the ranking may hold more
-        (``whole_when_short``: a ranking shorter than asked for holds every match, as the full text's does).
+        ranking asked for that many, unfiltered; every chunk in a smaller index), or None when fewer pass and
+        the ranking may hold more (``whole_when_short``: a ranking shorter than asked for holds every match, as
+        the full text's does), or when it would take over ``POST_FILTER_MOST`` candidates.
 
         A filter that lets a good share of the collection through (one of ten sources, a decade) is so served
         without gathering its chunk ids (at a million chunks, a decade's took 0.34 s, and searching a segment
@@ -282,8 +284,8 @@ class Store:
         ranking (47-59 ms against 35). One that fell short is remembered: its next searches go straight to
         its ids, and to the joined full-text query.
         """
-        wanted = POST_FILTER_TIMES * k
-        if not wanted or where.article:  # an article filter lets through one article, or the few its words name
+        wanted = min(POST_FILTER_TIMES * k, self.manifest["chunks"])
+        if not wanted or wanted > POST_FILTER_MOST or where.article:  # an article filter: one, or a few
             return None
         with self._allowed_lock:
             if where in self._thin:
@@ -301,7 +303,7 @@ class Store:
             )
         }
         found = [hit for hit in hits if hit[0] in passing]
-        if len(found) >= k or wanted >= self.manifest["chunks"] or (whole_when_short and len(hits) < wanted):
+        if len(found) >= k or wanted == self.manifest["chunks"] or (whole_when_short and len(hits) < wanted):
             return found[:k]
         with self._allowed_lock:
             self._thin[where] = None

@@ -195,6 +195,11 @@ def test_post_filtering_finds_what_searching_the_filters_chunks_finds(wikinews_l
                 if short:  # remembered: asked again, it goes straight to the filter's chunks
                     assert where in store._thin
                     assert store._post_filtered(lambda n: pytest.fail("searched unfiltered"), k, where) is None
+    monkeypatch.setattr(store_mod, "POST_FILTER_MOST", min(times * k, chunks) - 1)  # a k too large for it
+    where = filters.validate(filters.check(source=GUM), store)
+    store._thin.clear()
+    assert store._post_filtered(lambda n: pytest.fail("searched unfiltered"), k, where) is None
+    assert where not in store._thin
     if times * k >= chunks:
         assert kinds == {"dense": {"every chunk"}, "lexical": {"every chunk"}}
     else:  # each way taken
