@@ -58,7 +58,7 @@ from .text import STOPWORDS, fts_query
 
 FORMAT = 2
 NEVER = 1 << 62  # "removed" of a row no generation has removed
-ALLOWED_KEPT = 4  # filters whose chunk ids a Store keeps (8 bytes an id: 8 MB for a million)
+ALLOWED_KEPT = 4  # filters whose chunk ids a Store keeps (8 bytes an id, and up to 8 as JSON: 16 MB a million)
 # A filtered search first reads this many times the candidates it needs unfiltered and keeps those the
 # filter lets through: enough when it lets through a twentieth of the collection or more (0: always gather its
 # chunk ids); the last THIN_KEPT filters for which that fell short go straight to their ids.
@@ -138,9 +138,10 @@ class Store:
         self._readers = threading.Condition()
         self._segments: dict[int, dense.Segment] = {}
         self._sources: list[str] | None = None
-        self._allowed_kept: OrderedDict[Filter, np.ndarray] = OrderedDict()
+        self._allowed_kept: OrderedDict[Filter, list] = OrderedDict()  # [ids, their JSON or None]
         self._thin: OrderedDict[Filter, None] = OrderedDict()  # filters whose post-filtering fell short
         self._allowed_lock = threading.Lock()
+        self._gathering = threading.Lock()
         try:
             # Indexes written before date filters lack the column: their dates are read as searches go.
             self._day = "a.day" if _has_column(db, "day") else "qa_day(a.date)"
@@ -252,12 +253,12 @@ class Store:
         if where and (found := self._post_filtered(lambda n: self.lexical(query, n), k, where, True)) is not None:
             return found
         if where:
-            sql, params = self._condition(where)
             rows = self._rows(
-                "SELECT f.rowid, bm25(chunks_fts) AS s FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
-                f"JOIN articles a ON a.row = c.article WHERE chunks_fts MATCH :match AND {_VISIBLE} AND {sql} "
-                "ORDER BY s LIMIT :k",
-                {**params, "match": match, "k": k, "gen": self.gen},
+                # The filter's chunk ids, checked before a match is scored. Unary +: SQLite checks them itself;
+                # handed to FTS5 as a rowid constraint, each id would be a lookup (4.4 s for 100,000 of them).
+                "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH :match "
+                "AND +rowid IN (SELECT value FROM json_each(:ids)) ORDER BY s LIMIT :k",
+                {"match": match, "ids": self._allowed_json(where), "k": k},
             )
             return [(int(i), -float(s)) for i, s in rows]
         limit = k + self._hidden + 16  # rows of other generations may come first: asked for, then left out
@@ -280,9 +281,8 @@ class Store:
 
         A filter that lets a good share of the collection through (one of ten sources, a decade) is so served
         without gathering its chunk ids (at a million chunks, a decade's took 0.34 s, and searching a segment
-        for 400,000 of them another 0.2 s), and without joining each full-text match to its article before
-        ranking (47-59 ms against 35). One that fell short is remembered: its next searches go straight to
-        its ids, and to the joined full-text query.
+        for 400,000 of them another 0.2 s). One that fell short is remembered: its next searches go straight
+        to its ids.
         """
         wanted = min(POST_FILTER_TIMES * k, self.manifest["chunks"])
         if not wanted or wanted > POST_FILTER_MOST or where.article:  # an article filter: one, or a few
@@ -314,22 +314,38 @@ class Store:
     def _allowed(self, where: Filter) -> np.ndarray:
         """The chunk ids of this generation that ``where`` lets through; the last ``ALLOWED_KEPT`` filters'
         are kept (a user who sets a filter asks several questions with it)."""
+        return self._gathered(where)[0]
+
+    def _allowed_json(self, where: Filter) -> str:
+        """``_allowed(where)`` as a JSON array, for SQLite's ``json_each`` (made once for a kept filter)."""
+        entry = self._gathered(where)
+        if entry[1] is None:
+            entry[1] = json.dumps(entry[0].tolist())
+        return entry[1]
+
+    def _gathered(self, where: Filter) -> list:
+        """[chunk ids, their JSON or None] of ``where``, kept or gathered; one thread gathers a filter, another
+        that asks for it meanwhile (a search's other retriever) waits for those."""
         with self._allowed_lock:
             if where in self._allowed_kept:
                 self._allowed_kept.move_to_end(where)
                 return self._allowed_kept[where]
-        sql, params = self._condition(where)
-        rows = self._rows(
-            # the articles first (CROSS JOIN keeps that order): the filter is on them, an index holds it
-            f"SELECT c.id FROM articles a CROSS JOIN chunks c ON c.article = a.row WHERE {_VISIBLE} AND {sql}",
-            {**params, "gen": self.gen},
-        )
-        ids = np.array([i for (i,) in rows], dtype=np.int64)
-        with self._allowed_lock:
-            self._allowed_kept[where] = ids
-            while len(self._allowed_kept) > ALLOWED_KEPT:
-                self._allowed_kept.popitem(last=False)
-        return ids
+        with self._gathering:
+            with self._allowed_lock:
+                if where in self._allowed_kept:
+                    return self._allowed_kept[where]
+            sql, params = self._condition(where)
+            rows = self._rows(
+                # the articles first (CROSS JOIN keeps that order): the filter is on them, an index holds it
+                f"SELECT c.id FROM articles a CROSS JOIN chunks c ON c.article = a.row WHERE {_VISIBLE} AND {sql}",
+                {**params, "gen": self.gen},
+            )
+            entry = [np.array([i for (i,) in rows], dtype=np.int64), None]
+            with self._allowed_lock:
+                self._allowed_kept[where] = entry
+                while len(self._allowed_kept) > ALLOWED_KEPT:
+                    self._allowed_kept.popitem(last=False)
+            return entry
 
     def _condition(self, where: Filter) -> tuple[str, dict]:
         """``where`` as an SQL condition on the articles ``a``, and its parameters."""
