@@ -291,18 +291,12 @@ class Store:
             if where in self._thin:
                 return None
         hits = search(wanted)
-        sql, params = self._condition(where)
-        passing = {
-            i
-            for (i,) in self._rows(
-                # each candidate looked up by id, in id order (SQLite's own plan for "c.id IN (...)" read the
-                # filter's articles first: 8.6 s for a source at a million chunks)
-                "SELECT c.id FROM json_each(:ids) j CROSS JOIN chunks c ON c.id = j.value "
-                f"JOIN articles a ON a.row = c.article WHERE {sql}",
-                {**params, "ids": json.dumps(sorted(i for i, _ in hits))},
-            )
-        }
-        found = [hit for hit in hits if hit[0] in passing]
+        found: list[tuple[int, float]] = []
+        for part in (hits[: 4 * k], hits[4 * k :]):  # the best first: a filter that lets a quarter through stops
+            passing = self._passing(where, [i for i, _ in part])
+            found += [hit for hit in part if hit[0] in passing]
+            if len(found) >= k:
+                break
         if len(found) >= k or wanted == self.manifest["chunks"] or (whole_when_short and len(hits) < wanted):
             return found[:k]
         with self._allowed_lock:
@@ -310,6 +304,20 @@ class Store:
             while len(self._thin) > THIN_KEPT:
                 self._thin.popitem(last=False)
         return None
+
+    def _passing(self, where: Filter, ids: list[int]) -> set[int]:
+        """Those of these chunk ids that ``where`` lets through."""
+        if not ids:
+            return set()
+        sql, params = self._condition(where)
+        rows = self._rows(
+            # each looked up by id, in id order (SQLite's own plan for "c.id IN (...)" read the filter's
+            # articles first: 8.6 s for a source at a million chunks)
+            "SELECT c.id FROM json_each(:ids) j CROSS JOIN chunks c ON c.id = j.value "
+            f"JOIN articles a ON a.row = c.article WHERE {sql}",
+            {**params, "ids": json.dumps(sorted(ids))},
+        )
+        return {i for (i,) in rows}
 
     def _allowed(self, where: Filter) -> np.ndarray:
         """The chunk ids of this generation that ``where`` lets through; the last ``ALLOWED_KEPT`` filters'

@@ -41,6 +41,7 @@ class ScriptedLLM:
     def __init__(self) -> None:
         self.mode = "answer"
         self.hold = False  # stop after HELD_AFTER pieces until ``release`` is set
+        self.linger = False  # after the last piece, send SSE comments until the client hangs up (or 10 s pass)
         self.held = threading.Event()  # set when the server is holding
         self.release = threading.Event()
         self.requests: list[dict] = []  # the JSON bodies received, with their headers under "_headers"
@@ -63,9 +64,9 @@ class ScriptedLLM:
         self._server.shutdown()
         self._server.server_close()
 
-    def reset(self, mode: str = "answer", hold: bool = False) -> None:
+    def reset(self, mode: str = "answer", hold: bool = False, linger: bool = False) -> None:
         assert mode in MODES, mode
-        self.mode, self.hold = mode, hold
+        self.mode, self.hold, self.linger = mode, hold, linger
         self.held.clear()
         self.release.clear()
 
@@ -136,6 +137,9 @@ def _handler(llm: ScriptedLLM):
                 if llm.hold and n == HELD_AFTER:
                     llm.held.set()
                     llm.release.wait(30)
+            for _ in range(100 if llm.linger else 0):  # a hang-up seen however late the client closes (a loaded
+                time.sleep(0.1)  # machine): a write fails only once the peer's reset has come back
+                self._send(b": still writing\n\n")
 
         def _answer(self) -> None:
             self._start()
