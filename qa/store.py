@@ -250,7 +250,7 @@ class Store:
             match = fts_query(query)
         if not match or k <= 0:
             return []
-        if where and (found := self._post_filtered(lambda n: self.lexical(query, n), k, where, True)) is not None:
+        if where and (found := self._post_filtered(lambda n: self._matches(match, n), k, where, True)) is not None:
             return found
         if where:
             rows = self._rows(
@@ -261,6 +261,10 @@ class Store:
                 {"match": match, "ids": self._allowed_json(where), "k": k},
             )
             return [(int(i), -float(s)) for i, s in rows]
+        return self._matches(match, k)
+
+    def _matches(self, match: str, k: int) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score) of the ``k`` best chunks of this generation that the FTS5 query ``match`` finds."""
         limit = k + self._hidden + 16  # rows of other generations may come first: asked for, then left out
         while True:
             rows = self._rows(
@@ -300,9 +304,7 @@ class Store:
         if len(found) >= k or wanted == self.manifest["chunks"] or (whole_when_short and len(hits) < wanted):
             return found[:k]
         with self._allowed_lock:
-            self._thin[where] = None
-            while len(self._thin) > THIN_KEPT:
-                self._thin.popitem(last=False)
+            _keep(self._thin, where, None, THIN_KEPT)
         return None
 
     def _passing(self, where: Filter, ids: list[int]) -> set[int]:
@@ -350,9 +352,7 @@ class Store:
             )
             entry = [np.array([i for (i,) in rows], dtype=np.int64), None]
             with self._allowed_lock:
-                self._allowed_kept[where] = entry
-                while len(self._allowed_kept) > ALLOWED_KEPT:
-                    self._allowed_kept.popitem(last=False)
+                _keep(self._allowed_kept, where, entry, ALLOWED_KEPT)
             return entry
 
     def _condition(self, where: Filter) -> tuple[str, dict]:
@@ -614,6 +614,13 @@ class Store:
             while self._idle:
                 self._idle.pop().close()
             self._readers.notify_all()
+
+
+def _keep(kept: OrderedDict, key, value, most: int) -> None:
+    """``kept[key] = value``, the oldest entries left out beyond ``most``."""
+    kept[key] = value
+    while len(kept) > most:
+        kept.popitem(last=False)
 
 
 def _connect_reading(database: Path) -> sqlite3.Connection:

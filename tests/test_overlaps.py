@@ -134,8 +134,6 @@ def test_a_long_article_shows_a_window_around_the_passage(monkeypatch):
 
 def test_the_panel_fetches_an_article_when_it_is_opened(seed_library):
     """The reply holds a link, not the article; the route answers the article, marked and escaped, or says why not."""
-    from html import unescape
-
     from starlette.testclient import TestClient
 
     from qa.web.render import GONE, passages_html
@@ -146,7 +144,7 @@ def test_the_panel_fetches_an_article_when_it_is_opened(seed_library):
     p = answer.passages[0]
     article = seed_library.store.article_text(p.article_id)
     assert len(article) > len(p.text) and article[: p.start] not in panel  # not the article itself
-    src = unescape(re.search(r'data-src="([^"]+)"', panel).group(1))
+    src = html.unescape(re.search(r'data-src="([^"]+)"', panel).group(1))
     client = TestClient(app(seed_library))
     shown = client.get("/" + src)
     assert shown.status_code == 200 and "default-src 'none'" in shown.headers["content-security-policy"]

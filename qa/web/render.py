@@ -278,7 +278,7 @@ def _div(inner: str) -> str:
 MAX_ARTICLE_CHARS = 200_000
 # What an opened article shows when the index no longer holds it as it was.
 GONE = note("This article is no longer in the index as it was when the passage was found: ask again to see it now.")
-# Where the page fetches an opened article (qa.web.api), and what it shows when that fails.
+# Where the page fetches an opened article (its route is in qa.web.api).
 ARTICLE_ROUTE = "/api/article-view"
 # An opened article is fetched then (the replies stay small however long the articles are), shown, and its own
 # box (not the page) scrolled to the passage's answering sentence. The route answers escaped HTML (article_html).
