@@ -55,8 +55,13 @@ FILTERS = [
 
 
 def prepare(original: Path, copy: Path) -> None:
-    """``copy``: ``original`` with sources and dates given to its articles (made once, reused after)."""
+    """``copy``: ``original`` with sources and dates given to its articles (made once, reused after; brought
+    up to what this qa's builds write when reused)."""
     if (copy / "CURRENT").exists():
+        (database,) = copy.glob("data-*/meta.sqlite")
+        db = sqlite3.connect(database, isolation_level=None)
+        upgrade(db)
+        db.close()
         return
     shutil.rmtree(copy, ignore_errors=True)
     partial = copy.with_name(copy.name + ".partial")
@@ -87,6 +92,7 @@ def forget(store) -> None:
     """Empty what a Store remembers of the filters it searched with."""
     store._allowed_kept.clear()
     store._thin.clear()
+    store._wide.clear()
 
 
 def share(lib: Library, kwargs: dict) -> float:

@@ -166,6 +166,7 @@ def test_post_filtering_finds_what_searching_the_filters_chunks_finds(wikinews_l
     store, embedder = wikinews_library.store, wikinews_library.embedder
     chunks, k = store.manifest["chunks"], 40
     kinds = {"dense": set(), "lexical": set()}
+    monkeypatch.setattr(store_mod.Store, "_narrow", lambda *_: False)  # each filter tried (the estimate: below)
     for where in [
         filters.check(source=GUM),
         filters.check(source=[GUM, MEANTIME, "OAN Newsroom", "WikinewsSum (airKlizz/WikinewsSum)"]),
@@ -207,6 +208,48 @@ def test_post_filtering_finds_what_searching_the_filters_chunks_finds(wikinews_l
         assert "short" in kinds["lexical"] or times * k > 90
 
 
+def test_a_filter_that_lets_too_few_articles_through_is_not_post_filtered(wikinews_library, monkeypatch):
+    """A filter one of whose parts (sources, dates) lets fewer than one article in ``POST_FILTER_TIMES``
+    through goes straight to its chunks, remembered, without the unfiltered ranking: too few of it would pass.
+    One that lets enough through is post-filtered, and remembered as such."""
+    from qa import store as store_mod
+
+    store = wikinews_library.store
+    articles = store.manifest["articles"]
+
+    def counted(where):  # the articles it lets through
+        return len({row.article_id for row in store.chunks(store._allowed(where).tolist()).values()})
+
+    gum = filters.validate(filters.check(source=GUM), store)
+    meantime = filters.validate(filters.check(source=MEANTIME), store)
+    dated = filters.validate(filters.check(after="2010", before="2010"), store)
+    both = filters.validate(filters.check(source=MEANTIME, after="2010", before="2010"), store)
+    assert store._counted and 0 < counted(dated) < counted(gum) < counted(meantime) < articles
+    for times in range(1, 40):
+        assert store._narrow(gum, times) == (counted(gum) * times < articles)
+        assert store._narrow(meantime, times) == (counted(meantime) * times < articles)
+        assert store._narrow(both, times) == (min(counted(dated), counted(meantime)) * times < articles)
+    # the largest times at which the dated filter lets fewer than one article in times through
+    monkeypatch.setattr(store_mod, "POST_FILTER_TIMES", -(-articles // counted(dated)) - 1)
+    k = 5
+    assert store_mod.POST_FILTER_TIMES * k < store.manifest["chunks"]  # (all of them: exact, never narrow)
+    for where in (dated, both):
+        store._thin.clear()
+        assert store._post_filtered(lambda n: pytest.fail("searched unfiltered"), k, where) is None
+        assert where in store._thin
+    store._thin.clear()
+    store._wide.clear()
+    asked = []
+    assert (
+        len(store._post_filtered(lambda n: asked.append(n) or store.dense(store.vectors([1])[0], n), k, meantime)) == k
+    )
+    assert asked == [store_mod.POST_FILTER_TIMES * k] and meantime not in store._thin
+    assert meantime in store._wide  # counted once: its next searches are post-filtered without counting
+    monkeypatch.setattr(store_mod.Store, "_narrow", lambda *_: pytest.fail("counted again"))
+    assert len(store._post_filtered(lambda n: store.dense(store.vectors([1])[0], n), k, meantime)) == k
+    assert all("2010" in p.date for p in wikinews_library.search(QUESTION, k=2, where=dated))
+
+
 @pytest.mark.parametrize("exact_up_to", [0, 10**9])
 def test_an_approximate_segment_filters_inside_its_lists(tmp_path, monkeypatch, exact_up_to):
     """IVF segments: the filter's chunks scored one by one (few), or searched for in the lists probed,
@@ -241,11 +284,12 @@ def test_an_index_built_before_date_filters_filters_by_date_and_title_and_gains_
     Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder()).close()
     (data,) = index.glob("data-*")
     with sqlite3.connect(data / "meta.sqlite") as db:  # as qa before filters wrote it
-        for name in ("articles_day", "articles_title", "articles_source"):
+        for name in ("articles_day", "articles_title", "articles_source_day"):
             db.execute(f"DROP INDEX {name}")
         db.execute("ALTER TABLE articles DROP COLUMN day")
         db.execute("ALTER TABLE articles DROP COLUMN title_key")
     old = Library.open(index, embedder=FakeEmbedder())
+    assert not old.store._counted  # a filter's share is not counted without the indexes: each is tried
     assert [p.title for p in old.search("store", k=3, after="2008-01-01")] == ["Apple opens a store in Paris"]
     assert [p.title for p in old.search("store", k=3, article="PARIS apple")] == ["Apple opens a store in Paris"]
     (tiny_corpus / "new.md").write_text("---\ntitle: New\ndate: 2010-05-05\n---\nA new store opened.\n")
@@ -255,13 +299,35 @@ def test_an_index_built_before_date_filters_filters_by_date_and_title_and_gains_
         indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert days["Apple opens a store in Paris"] == ("2008-01-02", " apple opens a store in paris ")
     assert days["New"] == ("2010-05-05", " new ")
-    assert {"articles_day", "articles_title", "articles_source"} <= indexes
+    assert {"articles_day", "articles_title", "articles_source_day"} <= indexes and old.store._counted
     assert [p.title for p in old.search("store", k=3, after="2010")] == ["New"]
     # the same filter as before the update: not the chunk ids its generation let through
     assert {p.title for p in old.search("store", k=3, after="2008-01-01")} == {"Apple opens a store in Paris", "New"}
     assert [p.title for p in old.search("store", k=3, article="PARIS apple")] == ["Apple opens a store in Paris"]
     with pytest.raises(NoSuchArticleError):  # whole words only
         old.search("store", k=3, article="apple par")
+
+
+def test_an_index_with_the_older_source_index_filters_and_gains_the_one_with_days(tiny_corpus, tmp_path):
+    """qa before 2026-12 indexed sources without their days: such an index filters as it is, uncounted
+    (every filter is tried by post-filtering), and its next build replaces that index."""
+    index = tmp_path / "index"
+    Library.build([tiny_corpus], index_dir=index, embedder=FakeEmbedder()).close()
+    (data,) = index.glob("data-*")
+    with sqlite3.connect(data / "meta.sqlite") as db:
+        db.execute("DROP INDEX articles_source_day")
+        db.execute("CREATE INDEX articles_source ON articles(source, added, removed)")
+    old = Library.open(index, embedder=FakeEmbedder())
+    source = old.store.sources()[0]
+    assert not old.store._counted
+    found = old.search("store", k=2, source=source, after="2000")
+    assert found and all(p.source == source for p in found)
+    (tiny_corpus / "new.md").write_text("---\ntitle: New\ndate: 2010-05-05\n---\nA new store opened.\n")
+    old.update()
+    with sqlite3.connect(data / "meta.sqlite") as db:
+        indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "articles_source_day" in indexes and "articles_source" not in indexes and old.store._counted
+    assert [p.chunk_id for p in old.search("store", k=2, source=source, after="2000")] == [p.chunk_id for p in found]
 
 
 # --- The CLI, the JSON route and the page ---
