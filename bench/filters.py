@@ -91,7 +91,7 @@ def _link_or_copy(src: str, dst: str) -> None:
 def forget(store) -> None:
     """Empty what a Store remembers of the filters it searched with."""
     store._allowed_kept.clear()
-    store._thin.clear()
+    store._short.clear()
     store._wide.clear()
 
 

@@ -61,10 +61,10 @@ NEVER = 1 << 62  # "removed" of a row no generation has removed
 ALLOWED_KEPT = 4  # filters whose chunk ids a Store keeps (8 bytes an id, and up to 8 as JSON: 16 MB a million)
 # A filtered search first reads this many times the candidates it needs unfiltered and keeps those the
 # filter lets through: enough when it lets through a twentieth of the collection or more (0: always gather its
-# chunk ids); the last THIN_KEPT filters for which that fell short go straight to their ids.
+# chunk ids); the last SHORT_KEPT filters for which that fell short, or would, go straight to their ids.
 POST_FILTER_TIMES = 20
 POST_FILTER_MOST = 20_000  # (a k of thousands gathers the filter's ids instead)
-THIN_KEPT = 64
+SHORT_KEPT = 64
 READERS = 4  # connections a Store reads through at once (a search's full-text query beside its dense side's)
 FLUSH_CHUNKS = 20_000  # chunks a build holds before writing them out as a batch (a segment and its rows)
 MERGE_FACTOR = 4  # this many segments of one size tier are merged into one
@@ -139,15 +139,15 @@ class Store:
         self._segments: dict[int, dense.Segment] = {}
         self._sources: list[str] | None = None
         self._allowed_kept: OrderedDict[Filter, list] = OrderedDict()  # [ids, their JSON or None]
-        self._thin: OrderedDict[Filter, None] = OrderedDict()  # filters whose post-filtering fell short
-        self._wide: OrderedDict[Filter, None] = OrderedDict()  # filters that _narrow found wide enough for it
+        self._short: OrderedDict[Filter, None] = OrderedDict()  # filters whose post-filtering fell short, or would
+        self._wide: OrderedDict[Filter, None] = OrderedDict()  # filters that let enough through to try it
         self._allowed_lock = threading.Lock()
         self._gathering = threading.Lock()
         try:
             # Indexes written before date filters lack the column: their dates are read as searches go.
             self._day = "a.day" if _has_column(db, "day") else "qa_day(a.date)"
             self._titles = _has_column(db, "title_key")
-            # what _narrow counts through (an older index gains them at its next build: until then, not counted)
+            # what _lets_too_few_through counts with (an older index gains them at its next build)
             self._counted = {row[1] for row in db.execute("PRAGMA index_list(articles)")} >= {
                 "articles_source_day",
                 "articles_day",
@@ -287,7 +287,8 @@ class Store:
         """The ``k`` best hits that ``where`` lets through among ``POST_FILTER_TIMES * k`` of ``search`` (a
         ranking asked for that many, unfiltered; every chunk in a smaller index), or None when fewer pass and
         the ranking may hold more (``whole_when_short``: a ranking shorter than asked for holds every match, as
-        the full text's does), or when it would take over ``POST_FILTER_MOST`` candidates.
+        the full text's does), when it would take over ``POST_FILTER_MOST`` candidates, or when the filter
+        lets too few through to try (``_worth_trying``).
 
         A filter that lets a good share of the collection through (one of ten sources, a decade) is so served
         without gathering its chunk ids (at a million chunks, a decade's took 0.34 s, and searching a segment
@@ -295,18 +296,8 @@ class Store:
         to its ids.
         """
         wanted = min(POST_FILTER_TIMES * k, self.manifest["chunks"])
-        if not wanted or wanted > POST_FILTER_MOST or where.article:  # an article filter: one, or a few
-            return None
-        with self._allowed_lock:
-            if where in self._thin:
-                return None
-            counted = where in self._wide
-        if not counted and wanted < self.manifest["chunks"]:  # (a ranking of every chunk: exact, never short)
-            narrow = self._narrow(where, wanted // k)
-            with self._allowed_lock:
-                _keep(self._thin if narrow else self._wide, where, None, THIN_KEPT)
-            if narrow:
-                return None
+        if not wanted or wanted > POST_FILTER_MOST or where.article or not self._worth_trying(where, wanted, k):
+            return None  # (an article filter: one article, or a few)
         hits = search(wanted)
         found: list[tuple[int, float]] = []
         for part in (hits[: 4 * k], hits[4 * k :]):  # the best first: a filter that lets a quarter through stops
@@ -317,25 +308,39 @@ class Store:
         if len(found) >= k or wanted == self.manifest["chunks"] or (whole_when_short and len(hits) < wanted):
             return found[:k]
         with self._allowed_lock:
-            _keep(self._thin, where, None, THIN_KEPT)
+            _keep(self._short, where, None, SHORT_KEPT)
         return None
 
-    def _narrow(self, where: Filter, times: int) -> bool:
-        """Whether ``where`` lets fewer than one article in ``times`` through, so that post-filtering ``times * k``
-        candidates would likely find fewer than k: one of its parts (its sources, its dates) does, counted
-        through their indexes and only as far as that share. At a million chunks a year's first search so
-        skips both retrievers' unfiltered rankings (docs/benchmarks.md, "Tuning notes")."""
+    def _worth_trying(self, where: Filter, wanted: int, k: int) -> bool:
+        """Whether post-filtering ``wanted`` candidates may find k that ``where`` lets through: not when it
+        fell short before, nor when fewer than k in ``wanted`` chunks pass (``_lets_too_few_through``, asked
+        once a filter). A ranking of every chunk is exact: always worth it."""
+        with self._allowed_lock:
+            if where in self._short:
+                return False
+            if where in self._wide or wanted == self.manifest["chunks"]:
+                return True
+        short = self._lets_too_few_through(where, wanted // k)
+        with self._allowed_lock:
+            _keep(self._short if short else self._wide, where, None, SHORT_KEPT)
+        return not short
+
+    def _lets_too_few_through(self, where: Filter, times: int) -> bool:
+        """Whether fewer than one chunk in ``times`` pass ``where``. Its articles are counted first, through
+        their indexes and only as far as that share: when enough pass, no. Else its chunk ids are gathered as
+        far as that share (articles hold chunks unevenly: one long book may hold most of a collection): when
+        they are all, yes, and they are kept for the search that follows. At a million chunks a year's first
+        search so skips both retrievers' unfiltered rankings (docs/benchmarks.md, "Tuning notes"). An index
+        without those indexes (written by an earlier qa, until its next build): no."""
         if not self._counted:
             return False
+        sql, params = self._condition(where)
         needed = -(-self.manifest["articles"] // times)
-        for sql, params in self._conditions(where):
-            rows = self._rows(
-                f"SELECT count(*) FROM (SELECT 1 FROM articles a WHERE {_VISIBLE} AND {sql} LIMIT :needed)",
-                {**params, "gen": self.gen, "needed": needed},
-            )
-            if rows[0][0] < needed:
-                return True
-        return False
+        rows = self._rows(
+            f"SELECT count(*) FROM (SELECT 1 FROM articles a WHERE {_VISIBLE} AND {sql} LIMIT :needed)",
+            {**params, "gen": self.gen, "needed": needed},
+        )
+        return rows[0][0] < needed and self._gathered(where, most=-(-self.manifest["chunks"] // times) - 1) is not None
 
     def _passing(self, where: Filter, ids: list[int]) -> set[int]:
         """Those of these chunk ids that ``where`` lets through."""
@@ -363,54 +368,61 @@ class Store:
             entry[1] = json.dumps(entry[0].tolist())
         return entry[1]
 
-    def _gathered(self, where: Filter) -> list:
-        """[chunk ids, their JSON or None] of ``where``, kept or gathered; one thread gathers a filter, another
-        that asks for it meanwhile (a search's other retriever) waits for those."""
+    def _gathered(self, where: Filter, most: int | None = None) -> list | None:
+        """[chunk ids, their JSON or None] of ``where``, kept or gathered, or None when over ``most`` pass; one
+        thread gathers a filter, another that asks for it meanwhile (a search's other retriever) waits for it."""
+        entry = self._kept(where)
+        if entry is None:
+            with self._gathering:
+                entry = self._kept(where) or self._gather(where, most)
+        return entry if entry is not None and (most is None or len(entry[0]) <= most) else None
+
+    def _kept(self, where: Filter) -> list | None:
         with self._allowed_lock:
             if where in self._allowed_kept:
                 self._allowed_kept.move_to_end(where)
                 return self._allowed_kept[where]
-        with self._gathering:
-            with self._allowed_lock:
-                if where in self._allowed_kept:
-                    return self._allowed_kept[where]
-            sql, params = self._condition(where)
-            rows = self._rows(
-                # the articles first (CROSS JOIN keeps that order): the filter is on them, an index holds it
-                f"SELECT c.id FROM articles a CROSS JOIN chunks c ON c.article = a.row WHERE {_VISIBLE} AND {sql}",
-                {**params, "gen": self.gen},
-            )
-            entry = [np.array([i for (i,) in rows], dtype=np.int64), None]
-            with self._allowed_lock:
-                _keep(self._allowed_kept, where, entry, ALLOWED_KEPT)
-            return entry
+        return None
+
+    def _gather(self, where: Filter, most: int | None) -> list | None:
+        """[chunk ids, None] of ``where`` read from the database, and kept; None (nothing kept) when over ``most``
+        pass."""
+        sql, params = self._condition(where)
+        rows = self._rows(
+            # the articles first (CROSS JOIN keeps that order): the filter is on them, an index holds it
+            f"SELECT c.id FROM articles a CROSS JOIN chunks c ON c.article = a.row WHERE {_VISIBLE} AND {sql}"
+            + ("" if most is None else " LIMIT :most + 1"),
+            {**params, "gen": self.gen, "most": most},
+        )
+        if most is not None and len(rows) > most:
+            return None
+        entry = [np.array([i for (i,) in rows], dtype=np.int64), None]
+        with self._allowed_lock:
+            _keep(self._allowed_kept, where, entry, ALLOWED_KEPT)
+        return entry
 
     def _condition(self, where: Filter) -> tuple[str, dict]:
         """``where`` as an SQL condition on the articles ``a``, and its parameters."""
-        parts = self._conditions(where)
-        return " AND ".join(["1"] + [sql for sql, _ in parts]), {k: v for _, params in parts for k, v in params.items()}
-
-    def _conditions(self, where: Filter) -> list[tuple[str, dict]]:
-        """Each part of ``where`` (its sources, its dates, its article) as an SQL condition on the articles ``a``,
-        with its parameters."""
-        parts = []
+        parts, params = ["1"], {}
         if where.sources:  # each spelling the index has of them (validate gave one), compared as the index sorts
             wanted = {s.casefold() for s in where.sources}
             spelled = [s for s in self.sources() if s.casefold() in wanted]
-            names = ",".join(f":s{n}" for n in range(len(spelled)))
-            parts.append((f"a.source IN ({names})", {f"s{n}": s for n, s in enumerate(spelled)}))
-        if where.after or where.before:
-            dates = {"after": where.after, "before": where.before}
-            sql = " AND ".join(f"{self._day} {'>=' if key == 'after' else '<='} :{key}" for key in dates if dates[key])
-            parts.append((sql, {key: day for key, day in dates.items() if day}))
+            params.update({f"s{n}": s for n, s in enumerate(spelled)})
+            parts.append(f"a.source IN ({','.join(f':s{n}' for n in range(len(spelled)))})")
+        if where.after:
+            parts.append(f"{self._day} >= :after")
+            params["after"] = where.after
+        if where.before:
+            parts.append(f"{self._day} <= :before")
+            params["before"] = where.before
         if where.article and self._titles:  # each word whole in the title's words, as filters.title_has finds it
             found = " AND ".join(f"instr(a.title_key, :w{n})" for n in range(len(where.title_words)))
-            params = {f"w{n}": f" {w} " for n, w in enumerate(where.title_words)}
-            parts.append((f"(a.id = :article OR ({found or '0'}))", {**params, "article": where.article}))
+            parts.append(f"(a.id = :article OR ({found or '0'}))")
+            params.update({f"w{n}": f" {w} " for n, w in enumerate(where.title_words)}, article=where.article)
         elif where.article:  # an index written before the column: each title read as searches go
-            words = " ".join(where.title_words)
-            parts.append(("(a.id = :article OR qa_title(a.title, :words))", {"article": where.article, "words": words}))
-        return parts
+            parts.append("(a.id = :article OR qa_title(a.title, :words))")
+            params.update(article=where.article, words=" ".join(where.title_words))
+        return " AND ".join(parts), params
 
     def sources(self) -> list[str]:
         """The distinct sources of this generation's articles (without the empty one), sorted; read once."""

@@ -166,7 +166,7 @@ def test_post_filtering_finds_what_searching_the_filters_chunks_finds(wikinews_l
     store, embedder = wikinews_library.store, wikinews_library.embedder
     chunks, k = store.manifest["chunks"], 40
     kinds = {"dense": set(), "lexical": set()}
-    monkeypatch.setattr(store_mod.Store, "_narrow", lambda *_: False)  # each filter tried (the estimate: below)
+    monkeypatch.setattr(store_mod.Store, "_lets_too_few_through", lambda *_: False)  # each tried (that one: below)
     for where in [
         filters.check(source=GUM),
         filters.check(source=[GUM, MEANTIME, "OAN Newsroom", "WikinewsSum (airKlizz/WikinewsSum)"]),
@@ -181,26 +181,26 @@ def test_post_filtering_finds_what_searching_the_filters_chunks_finds(wikinews_l
                 ("lexical", lambda n, w=filters.NONE, q=question: store.lexical(q, n, w)),
             ]:
                 monkeypatch.setattr(store_mod, "POST_FILTER_TIMES", 0)  # always the filter's chunks
-                store._thin.clear()
+                store._short.clear()
                 searched = _rounded(search(k, where))
                 monkeypatch.setattr(store_mod, "POST_FILTER_TIMES", times)
-                store._thin.clear()
+                store._short.clear()
                 short = store._post_filtered(search, k, where, side == "lexical") is None
                 if where.article:
-                    assert short and where not in store._thin
+                    assert short and where not in store._short
                     continue
                 kinds[side].add("short" if short else "every chunk" if times * k >= chunks else "post-filtered")
-                assert (where in store._thin) == short
-                store._thin.clear()
+                assert (where in store._short) == short
+                store._short.clear()
                 assert _rounded(search(k, where)) == searched
                 if short:  # remembered: asked again, it goes straight to the filter's chunks
-                    assert where in store._thin
+                    assert where in store._short
                     assert store._post_filtered(lambda n: pytest.fail("searched unfiltered"), k, where) is None
     monkeypatch.setattr(store_mod, "POST_FILTER_MOST", min(times * k, chunks) - 1)  # a k too large for it
     where = filters.validate(filters.check(source=GUM), store)
-    store._thin.clear()
+    store._short.clear()
     assert store._post_filtered(lambda n: pytest.fail("searched unfiltered"), k, where) is None
-    assert where not in store._thin
+    assert where not in store._short
     if times * k >= chunks:
         assert kinds == {"dense": {"every chunk"}, "lexical": {"every chunk"}}
     else:  # each way taken
@@ -208,46 +208,71 @@ def test_post_filtering_finds_what_searching_the_filters_chunks_finds(wikinews_l
         assert "short" in kinds["lexical"] or times * k > 90
 
 
-def test_a_filter_that_lets_too_few_articles_through_is_not_post_filtered(wikinews_library, monkeypatch):
-    """A filter one of whose parts (sources, dates) lets fewer than one article in ``POST_FILTER_TIMES``
-    through goes straight to its chunks, remembered, without the unfiltered ranking: too few of it would pass.
-    One that lets enough through is post-filtered, and remembered as such."""
+def test_a_filter_that_lets_too_few_chunks_through_is_not_post_filtered(wikinews_library, monkeypatch):
+    """A filter that lets fewer than one chunk in ``POST_FILTER_TIMES`` through goes straight to its chunks,
+    gathered when that was asked (counted through the articles' indexes first); one that lets enough through is
+    post-filtered; each filter is asked once."""
     from qa import store as store_mod
 
     store = wikinews_library.store
-    articles = store.manifest["articles"]
-
-    def counted(where):  # the articles it lets through
-        return len({row.article_id for row in store.chunks(store._allowed(where).tolist()).values()})
-
-    gum = filters.validate(filters.check(source=GUM), store)
-    meantime = filters.validate(filters.check(source=MEANTIME), store)
+    articles, chunks = store.manifest["articles"], store.manifest["chunks"]
+    for where in [
+        filters.check(source=GUM),
+        filters.check(source=MEANTIME),
+        filters.check(after="2010", before="2010"),
+        filters.check(source=MEANTIME, after="2004", before="2010"),
+    ]:
+        where = filters.validate(where, store)
+        ids = store._allowed(where)
+        passing = len({row.article_id for row in store.chunks(ids.tolist()).values()})
+        for times in range(1, 40):
+            store._allowed_kept.clear()
+            short = store._lets_too_few_through(where, times)
+            assert short == (passing * times < articles and len(ids) * times < chunks)
+            assert (where in store._allowed_kept) == short  # all its chunks, kept for the search
+            assert not short or list(store._allowed(where)) == list(ids)
     dated = filters.validate(filters.check(after="2010", before="2010"), store)
-    both = filters.validate(filters.check(source=MEANTIME, after="2010", before="2010"), store)
-    assert store._counted and 0 < counted(dated) < counted(gum) < counted(meantime) < articles
-    for times in range(1, 40):
-        assert store._narrow(gum, times) == (counted(gum) * times < articles)
-        assert store._narrow(meantime, times) == (counted(meantime) * times < articles)
-        assert store._narrow(both, times) == (min(counted(dated), counted(meantime)) * times < articles)
-    # the largest times at which the dated filter lets fewer than one article in times through
-    monkeypatch.setattr(store_mod, "POST_FILTER_TIMES", -(-articles // counted(dated)) - 1)
-    k = 5
-    assert store_mod.POST_FILTER_TIMES * k < store.manifest["chunks"]  # (all of them: exact, never narrow)
-    for where in (dated, both):
-        store._thin.clear()
-        assert store._post_filtered(lambda n: pytest.fail("searched unfiltered"), k, where) is None
-        assert where in store._thin
-    store._thin.clear()
+    times = -(-chunks // len(store._allowed(dated))) - 1  # the most times at which too few of its chunks pass
+    monkeypatch.setattr(store_mod, "POST_FILTER_TIMES", times)
+    store._short.clear()
+    assert store._post_filtered(lambda n: pytest.fail("searched unfiltered"), 5, dated) is None
+    assert dated in store._short
+    meantime = filters.validate(filters.check(source=MEANTIME), store)
     store._wide.clear()
     asked = []
-    assert (
-        len(store._post_filtered(lambda n: asked.append(n) or store.dense(store.vectors([1])[0], n), k, meantime)) == k
-    )
-    assert asked == [store_mod.POST_FILTER_TIMES * k] and meantime not in store._thin
-    assert meantime in store._wide  # counted once: its next searches are post-filtered without counting
-    monkeypatch.setattr(store_mod.Store, "_narrow", lambda *_: pytest.fail("counted again"))
-    assert len(store._post_filtered(lambda n: store.dense(store.vectors([1])[0], n), k, meantime)) == k
+    vector = store.vectors([1])[0]
+    assert len(store._post_filtered(lambda n: asked.append(n) or store.dense(vector, n), 5, meantime)) == 5
+    assert asked == [times * 5] and meantime in store._wide and meantime not in store._short
+    monkeypatch.setattr(store_mod.Store, "_lets_too_few_through", lambda *_: pytest.fail("asked again"))
+    assert len(store._post_filtered(lambda n: store.dense(vector, n), 5, meantime)) == 5
     assert all("2010" in p.date for p in wikinews_library.search(QUESTION, k=2, where=dated))
+
+
+def test_a_source_of_few_long_articles_is_post_filtered_and_only_live_articles_count(tmp_path):
+    """Articles hold chunks unevenly: a source with one article in 21 that holds most of the chunks lets
+    enough through, and is not gathered. Articles removed by a later build are not counted."""
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    sentences = " ".join(f"Chapter line {n} tells of the harbour and its boats." for n in range(400))
+    (folder / "book.md").write_text(f"---\ntitle: Book\nsource: books\n---\n{sentences}\n")
+    for n in range(20):
+        (folder / f"news{n}.md").write_text(
+            f"---\ntitle: News {n}\nsource: news\n---\nThe harbour reopened on day {n}.\n"
+        )
+    lib = Library.build([folder], index_dir=tmp_path / "index", embedder=FakeEmbedder())
+    store = lib.store
+    books = filters.validate(filters.check(source="books"), store)
+    assert 1 * 4 < store.manifest["articles"] and len(store._allowed(books)) * 4 >= store.manifest["chunks"]
+    store._allowed_kept.clear()
+    assert not store._lets_too_few_through(books, 4) and books not in store._allowed_kept
+    news = filters.validate(filters.check(source="news"), store)
+    assert not store._lets_too_few_through(news, 2)  # 20 articles of 21
+    for n in range(18):
+        (folder / f"news{n}.md").unlink()
+    lib.update()
+    assert lib.store.manifest["articles"] == 3
+    assert lib.store._lets_too_few_through(news, 1)  # 2 of 3 live articles (the 18 removed rows not counted)
+    lib.close()
 
 
 @pytest.mark.parametrize("exact_up_to", [0, 10**9])
