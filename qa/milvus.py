@@ -65,6 +65,11 @@ NEVER = 2**62  # "removed" of a row no generation has removed
 VARCHAR = 65_535  # Milvus's longest VARCHAR, in bytes
 FLUSH_ROWS = 2_000  # chunks per insert
 IN_LIST = 1_000  # ids per `id in [...]` filter
+# A filtered dense search that finds fewer than it asked for scores the filter's rows exactly, up to this many
+# (an approximate index starves on a narrow filter: Milvus Lite's HNSW found 7 of 100 asked for in a month of
+# a 100,000-chunk collection, docs/benchmarks.md "Filtered search on Milvus").
+EXACT_MOST = 5_000
+ARTICLES_KEPT = 256  # article filters whose answer (an article matches, or none) an index remembers
 CLAIM_S = 600  # a build's claim on a collection holds this long unless renewed (a killed build's runs out)
 RENEW_S = 60  # a running build renews its claim this often
 # The terms field is already spelled by qa (store.TERMS: FTS5's unicode61 and Porter stemmer), so Milvus
@@ -437,6 +442,8 @@ class MilvusIndex:
         self._sources: list[str] | None = None
         self._fields = backend.fields(collection)
         self._pages = "pages" in self._fields
+        self._articles: dict[str, bool] = {}  # has_article's answers: a generation's rows never change
+        self._articles_lock = threading.Lock()
 
     def _query(self, filter: str, fields: list[str], limit: int | None = None) -> list[dict]:
         with _calls(self.backend.uri):
@@ -464,10 +471,23 @@ class MilvusIndex:
         self, vector: np.ndarray, k: int, exact: bool = False, where: Filter = filters.NONE
     ) -> list[tuple[int, float]]:
         """Milvus's own index search (AUTOINDEX): ``exact`` (``QA_DENSE_SEARCH=exact``) is not offered here;
-        on Milvus Lite at 2,737 chunks it found 98% of the exact top 100 (docs/benchmarks.md)."""
+        on Milvus Lite at 2,737 chunks it found 98% of the exact top 100 (docs/benchmarks.md). A filtered
+        search that finds fewer than ``k`` scores the filter's rows exactly, when they are few enough."""
         if k <= 0:
             return []
-        return self._search(np.asarray(vector, dtype=np.float32).tolist(), "vec", "IP", k, where)
+        vector = np.asarray(vector, dtype=np.float32)
+        hits = self._search(vector.tolist(), "vec", "IP", k, where)
+        if where and len(hits) < k:
+            return self._scored(vector, k, where) or hits
+        return hits
+
+    def _scored(self, vector: np.ndarray, k: int, where: Filter) -> list[tuple[int, float]] | None:
+        """The ``k`` best of the rows ``where`` lets through, each scored exactly; None when over ``EXACT_MOST``."""
+        rows = self._query(self._condition(where), ["id", "vec"], limit=EXACT_MOST + 1)
+        if len(rows) > EXACT_MOST:
+            return None
+        scores = np.array([r["vec"] for r in rows], dtype=np.float32).reshape(len(rows), self.manifest["dim"]) @ vector
+        return [(int(rows[n]["id"]), float(scores[n])) for n in np.argsort(-scores, kind="stable")[:k]]
 
     def lexical(self, query: str, k: int, where: Filter = filters.NONE) -> list[tuple[int, float]]:
         words = query_terms(query)  # as the local index asks FTS5: stopwords left out
@@ -513,7 +533,17 @@ class MilvusIndex:
         return list(self._sources)
 
     def has_article(self, article: str) -> bool:
-        return bool(self._query(self._condition(Filter(article=article)), ["id"], limit=1))
+        """Asked before each search with an article filter: the answer is kept (a query over every row's title
+        words took 0.8 s on Milvus Lite at 100,000 chunks)."""
+        with self._articles_lock:
+            if article in self._articles:
+                return self._articles[article]
+        found = bool(self._query(self._condition(Filter(article=article)), ["id"], limit=1))
+        with self._articles_lock:
+            self._articles[article] = found
+            while len(self._articles) > ARTICLES_KEPT:
+                self._articles.pop(next(iter(self._articles)))
+        return found
 
     def _search(self, query, field: str, metric: str, k: int, where: Filter) -> list[tuple[int, float]]:
         """(chunk id, Milvus's distance) of this generation's ``k`` best rows for ``query`` in ``field``."""

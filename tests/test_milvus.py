@@ -245,6 +245,38 @@ def test_filters_apply_inside_milvus_searches(tiny_corpus, tmp_path):
         lib.search("store", article="zebra")
 
 
+def test_a_starved_filtered_milvus_search_scores_the_filters_rows_exactly(tmp_path, monkeypatch):
+    """An approximate index may find fewer rows than asked for under a narrow filter (Milvus Lite's HNSW: 7
+    of 100 in a month of 100,000 chunks): then each row the filter lets through is scored exactly, when they
+    are at most EXACT_MOST; article filters' answers are remembered (a query over every title)."""
+    from qa import filters
+    from qa import milvus as milvus_mod
+
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    for n in range(30):
+        source = "Rare" if n % 6 == 0 else "Common"
+        (folder / f"a{n}.md").write_text(f"---\ntitle: Report {n}\nsource: {source}\n---\nThe harbour log {n}.\n")
+    index = build(folder, tmp_path / "index").store
+    rare = filters.validate(filters.check(source="Rare"), index)
+    ids = [int(r["id"]) for r in index._query(index._condition(rare), ["id"])]
+    vector = FakeEmbedder().encode(["harbour log"], progress=False)[0]
+    scores = index.vectors(ids) @ vector
+    exact = sorted(zip(ids, scores.tolist()), key=lambda hit: -hit[1])[:3]
+    searched = milvus_mod.MilvusIndex._search
+    monkeypatch.setattr(
+        milvus_mod.MilvusIndex, "_search", lambda self, *a: searched(self, *a)[:1] if a[1] == "vec" else pytest.fail()
+    )
+    assert len(ids) == 5
+    assert [(i, round(s, 5)) for i, s in index.dense(vector, 3, where=rare)] == [(i, round(s, 5)) for i, s in exact]
+    assert len(index.dense(vector, 3)) == 1  # unfiltered: what the index found
+    monkeypatch.setattr(milvus_mod, "EXACT_MOST", 4)  # too many to score one by one: what the index found
+    assert len(index.dense(vector, 3, where=rare)) == 1
+    assert index.has_article("report 6") and not index.has_article("report 99")
+    monkeypatch.setattr(milvus_mod.MilvusIndex, "_query", lambda *a, **kw: pytest.fail("asked again"))
+    assert index.has_article("report 6") and not index.has_article("report 99")
+
+
 def test_milvus_full_text_search_reads_words_as_the_local_index_does(tiny_corpus, tmp_path):
     """Milvus Lite has no English stemmer: qa spells each chunk's terms itself, as FTS5 does (Porter,
     diacritics folded), so both backends' full-text searches match the same chunks."""
