@@ -275,7 +275,7 @@ def main() -> None:
 
 
 def dense_found(lib: Library, questions: list[str]) -> str:
-    """How many candidates Milvus's dense search gives under each filter (median over ``questions``), of the
+    """How many candidates qa's Milvus dense side gives under each filter (median over ``questions``), of the
     ``RETRIEVER_CANDIDATES`` that qa asks for or, when a filter lets fewer chunks through, of those: an
     approximate index searched with a filter can find fewer than there are."""
     store, vectors = lib.store, lib.embedder.encode(questions)

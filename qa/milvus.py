@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -67,7 +68,7 @@ FLUSH_ROWS = 2_000  # chunks per insert
 IN_LIST = 1_000  # ids per `id in [...]` filter
 # A filtered dense search that finds fewer than it asked for scores the filter's rows exactly, up to this many
 # (an approximate index starves on a narrow filter: Milvus Lite's HNSW found 7 of 100 asked for in a month of
-# a 100,000-chunk collection, docs/benchmarks.md "Filtered search on Milvus").
+# a 100,000-chunk collection; docs/benchmarks.md, "Filtered search on Milvus Lite at 100,000 chunks").
 EXACT_MOST = 5_000
 ARTICLES_KEPT = 256  # article filters whose answer (an article matches, or none) an index remembers
 CLAIM_S = 600  # a build's claim on a collection holds this long unless renewed (a killed build's runs out)
@@ -442,8 +443,9 @@ class MilvusIndex:
         self._sources: list[str] | None = None
         self._fields = backend.fields(collection)
         self._pages = "pages" in self._fields
-        self._articles: dict[str, bool] = {}  # has_article's answers: a generation's rows never change
-        self._articles_lock = threading.Lock()
+        # asked before each search with an article filter, and a generation's rows never change: the answers
+        # are kept (a query over every row's title words took 0.8 s on Milvus Lite at 100,000 chunks)
+        self.has_article = functools.lru_cache(ARTICLES_KEPT)(self._has_article)
 
     def _query(self, filter: str, fields: list[str], limit: int | None = None) -> list[dict]:
         with _calls(self.backend.uri):
@@ -532,18 +534,8 @@ class MilvusIndex:
             self._sources = list(listed)
         return list(self._sources)
 
-    def has_article(self, article: str) -> bool:
-        """Asked before each search with an article filter: the answer is kept (a query over every row's title
-        words took 0.8 s on Milvus Lite at 100,000 chunks)."""
-        with self._articles_lock:
-            if article in self._articles:
-                return self._articles[article]
-        found = bool(self._query(self._condition(Filter(article=article)), ["id"], limit=1))
-        with self._articles_lock:
-            self._articles[article] = found
-            while len(self._articles) > ARTICLES_KEPT:
-                self._articles.pop(next(iter(self._articles)))
-        return found
+    def _has_article(self, article: str) -> bool:
+        return bool(self._query(self._condition(Filter(article=article)), ["id"], limit=1))
 
     def _search(self, query, field: str, metric: str, k: int, where: Filter) -> list[tuple[int, float]]:
         """(chunk id, Milvus's distance) of this generation's ``k`` best rows for ``query`` in ``field``."""
